@@ -1,0 +1,203 @@
+"""The AU heatmap codec: AU intensities + landmarks ⇄ one heatmap per AU.
+
+One object turns labels into training targets (:meth:`AUHeatmapCodec.encode`) and network
+output back into labels (:meth:`AUHeatmapCodec.decode`); the data pipeline and inference use
+the same instance, so the two cannot drift apart (MMPose's codec design).
+
+The encoding is ``method.md`` §2: for AU *a* at intensity I, each of its centres c (placed by
+:mod:`aumaps.aus`, taken to the map at c/4 and rounded to a pixel) contributes
+
+    G(c + (i, j)) = I · exp(-(i² + j²) / (2σ(I)²))   for |i|, |j| ≤ window · I,  else 0,
+
+and the AU's map is the pixel-wise maximum over its centres. The peak therefore equals the
+intensity, the support grows with it, and I = 0 gives an all-zero map. σ is not published;
+our choice (documented in ``docs/method-choices.md``) lets it grow with the intensity too:
+σ(I) = ``sigma`` + ``sigma_growth`` · I.
+
+Shapes: N faces, A AUs, C centres per AU (padded), H×W heatmap (``map_size``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import align
+from .aus import centres, get_au, resolve_aus
+
+__all__ = ["AUHeatmapCodec", "Decoded", "MAX_INTENSITY"]
+
+#: Upper end of the FACS intensity scale (A–E coded 1–5).
+MAX_INTENSITY = 5.0
+
+
+@dataclass
+class Decoded:
+    """What :meth:`AUHeatmapCodec.decode` reads off heatmaps.
+
+    Attributes:
+        intensities: ``(N, A)`` each map's maximum clamped to [0, 5].
+        argmax: ``(N, A, 2)`` crop (x, y) of each map's maximum (NaN where the map is ≤ 0).
+        peaks: ``(N, A, C, 2)`` crop (x, y) of up to C local maxima per AU (C = the AU's number
+            of centres), strongest first; NaN where fewer peaks reach ``peak_threshold``.
+        peak_values: ``(N, A, C)`` heatmap values at ``peaks`` (NaN likewise).
+    """
+
+    intensities: np.ndarray
+    argmax: np.ndarray
+    peaks: np.ndarray
+    peak_values: np.ndarray
+
+
+class AUHeatmapCodec:
+    """Encode AU intensities as Gaussian heatmaps and decode them back.
+
+    Args:
+        aus: AU numbers in channel order, or a set name (``"bp4d"``).
+        crop_size: side of the registered crop the landmarks live in.
+        map_size: side of the square heatmap (crop point (x, y) sits at (x, y)·map/crop).
+        sigma: Gaussian σ at intensity 0, in map pixels.
+        sigma_growth: increase of σ per intensity unit.
+        window: half-width of the Gaussian's support per intensity unit (|i|, |j| ≤ window·I).
+        peak_threshold: smallest heatmap value reported as a peak by :meth:`decode`.
+    """
+
+    def __init__(
+        self,
+        aus: str | Sequence[int] = "bp4d",
+        crop_size: int = align.CROP_SIZE,
+        map_size: int = 64,
+        sigma: float = 1.0,
+        sigma_growth: float = 0.25,
+        window: float = 6.0,
+        peak_threshold: float = 0.5,
+    ) -> None:
+        self.aus = resolve_aus(aus)
+        self.crop_size = int(crop_size)
+        self.map_size = int(map_size)
+        self.sigma = float(sigma)
+        self.sigma_growth = float(sigma_growth)
+        self.window = float(window)
+        self.peak_threshold = float(peak_threshold)
+        if self.sigma <= 0 or self.sigma_growth < 0 or self.window <= 0:
+            raise ValueError("sigma must be > 0, sigma_growth >= 0 and window > 0")
+        self.n_centres = np.array([len(get_au(a).centres) for a in self.aus])
+
+    # -- configuration ---------------------------------------------------------------------
+    @property
+    def stride(self) -> float:
+        """Crop pixels per heatmap pixel (4 for 256 → 64)."""
+        return self.crop_size / self.map_size
+
+    def to_dict(self) -> dict:
+        """Plain-type description, stored in checkpoints and configs."""
+        return {
+            "aus": list(self.aus),
+            "crop_size": self.crop_size,
+            "map_size": self.map_size,
+            "sigma": self.sigma,
+            "sigma_growth": self.sigma_growth,
+            "window": self.window,
+            "peak_threshold": self.peak_threshold,
+        }
+
+    @classmethod
+    def from_dict(cls, cfg: dict) -> "AUHeatmapCodec":
+        """Inverse of :meth:`to_dict`."""
+        return cls(**cfg)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"AUHeatmapCodec({args})"
+
+    # -- encoding ------------------------------------------------------------------------
+    def centres_in_map(self, landmarks: np.ndarray) -> np.ndarray:
+        """``(N, A, C, 2)`` integer-valued map pixels of the AU centres (NaN = padding).
+
+        Args:
+            landmarks: ``(N, 68, 2)`` landmarks in crop coordinates.
+        """
+        return np.round(centres(landmarks, self.aus) / self.stride)
+
+    def encode(
+        self, landmarks: np.ndarray, intensities: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Heatmap targets for a batch of faces.
+
+        Args:
+            landmarks: ``(N, 68, 2)`` (or ``(68, 2)``) landmarks in crop coordinates.
+            intensities: ``(N, A)`` (or ``(A,)``) AU intensities in [0, 5]; NaN = not coded.
+
+        Returns:
+            maps: ``(N, A, H, W)`` float32 targets (all zero for an uncoded AU).
+            mask: ``(N, A)`` bool, False where the intensity is not coded (exclude from the loss).
+        """
+        lms = np.asarray(landmarks, dtype=np.float64)
+        inten = np.asarray(intensities, dtype=np.float64)
+        single = lms.ndim == 2
+        if single:
+            lms, inten = lms[None], inten[None]
+        n, a = inten.shape[0], len(self.aus)
+        if lms.shape != (n, 68, 2) or inten.shape != (n, a):
+            raise ValueError(
+                f"encode expects landmarks (N, 68, 2) and intensities (N, {a}) for AUs "
+                f"{list(self.aus)}; got {lms.shape} and {inten.shape}"
+            )
+        mask = np.isfinite(inten)
+        if np.any((inten[mask] < 0) | (inten[mask] > MAX_INTENSITY)):
+            raise ValueError(f"intensities must lie in [0, {MAX_INTENSITY:g}] (NaN = not coded)")
+        level = np.where(mask, inten, 0.0)[:, :, None, None, None]  # (N, A, 1, 1, 1)
+        ctr = self.centres_in_map(lms)  # (N, A, C, 2)
+        grid = np.arange(self.map_size, dtype=np.float64)
+        di = grid[None, None, None, None, :] - ctr[..., 0, None, None]  # (N, A, C, 1, W)
+        dj = grid[None, None, None, :, None] - ctr[..., 1, None, None]  # (N, A, C, H, 1)
+        sigma = self.sigma + self.sigma_growth * level
+        half = self.window * level
+        g = level * np.exp(-(di**2 + dj**2) / (2.0 * sigma**2))
+        inside = (np.abs(di) <= half) & (np.abs(dj) <= half)
+        g = np.where(inside & np.isfinite(g), g, 0.0)
+        maps = g.max(axis=2).astype(np.float32)
+        return (maps[0], mask[0]) if single else (maps, mask)
+
+    # -- decoding ------------------------------------------------------------------------
+    def decode(self, heatmaps: np.ndarray | torch.Tensor) -> Decoded:
+        """Intensities and peak locations from heatmaps.
+
+        Args:
+            heatmaps: ``(N, A, H, W)`` network output or targets (NumPy or torch).
+
+        Returns:
+            A :class:`Decoded` with crop-frame coordinates (map pixel × stride).
+        """
+        maps = torch.as_tensor(heatmaps).detach().float().cpu()
+        if maps.ndim != 4 or maps.shape[1] != len(self.aus):
+            raise ValueError(
+                f"decode expects heatmaps (N, {len(self.aus)}, H, W) for AUs {list(self.aus)}, "
+                f"got {tuple(maps.shape)}"
+            )
+        n, a, h, w = maps.shape
+        flat = maps.reshape(n, a, h * w)
+        top, idx = flat.max(dim=-1)
+        intensities = top.clamp(0.0, MAX_INTENSITY).numpy().astype(np.float64)
+        argmax = self._index_to_crop(idx.numpy(), w)
+        argmax[top.numpy() <= 0] = np.nan
+
+        c = int(self.n_centres.max())
+        local = maps == F.max_pool2d(maps, 3, stride=1, padding=1)
+        scores = torch.where(local & (maps >= self.peak_threshold), maps, torch.full_like(maps, -np.inf))
+        vals, pidx = scores.reshape(n, a, h * w).topk(c, dim=-1)
+        vals = vals.numpy().astype(np.float64)
+        peaks = self._index_to_crop(pidx.numpy(), w)
+        beyond = np.arange(c)[None, None, :] >= self.n_centres[None, :, None]
+        missing = ~np.isfinite(vals) | beyond
+        vals[missing] = np.nan
+        peaks[missing] = np.nan
+        return Decoded(intensities, argmax, peaks, vals)
+
+    def _index_to_crop(self, idx: np.ndarray, width: int) -> np.ndarray:
+        xy = np.stack([idx % width, idx // width], axis=-1).astype(np.float64)
+        return xy * self.stride
