@@ -1,0 +1,179 @@
+"""The FAN-style hourglass network of Sanchez-Lozano et al. (BMVC 2018).
+
+With its default configuration :class:`AUHourglass` has exactly the module layout of the
+published checkpoint ``AUdetector.pth.tar`` (keys without the ``module.`` prefix), so that
+file's state dict loads into it strictly and the network computes what the release computes:
+
+* stem: ``conv1`` (7x7, stride 2) + ``bn1`` + ReLU, ``conv2`` bottleneck, 2x2 max-pool,
+  ``conv3`` and ``conv4`` bottlenecks (N x 3 x 256 x 256 -> N x C x 64 x 64);
+* per stack ``i``: hourglass ``m{i}``, bottleneck ``top_m_{i}``, ``conv_last{i}`` +
+  ``bn_end{i}`` + ReLU, and ``l{i}`` (1x1 convolution to one map per AU);
+* between stacks: ``bl{i}`` and ``al{i}`` feed the features and the maps to the next stack.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+__all__ = ["AUHourglass", "Bottleneck", "Hourglass", "fuse_batchnorm"]
+
+
+class Bottleneck(nn.Module):
+    """Residual bottleneck block B(in, out) of the published checkpoint.
+
+    ``conv1`` 1x1 in->out/2, ``bn1``, ReLU, ``conv2`` 3x3 out/2->out/2, ``bn2``, ReLU,
+    ``conv3`` 1x1 out/2->out, ``bn3``; the input (through ``downsample``, a 1x1 convolution
+    and a BatchNorm, when in != out) is added, then ReLU. No convolution has a bias.
+
+    Maps N x in x H x W to N x out x H x W.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        mid = out_channels // 2
+        self.conv1 = nn.Conv2d(in_channels, mid, kernel_size=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(mid)
+        self.conv2 = nn.Conv2d(mid, mid, kernel_size=3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(mid)
+        self.conv3 = nn.Conv2d(mid, out_channels, kernel_size=1, bias=False)
+        self.bn3 = nn.BatchNorm2d(out_channels)
+        self.downsample: nn.Sequential | None = None
+        if in_channels != out_channels:
+            self.downsample = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, kernel_size=1, bias=False),
+                nn.BatchNorm2d(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """N x in x H x W -> N x out x H x W."""
+        residual = x if self.downsample is None else self.downsample(x)
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return F.relu(out + residual)
+
+
+class Hourglass(nn.Module):
+    """One hourglass of the given depth, every block a B(width, width).
+
+    At level L (depth down to 1) the upper branch is ``b1_L`` on the input; the lower branch
+    max-pools 2x2, applies ``b2_L``, recurses to level L-1 (at level 1: ``b2_plus_1``),
+    applies ``b3_L`` and upsamples x2 (nearest); the two branches are summed.
+
+    Maps N x width x H x W to the same shape; H and W must be divisible by 2**depth.
+    """
+
+    def __init__(self, depth: int, width: int) -> None:
+        super().__init__()
+        self.depth = depth
+        for level in range(depth, 0, -1):
+            self.add_module(f"b1_{level}", Bottleneck(width, width))
+            self.add_module(f"b2_{level}", Bottleneck(width, width))
+            self.add_module(f"b3_{level}", Bottleneck(width, width))
+        self.add_module("b2_plus_1", Bottleneck(width, width))
+
+    def _level(self, level: int, x: torch.Tensor) -> torch.Tensor:
+        upper = getattr(self, f"b1_{level}")(x)
+        lower = getattr(self, f"b2_{level}")(F.max_pool2d(x, 2, stride=2))
+        if level > 1:
+            lower = self._level(level - 1, lower)
+        else:
+            lower = self.b2_plus_1(lower)
+        lower = getattr(self, f"b3_{level}")(lower)
+        return upper + F.interpolate(lower, scale_factor=2, mode="nearest")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """N x width x H x W -> N x width x H x W."""
+        return self._level(self.depth, x)
+
+
+class AUHourglass(nn.Module):
+    """Stacked-hourglass heatmap regressor: one 64 x 64 map per Action Unit.
+
+    Args:
+        num_aus: A, the number of output maps (one per AU).
+        num_stacks: number of hourglasses; each adds an output (intermediate supervision).
+        depth: number of 2x2 poolings inside each hourglass.
+        width: channels of ``conv4`` and the hourglasses; the stem's ``conv2``/``conv3``
+            use ``width // 2``. ``width=256`` with the other defaults is the published
+            BMVC 2018 layout (about 3.42 M parameters).
+
+    Input: N x 3 x 256 x 256 float RGB in [0, 1] (no mean subtraction). Any H x W divisible
+    by 4 * 2**depth works; the maps are H/4 x W/4.
+
+    ``forward(x)`` returns a list of ``num_stacks`` tensors, each N x A x 64 x 64, in stack
+    order; the last one is the prediction, the others exist for intermediate supervision.
+    """
+
+    def __init__(self, num_aus: int = 5, num_stacks: int = 1, depth: int = 4, width: int = 256) -> None:
+        super().__init__()
+        self.config = {"num_aus": num_aus, "num_stacks": num_stacks, "depth": depth, "width": width}
+        self.num_stacks = num_stacks
+        self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.conv2 = Bottleneck(64, width // 2)
+        self.conv3 = Bottleneck(width // 2, width // 2)
+        self.conv4 = Bottleneck(width // 2, width)
+        for i in range(num_stacks):
+            self.add_module(f"m{i}", Hourglass(depth, width))
+            self.add_module(f"top_m_{i}", Bottleneck(width, width))
+            self.add_module(f"conv_last{i}", nn.Conv2d(width, width, kernel_size=1))
+            self.add_module(f"bn_end{i}", nn.BatchNorm2d(width))
+            self.add_module(f"l{i}", nn.Conv2d(width, num_aus, kernel_size=1))
+            if i < num_stacks - 1:
+                self.add_module(f"bl{i}", nn.Conv2d(width, width, kernel_size=1))
+                self.add_module(f"al{i}", nn.Conv2d(num_aus, width, kernel_size=1))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """N x 3 x 256 x 256 in [0, 1] -> list of ``num_stacks`` N x A x 64 x 64 maps."""
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(self.conv2(x), 2, stride=2)
+        previous = self.conv4(self.conv3(x))
+        outputs = []
+        for i in range(self.num_stacks):
+            ll = getattr(self, f"top_m_{i}")(getattr(self, f"m{i}")(previous))
+            ll = F.relu(getattr(self, f"bn_end{i}")(getattr(self, f"conv_last{i}")(ll)))
+            out = getattr(self, f"l{i}")(ll)
+            outputs.append(out)
+            if i < self.num_stacks - 1:
+                previous = previous + getattr(self, f"bl{i}")(ll) + getattr(self, f"al{i}")(out)
+        return outputs
+
+
+def _conv_bn_pairs(model: AUHourglass) -> list[tuple[str, str]]:
+    """Qualified names of every (convolution, BatchNorm that directly follows it) pair."""
+    pairs = [("conv1", "bn1")]
+    pairs += [(f"conv_last{i}", f"bn_end{i}") for i in range(model.num_stacks)]
+    for name, module in model.named_modules():
+        if isinstance(module, Bottleneck):
+            pairs += [(f"{name}.conv{k}", f"{name}.bn{k}") for k in (1, 2, 3)]
+            if module.downsample is not None:
+                pairs.append((f"{name}.downsample.0", f"{name}.downsample.1"))
+    return pairs
+
+
+def _replace(model: nn.Module, qualified_name: str, module: nn.Module) -> None:
+    parent_name, _, leaf = qualified_name.rpartition(".")
+    setattr(model.get_submodule(parent_name), leaf, module)
+
+
+def fuse_batchnorm(model: AUHourglass) -> AUHourglass:
+    """Return an eval-mode copy of ``model`` with every BatchNorm folded into its convolution.
+
+    Each convolution becomes one with bias that computes conv + BN (running statistics),
+    and the BatchNorm is replaced by ``nn.Identity``. The copy gives the same output as
+    ``model.eval()`` up to float rounding (~1e-5) and is for inference only: its state dict
+    no longer has the BatchNorm keys. ``model`` itself is left unchanged.
+    """
+    fused = copy.deepcopy(model).eval()
+    for conv_name, bn_name in _conv_bn_pairs(fused):
+        conv = fused.get_submodule(conv_name)
+        bn = fused.get_submodule(bn_name)
+        _replace(fused, conv_name, fuse_conv_bn_eval(conv, bn))
+        _replace(fused, bn_name, nn.Identity())
+    return fused
