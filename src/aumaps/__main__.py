@@ -1,0 +1,7 @@
+"""``python -m aumaps`` is the ``aumaps`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

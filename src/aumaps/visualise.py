@@ -1,0 +1,203 @@
+"""Pictures of AU maps: heatmaps drawn back onto the original image, legends, map grids.
+
+Every AU has one colour, the same in every picture (:func:`au_colour`). Heatmaps live in the
+registered crop; :func:`maps_on_image` carries them back through the inverse registration,
+warping only the region of the image the crop covers (cheap on large photos and video).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from . import align
+from .aus import CATALOGUE, get_au
+from .codec import MAX_INTENSITY
+
+__all__ = ["au_colour", "maps_on_image", "draw_faces", "draw_legend", "overlay", "figure_maps"]
+
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def au_colour(au: int) -> tuple[int, int, int]:
+    """The RGB colour of AU ``au`` (matplotlib's tab20, by catalogue position)."""
+    from matplotlib import colormaps
+
+    index = list(CATALOGUE).index(get_au(au).number)
+    r, g, b, _ = colormaps["tab20"](index % 20)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def _crop_roi(matrix: np.ndarray, shape: tuple[int, ...], crop_size: int = align.CROP_SIZE) -> tuple[int, int, int, int]:
+    """Image rectangle x0, y0, x1, y1 covered by the registered crop."""
+    corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], float)
+    pts = align.transform_points(corners, align.invert(matrix))
+    h, w = shape[:2]
+    x0, y0 = np.clip(np.floor(pts.min(axis=0)).astype(int), 0, [w, h])
+    x1, y1 = np.clip(np.ceil(pts.max(axis=0)).astype(int) + 1, 0, [w, h])
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def maps_on_image(
+    heatmaps: np.ndarray, matrix: np.ndarray, shape: tuple[int, ...]
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """Carry crop-frame heatmaps back onto the image.
+
+    Args:
+        heatmaps: ``(A, h, w)`` maps of one face (any size; 64×64 from the network).
+        matrix: ``(2, 3)`` image→crop affine of that face.
+        shape: the image's shape.
+
+    Returns:
+        ``(A, y1 - y0, x1 - x0)`` maps over the image region ``(x0, y0, x1, y1)`` that the crop
+        covers (empty region if the face lies outside the image).
+    """
+    x0, y0, x1, y1 = _crop_roi(matrix, shape)
+    m = np.asarray(matrix, dtype=np.float64).copy()
+    m[:, 2] += m[:, :2] @ np.array([x0, y0], float)  # region pixel -> crop
+    out = np.zeros((len(heatmaps), max(y1 - y0, 0), max(x1 - x0, 0)), np.float32)
+    if out.size:
+        for a, hm in enumerate(np.asarray(heatmaps, dtype=np.float32)):
+            out[a] = align.warp_from_crop(hm, m, out.shape[1:])
+    return out, (x0, y0, x1, y1)
+
+
+def draw_faces(
+    image: np.ndarray,
+    faces: Sequence,
+    alpha_max: float = 0.7,
+    min_intensity: float = 0.25,
+    draw_box: bool = True,
+    draw_peaks: bool = True,
+) -> np.ndarray:
+    """Draw each face's AU heatmaps where they sit on ``image`` (a new RGB uint8 array).
+
+    At each pixel the strongest AU's colour is blended in, more opaque the higher its map.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB.
+        faces: :class:`~aumaps.predict.FaceResult` objects of that image.
+    """
+    out = image.copy()
+    for face in faces:
+        maps, (x0, y0, x1, y1) = maps_on_image(face.heatmaps, face.matrix, image.shape)
+        if maps.size == 0:
+            continue
+        colours = np.array([au_colour(a) for a in face.aus], np.float32)
+        best = maps.argmax(axis=0)
+        value = maps.max(axis=0)
+        alpha = alpha_max * np.sqrt(np.clip(value / MAX_INTENSITY, 0.0, 1.0))
+        alpha[value < min_intensity] = 0.0
+        region = out[y0:y1, x0:x1].astype(np.float32)
+        region = region * (1.0 - alpha[..., None]) + colours[best] * alpha[..., None]
+        out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)
+        thickness = max(1, round(max(image.shape[:2]) / 500))
+        if draw_box:
+            bx = np.round(face.box).astype(int)
+            cv2.rectangle(out, (bx[0], bx[1]), (bx[2], bx[3]), (255, 255, 255), thickness)
+            cv2.putText(out, f"face {face.face}", (bx[0], max(bx[1] - 4 * thickness, 10)), _FONT,
+                        0.4 * thickness, (255, 255, 255), thickness, cv2.LINE_AA)
+        if draw_peaks:
+            for a, au in enumerate(face.aus):
+                if face.intensities[a] < 0.5:
+                    continue
+                for x, y in face.peaks[a]:
+                    if np.isfinite(x):
+                        cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness + 1,
+                                   au_colour(au), -1, cv2.LINE_AA)
+                        cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness + 1,
+                                   (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def draw_legend(
+    aus: Sequence[int], intensities: Sequence[float] | None, height: int, title: str = ""
+) -> np.ndarray:
+    """A legend panel: per AU its colour, name, an intensity bar and the value (RGB uint8)."""
+    row = max(22, min(48, (height - 40) // max(len(aus), 1)))
+    width = 11 * row
+    panel_h = max(height, 40 + row * len(aus))
+    panel = np.full((panel_h, width, 3), 32, np.uint8)
+    scale = row / 44
+    th = max(1, round(scale * 1.5))
+    if title:
+        cv2.putText(panel, title, (8, int(26 * scale) + 6), _FONT, 0.6 * scale, (230, 230, 230), th, cv2.LINE_AA)
+    top = 40
+    for i, au in enumerate(aus):
+        y = top + i * row
+        colour = au_colour(au)
+        cv2.rectangle(panel, (8, y + 4), (8 + row - 8, y + row - 4), colour, -1)
+        name = f"AU{au:02d} {get_au(au).name}"
+        cv2.putText(panel, name, (row + 6, y + int(row * 0.45)), _FONT, 0.45 * scale, (235, 235, 235), th, cv2.LINE_AA)
+        if intensities is not None:
+            value = float(intensities[i])
+            bar_x0, bar_x1 = row + 6, width - int(3.2 * row)
+            bar_y0, bar_y1 = y + int(row * 0.58), y + row - 5
+            cv2.rectangle(panel, (bar_x0, bar_y0), (bar_x1, bar_y1), (70, 70, 70), -1)
+            fill = bar_x0 + int(round((bar_x1 - bar_x0) * min(max(value, 0.0), MAX_INTENSITY) / MAX_INTENSITY))
+            cv2.rectangle(panel, (bar_x0, bar_y0), (fill, bar_y1), colour, -1)
+            cv2.putText(panel, f"{value:.2f}", (bar_x1 + 8, y + int(row * 0.8)), _FONT, 0.55 * scale,
+                        (255, 255, 255), th, cv2.LINE_AA)
+    return panel
+
+
+def overlay(image: np.ndarray, faces: Sequence, face_index: int | None = None,
+            min_side: int = 480, max_side: int = 1600) -> np.ndarray:
+    """The picture ``aumaps predict --maps`` writes: image with maps, plus a legend panel.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 RGB original image.
+        faces: the image's :class:`~aumaps.predict.FaceResult` objects.
+        face_index: draw and describe only this face (the legend lists its intensities);
+            ``None`` draws all faces with the legend of the first.
+        min_side, max_side: the image is rescaled so its long side lies in this range.
+    """
+    chosen = [f for f in faces if face_index is None or f.face == face_index]
+    long_side = max(image.shape[:2])
+    s = min(max(1.0, min_side / long_side), max_side / long_side)
+    if s != 1.0:
+        image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        chosen = [_scaled(f, s) for f in chosen]
+    canvas = draw_faces(image, chosen)
+    if not chosen:
+        return canvas
+    face = chosen[0]
+    legend = draw_legend(face.aus, face.intensities, canvas.shape[0], title=f"face {face.face}: AU intensity (0-5)")
+    if legend.shape[0] > canvas.shape[0]:
+        pad = np.zeros((legend.shape[0] - canvas.shape[0],) + canvas.shape[1:], np.uint8)
+        canvas = np.concatenate([canvas, pad])
+    return np.concatenate([canvas, legend], axis=1)
+
+
+def _scaled(face, s: float):
+    """A shallow copy of a FaceResult for the image scaled by ``s``."""
+    from dataclasses import replace
+
+    m = face.matrix.copy()
+    m[:, :2] /= s
+    return replace(face, matrix=m, box=face.box * s, peaks=face.peaks * s, argmax=face.argmax * s,
+                   landmarks=face.landmarks * s)
+
+
+def figure_maps(face, title: str | None = None):
+    """A matplotlib figure in the release demo's layout: the crop, then each AU's map over it."""
+    import matplotlib.pyplot as plt
+
+    n = len(face.aus)
+    fig, axes = plt.subplots(1, n + 1, figsize=(2.2 * (n + 1), 2.6))
+    axes[0].imshow(face.crop)
+    axes[0].set_title("registered crop", fontsize=9)
+    crop_size = face.crop.shape[0]
+    for ax, au, hm, value in zip(axes[1:], face.aus, face.heatmaps, face.intensities):
+        big = cv2.resize(hm, (crop_size, crop_size), interpolation=cv2.INTER_LINEAR)
+        ax.imshow(face.crop, alpha=0.55)
+        ax.imshow(np.clip(big, 0, MAX_INTENSITY), cmap="inferno", vmin=0, vmax=MAX_INTENSITY, alpha=0.6)
+        ax.set_title(f"AU{au:02d} {value:.2f}", fontsize=9, color=np.array(au_colour(au)) / 255)
+    for ax in axes:
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
