@@ -1,0 +1,379 @@
+"""Evaluation reports: metric tables, JSON, Markdown and plots from predictions and labels.
+
+Nothing here knows how the predictions were made: :func:`evaluate_predictions` takes arrays
+of predicted and labelled intensities (and, optionally, predicted peaks and labelled AU
+centres) and writes
+
+* ``metrics.json``: per-AU and mean metrics, the pair counts and the MAE per true-intensity
+  level, as plain numbers (NaN written as ``null``);
+* ``metrics.md``: the metrics laid out like the paper's tables (rows = metrics, columns = AUs
+  then Avg), followed by the published figures of ``method.md`` §6 beside ours when the AU
+  set is one the papers report on (BP4D, DISFA);
+* ``scatter.png``: predicted against labelled intensity, one panel per AU;
+* ``error_by_intensity.png``: MAE per true-intensity level, one line per AU.
+
+:func:`robustness_table` summarises the misalignment study (metrics against the landmark
+noise added before registration). Figures are drawn on matplotlib's Agg canvas, without
+pyplot, so reports can be written from any thread or headless machine.
+
+Shapes: N samples, A AUs, C centres per AU (NaN padded), coordinates (x, y) in crop pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .aus import AU_SETS, get_au, resolve_aus
+from .codec import MAX_INTENSITY
+from .metrics import au_metrics, mae_by_intensity
+from .visualise import au_colour
+
+__all__ = ["PublishedResult", "PUBLISHED", "evaluate_predictions", "robustness_table"]
+
+#: Rows of the Markdown table: (label, column of :func:`aumaps.metrics.au_metrics`, format).
+_MD_ROWS: tuple[tuple[str, str, str], ...] = (
+    ("ICC(3,1)", "icc", ".2f"),
+    ("Pearson r", "pearson", ".2f"),
+    ("MAE", "mae", ".2f"),
+    ("RMSE", "rmse", ".2f"),
+    ("F1 (I ≥ 1)", "f1", ".2f"),
+    ("Loc. error (map px)", "loc_px", ".2f"),
+    ("Loc. error (% IOD)", "loc_iod_pct", ".1f"),
+    ("N", "n", ".0f"),
+)
+
+#: Integer intensity levels of the FACS scale, the bins of ``error_by_intensity.png``.
+_LEVELS = tuple(range(int(MAX_INTENSITY) + 1))
+
+#: Most points drawn per scatter panel; beyond it a fixed-seed random subset is drawn.
+_SCATTER_MAX_POINTS = 20000
+
+
+@dataclass(frozen=True)
+class PublishedResult:
+    """One published line of ICC(3,1) figures (``method.md`` §6).
+
+    Attributes:
+        source: the paper, as shown in the table.
+        per_au: ICC per AU number (AUs the paper's line does not give are absent).
+        mean: the published mean over the data set's AUs, or None.
+        per_au_verified: False where the per-AU values are recalled, not checked against the
+            paper; they are then marked in the table.
+    """
+
+    source: str
+    per_au: Mapping[int, float]
+    mean: float | None
+    per_au_verified: bool = True
+
+
+#: Published ICC(3,1) figures by AU set name (``method.md`` §6).
+PUBLISHED: dict[str, tuple[PublishedResult, ...]] = {
+    "bp4d": (
+        PublishedResult(
+            "BMVC 2018 (1 hourglass)",
+            {6: 0.79, 10: 0.80, 12: 0.86, 14: 0.54, 17: 0.43},
+            0.68,
+            per_au_verified=False,
+        ),
+        PublishedResult("TAFFC 2021", {6: 0.82}, None),
+    ),
+    "disfa": (PublishedResult("TAFFC 2021", {}, 0.57),),
+}
+
+
+#: The evaluation protocol behind each set's published figures (``method.md`` §5).
+_PROTOCOLS: dict[str, str] = {
+    "bp4d": "BP4D, FERA 2015 training subjects for training, its development subjects for testing",
+    "disfa": "DISFA, subject-independent folds, usually 3",
+}
+
+
+def _plain(x: float) -> float | None:
+    """A JSON-able float: NaN and ±inf become None."""
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _fmt(x: float, spec: str) -> str:
+    return format(x, spec) if math.isfinite(x) else "–"
+
+
+def _rgb(au: int) -> tuple[float, float, float]:
+    """The AU's colour of :func:`aumaps.visualise.au_colour` as matplotlib's 0–1 RGB."""
+    r, g, b = au_colour(au)
+    return r / 255, g / 255, b / 255
+
+
+def _write_json(path: Path, content: dict) -> None:
+    path.write_text(json.dumps(content, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def _set_name(aus: Sequence[int]) -> str | None:
+    """The name of the published AU set ``aus`` equals (any order), if any."""
+    for name in PUBLISHED:
+        if set(aus) == set(AU_SETS[name]):
+            return name
+    return None
+
+
+def _metrics_markdown(
+    table: pd.DataFrame, aus: Sequence[int], title: str, n_samples: int, loc_min: float
+) -> str:
+    labels = [get_au(a).label for a in aus]
+    header = ["Metric", *labels, "Avg"]
+    rows = [
+        [name, *(_fmt(table.loc[lab, col], spec) for lab in labels), _fmt(table.loc["mean", col], spec)]
+        for name, col, spec in _MD_ROWS
+    ]
+    lines = [f"# {title or 'AU intensity evaluation'}", "", f"{n_samples} samples.", ""]
+    lines += _md_table(header, rows)
+    lines += [
+        "",
+        "ICC(3,1): consistency, two-way mixed, single rater (FERA 2015). F1: occurrence at "
+        "intensity ≥ 1. Localisation: distance from each labelled AU centre to the nearest "
+        f"predicted peak, where the AU is labelled at intensity ≥ {loc_min:g}. "
+        "Avg: mean over AUs, undefined (–) entries left out.",
+    ]
+    set_name = _set_name(aus)
+    if set_name is not None:
+        comp_rows = [["ours", *(_fmt(table.loc[lab, "icc"], ".2f") for lab in labels),
+                      _fmt(table.loc["mean", "icc"], ".2f")]]
+        for pub in PUBLISHED[set_name]:
+            mark = "" if pub.per_au_verified else "†"
+            cells = [f"{pub.per_au[a]:.2f}{mark}" if a in pub.per_au else "–" for a in aus]
+            comp_rows.append([pub.source, *cells, "–" if pub.mean is None else f"{pub.mean:.2f}"])
+        lines += ["", f"## ICC(3,1) beside published results ({set_name.upper()})", ""]
+        lines += _md_table(["Method", *labels, "Avg"], comp_rows)
+        lines += [""]
+        if any(not pub.per_au_verified for pub in PUBLISHED[set_name]):
+            lines += ["† per-AU value recalled from the paper, unverified; means are as published.", ""]
+        lines += [
+            f"The published figures come from the papers' own protocol ({_PROTOCOLS[set_name]}); "
+            "they compare with ours only when the same protocol was used.",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _new_figure(n_panels: int, panel_size: float = 3.0) -> tuple[Figure, np.ndarray]:
+    cols = min(n_panels, 4)
+    rows = math.ceil(n_panels / cols)
+    fig = Figure(figsize=(panel_size * cols, panel_size * rows + 0.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n_panels:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _plot_scatter(
+    pred: np.ndarray, true: np.ndarray, aus: Sequence[int], table: pd.DataFrame, title: str, path: Path
+) -> None:
+    """``pred``/``true`` ``(N, A)``, uncoded labels NaN; jitter where the labels are integers."""
+    rng = np.random.default_rng(0)
+    fig, axes = _new_figure(len(aus))
+    lim = (-0.5, MAX_INTENSITY + 0.5)
+    for j, (au, ax) in enumerate(zip(aus, axes)):
+        keep = ~(np.isnan(pred[:, j]) | np.isnan(true[:, j]))
+        x, y = true[keep, j], pred[keep, j]
+        if x.size > _SCATTER_MAX_POINTS:
+            pick = rng.choice(x.size, _SCATTER_MAX_POINTS, replace=False)
+            x, y = x[pick], y[pick]
+        if x.size and np.all(x == np.round(x)):
+            x = x + rng.uniform(-0.2, 0.2, x.size)
+        label = get_au(au).label
+        ax.scatter(x, y, s=6, alpha=0.6, color=_rgb(au), edgecolors="none", rasterized=True)
+        ax.plot(lim, lim, color="black", lw=0.8, ls="--")
+        ax.set(xlim=lim, ylim=lim, aspect="equal", xlabel="labelled intensity", ylabel="predicted intensity")
+        icc, err = _fmt(table.loc[label, "icc"], ".2f"), _fmt(table.loc[label, "mae"], ".2f")
+        ax.set_title(f"{label}  ICC {icc}  MAE {err}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    fig.savefig(path, dpi=100)
+
+
+def _plot_error_by_intensity(by_level: Mapping[int, np.ndarray], title: str, path: Path) -> None:
+    """``by_level``: AU number → ``(L,)`` MAE per level of :data:`_LEVELS`."""
+    fig = Figure(figsize=(6.5, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    for au, values in by_level.items():
+        ax.plot(_LEVELS, values, marker="o", label=get_au(au).label, color=_rgb(au))
+    ax.set(xlabel="labelled intensity", ylabel="MAE", xticks=_LEVELS,
+           title=title or "MAE by labelled intensity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2)
+    fig.savefig(path, dpi=100)
+
+
+def evaluate_predictions(
+    pred: np.ndarray,
+    true: np.ndarray,
+    aus: str | Sequence[int],
+    mask: np.ndarray | None = None,
+    pred_peaks: np.ndarray | None = None,
+    true_centres: np.ndarray | None = None,
+    iod: np.ndarray | None = None,
+    out_dir: str | Path | None = None,
+    title: str = "",
+    true_intensity_for_loc_min: float = 1.0,
+) -> dict:
+    """Score predictions against labels and, with ``out_dir``, write the report files.
+
+    Args:
+        pred: ``(N, A)`` predicted intensities (NaN = no prediction).
+        true: ``(N, A)`` labelled intensities (NaN = not coded).
+        aus: the A AU numbers in column order, or a set name (``"bp4d"``).
+        mask: ``(N, A)`` bool, True where the label is coded (None: every non-NaN label).
+        pred_peaks: ``(N, A, Cp, 2)`` predicted peaks in crop pixels, NaN padded.
+        true_centres: ``(N, A, Ct, 2)`` labelled AU centres in crop pixels, NaN padded.
+        iod: ``(N,)`` inter-ocular distance in crop pixels.
+        out_dir: folder for ``metrics.json``, ``metrics.md``, ``scatter.png`` and
+            ``error_by_intensity.png`` (created if needed); None writes nothing.
+        title: heading of the Markdown report and the plots.
+        true_intensity_for_loc_min: localisation is scored where the label is at least this.
+
+    Returns:
+        The content of ``metrics.json`` — ``title``, ``aus``, ``n_samples``, ``counts``
+        (label → pairs used), ``per_au`` (label → metric → value), ``mean`` (metric → value),
+        ``mae_by_intensity`` (label → level → MAE) and ``loc_min_intensity`` — plus
+        ``table``, the :func:`aumaps.metrics.au_metrics` DataFrame, and ``files``, the written
+        paths by name (empty without ``out_dir``).
+    """
+    aus = resolve_aus(aus)
+    p = np.asarray(pred, dtype=np.float64)
+    t = np.asarray(true, dtype=np.float64)
+    table = au_metrics(
+        p, t, mask=mask, aus=aus, pred_peaks=pred_peaks, true_centres=true_centres,
+        true_intensity_for_loc_min=true_intensity_for_loc_min, iod=iod,
+    )
+    if mask is not None:
+        t = np.where(np.asarray(mask, dtype=bool), t, np.nan)
+    labels = [get_au(a).label for a in aus]
+    by_level = {a: mae_by_intensity(p[:, j], t[:, j], _LEVELS) for j, a in enumerate(aus)}
+
+    def metric_dict(label: str) -> dict:
+        values = {col: _plain(table.loc[label, col]) for col in table.columns}
+        if label != "mean":
+            values["n"] = int(table.loc[label, "n"])
+        return values
+
+    report = {
+        "title": title,
+        "aus": list(aus),
+        "n_samples": int(p.shape[0]),
+        "counts": {lab: int(table.loc[lab, "n"]) for lab in labels},
+        "per_au": {lab: metric_dict(lab) for lab in labels},
+        "mean": metric_dict("mean"),
+        "mae_by_intensity": {
+            get_au(a).label: {str(level): _plain(v) for level, v in zip(_LEVELS, by_level[a])} for a in aus
+        },
+        "loc_min_intensity": float(true_intensity_for_loc_min),
+    }
+    files: dict[str, Path] = {}
+    if out_dir is not None:
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {
+            "metrics.json": out / "metrics.json",
+            "metrics.md": out / "metrics.md",
+            "scatter.png": out / "scatter.png",
+            "error_by_intensity.png": out / "error_by_intensity.png",
+        }
+        _write_json(files["metrics.json"], report)
+        markdown = _metrics_markdown(table, aus, title, p.shape[0], true_intensity_for_loc_min)
+        files["metrics.md"].write_text(markdown, encoding="utf-8")
+        _plot_scatter(p, t, aus, table, title, files["scatter.png"])
+        _plot_error_by_intensity(by_level, title, files["error_by_intensity.png"])
+    return {**report, "table": table, "files": files}
+
+
+def robustness_table(results: Mapping[float, pd.DataFrame], out_dir: str | Path) -> pd.DataFrame:
+    """Summarise the misalignment study: ICC and MAE against the registration noise.
+
+    Args:
+        results: noise level (standard deviation of the landmark noise, % of the inter-ocular
+            distance) → the :func:`aumaps.metrics.au_metrics` table at that level; all tables
+            must have the same rows (AUs and ``mean``).
+        out_dir: folder for ``robustness.json``, ``robustness.md`` and ``robustness.png``
+            (created if needed).
+
+    Returns:
+        A DataFrame indexed by noise level (ascending, named ``noise_iod_pct``) with
+        two-level columns (metric ``icc``/``mae``, row label ``AU06``, ..., ``mean``).
+    """
+    if not results:
+        raise ValueError("robustness_table needs at least one noise level")
+    levels = sorted(results)
+    labels = list(results[levels[0]].index)
+    for level in levels:
+        if list(results[level].index) != labels:
+            raise ValueError(
+                f"the table at noise {level} has rows {list(results[level].index)}, expected {labels}"
+            )
+    metrics = ("icc", "mae")
+    columns = pd.MultiIndex.from_product([metrics, labels], names=["metric", "au"])
+    table = pd.DataFrame(
+        [[results[level].loc[lab, m] for m, lab in columns] for level in levels],
+        index=pd.Index([float(v) for v in levels], name="noise_iod_pct"),
+        columns=columns,
+        dtype=float,
+    )
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {
+        "noise_iod_pct": list(table.index),
+        **{m: {lab: [_plain(v) for v in table[(m, lab)]] for lab in labels} for m in metrics},
+    }
+    _write_json(out / "robustness.json", report)
+
+    au_labels = [lab for lab in labels if lab != "mean"]
+    lines = [
+        "# Robustness to misalignment",
+        "",
+        "Landmark noise (standard deviation, % of the inter-ocular distance) added before "
+        "registration.",
+        "",
+    ]
+    lines += _md_table(
+        ["Noise (% IOD)", "ICC (mean)", "MAE (mean)"],
+        [[f"{v:g}", _fmt(table.loc[v, ("icc", "mean")], ".3f"), _fmt(table.loc[v, ("mae", "mean")], ".3f")]
+         for v in table.index],
+    )
+    for m, name in (("icc", "ICC(3,1)"), ("mae", "MAE")):
+        lines += ["", f"## {name} per AU", ""]
+        lines += _md_table(
+            ["Noise (% IOD)", *au_labels, "Avg"],
+            [[f"{v:g}", *(_fmt(table.loc[v, (m, lab)], ".2f") for lab in [*au_labels, "mean"])]
+             for v in table.index],
+        )
+    (out / "robustness.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    for ax, (m, name) in zip(fig.subplots(1, 2), (("icc", "ICC(3,1)"), ("mae", "MAE"))):
+        for lab in au_labels:
+            ax.plot(table.index, table[(m, lab)], marker="o", ms=3, lw=1, color=_rgb(resolve_aus(lab)[0]),
+                    label=lab)
+        ax.plot(table.index, table[(m, "mean")], marker="o", lw=2.5, color="black", label="mean")
+        ax.set(xlabel="landmark noise (% IOD)", ylabel=name, title=f"{name} against misalignment")
+        ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, ncols=2)
+    fig.savefig(out / "robustness.png", dpi=100)
+    return table
