@@ -1,0 +1,1 @@
+"""Data sets: manifests, subject splits and the preprocessed crop cache."""

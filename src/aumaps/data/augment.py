@@ -1,0 +1,128 @@
+"""Training augmentation of registered crops, in the crop frame.
+
+Every geometric augmentation is one affine applied to the 256×256 crop and to its landmarks:
+
+* **landmark perturbation before registration** (the paper's robustness to misalignment):
+  Gaussian noise, in units of the inter-ocular distance, on the landmarks; the crop is
+  re-registered from the noisy anchors 8, 36, 45 while the labels keep the true landmarks;
+* rotation, scaling and translation about the crop's centre;
+* horizontal flip, with the landmarks re-indexed through :data:`aumaps.aus.MIRROR_68`, so
+  the left/right AU centres computed from them swap sides with the image.
+
+Photometric jitter (brightness, contrast, saturation, grayscale) follows. Each sample draws
+from its own ``numpy.random.Generator``, so results do not depend on worker processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+from .. import align
+from ..aus import MIRROR_68
+
+__all__ = ["AugmentConfig", "augment", "flip_crop", "similarity"]
+
+
+@dataclass
+class AugmentConfig:
+    """Augmentation strengths (0 switches one off).
+
+    Attributes:
+        rotation: maximum rotation, degrees (uniform in ±rotation).
+        scale: maximum relative scale change (uniform in 1 ± scale).
+        translation: maximum shift, as a fraction of the crop side.
+        flip: probability of a horizontal flip.
+        landmark_noise: σ of the landmark noise before re-registration, in IOD units.
+        colour: strength of brightness/contrast/saturation jitter (factors in 1 ± colour).
+        grayscale: probability of turning the crop gray.
+    """
+
+    rotation: float = 15.0
+    scale: float = 0.1
+    translation: float = 0.05
+    flip: float = 0.5
+    landmark_noise: float = 0.03
+    colour: float = 0.2
+    grayscale: float = 0.05
+
+    @classmethod
+    def from_dict(cls, cfg: dict | None) -> "AugmentConfig":
+        return cls(**(cfg or {}))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def similarity(angle_deg: float, scale: float, shift: tuple[float, float], size: int = align.CROP_SIZE) -> np.ndarray:
+    """``(2, 3)`` rotation by ``angle_deg`` and scaling about the crop centre, then ``shift``."""
+    centre = ((size - 1) / 2.0, (size - 1) / 2.0)
+    m = cv2.getRotationMatrix2D(centre, angle_deg, scale)
+    m[:, 2] += shift
+    return m
+
+
+def _compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The ``(2, 3)`` affine ``outer ∘ inner``."""
+    out = outer[:, :2] @ inner
+    out[:, 2] += outer[:, 2]
+    return out
+
+
+def flip_crop(crop: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mirror a crop and its ``(68, 2)`` landmarks; landmark ``i`` becomes ``MIRROR_68[i]``."""
+    width = crop.shape[1]
+    flipped = np.ascontiguousarray(crop[:, ::-1])
+    lm = landmarks[MIRROR_68].copy()
+    lm[:, 0] = (width - 1) - lm[:, 0]
+    return flipped, lm
+
+
+def augment(
+    crop: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """One random augmentation of a registered crop.
+
+    Args:
+        crop: ``(S, S, 3)`` uint8 RGB registered crop.
+        landmarks: ``(68, 2)`` landmarks in crop coordinates.
+        rng: the sample's random generator.
+        cfg: strengths.
+
+    Returns:
+        The augmented crop (same shape, uint8) and its ``(68, 2)`` landmarks.
+    """
+    size = crop.shape[0]
+    lm = np.asarray(landmarks, dtype=np.float64)
+    m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    if cfg.landmark_noise > 0:
+        iod = float(np.linalg.norm(lm[45] - lm[36]))
+        noisy = lm + rng.normal(0.0, cfg.landmark_noise * iod, lm.shape)
+        m = align.registration_matrix(noisy)
+    angle = rng.uniform(-cfg.rotation, cfg.rotation) if cfg.rotation > 0 else 0.0
+    scale = 1.0 + (rng.uniform(-cfg.scale, cfg.scale) if cfg.scale > 0 else 0.0)
+    shift = rng.uniform(-cfg.translation, cfg.translation, 2) * size if cfg.translation > 0 else (0.0, 0.0)
+    m = _compose(similarity(angle, scale, shift, size), m)
+    out = cv2.warpAffine(crop, m, (size, size))
+    lm = align.transform_points(lm, m)
+    if cfg.flip > 0 and rng.random() < cfg.flip:
+        out, lm = flip_crop(out, lm)
+    if cfg.colour > 0 or cfg.grayscale > 0:
+        out = _jitter(out, rng, cfg)
+    return out, lm
+
+
+def _jitter(crop: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
+    img = crop.astype(np.float32)
+    gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    if cfg.grayscale > 0 and rng.random() < cfg.grayscale:
+        img = np.repeat(gray[..., None], 3, axis=2)
+    if cfg.colour > 0:
+        c = cfg.colour
+        brightness, contrast, saturation = rng.uniform(1 - c, 1 + c, 3)
+        img = gray[..., None] + saturation * (img - gray[..., None])
+        img = gray.mean() + contrast * (img - gray.mean())
+        img = img * brightness
+    return np.clip(img + 0.5, 0, 255).astype(np.uint8)

@@ -1,0 +1,351 @@
+"""Training: the paper's heatmap regression, reproducible and resumable.
+
+``aumaps train --config configs/X.yaml`` runs :func:`train`. The setup is the paper's: one
+hourglass, an L2 (per-pixel MSE) loss between predicted and target AU heatmaps (targets from
+the codec; uncoded AUs masked out of the loss), RMSprop at 2.5e-4 with step decay. Every
+epoch validates (loss, ICC, MAE, localisation error), appends to ``metrics.csv`` and writes,
+atomically, ``train_state.pt`` (everything needed to resume), ``model.pt`` (the latest model
+as an aumaps checkpoint with its model card) and ``best.pt`` (best validation ICC).
+
+``--resume`` restarts from ``train_state.pt`` and produces bit-for-bit the weights of an
+uninterrupted run: initialisation, shuffling and each sample's augmentation depend only on
+the seed, the epoch and the sample.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from .codec import AUHeatmapCodec
+from .data.augment import AugmentConfig
+from .data.cache import CropCache
+from .data.dataset import AUHeatmapDataset
+from .model import AUHourglass
+from .weights import save_checkpoint
+
+__all__ = ["DEFAULTS", "load_config", "train", "heatmap_loss", "validate"]
+
+log = logging.getLogger(__name__)
+
+#: Every configuration value and its default; a YAML file overrides any subset.
+DEFAULTS: dict[str, Any] = {
+    "name": "aumaps",
+    "data": {"cache": None, "manifest": None, "train_split": "train", "val_split": "val",
+             "max_train": None, "max_val": None},
+    "aus": "bp4d",
+    "codec": {"sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
+    "loss": {"foreground_weight": 1.0},
+    "model": {"num_stacks": 1, "depth": 4, "width": 256},
+    "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
+    "schedule": {"milestones": [], "gamma": 0.1},
+    "train": {"epochs": 40, "batch_size": 16, "workers": 0, "amp": "bf16", "seed": 0,
+              "out_dir": "runs/aumaps", "threads": None},
+    "augment": AugmentConfig().to_dict(),
+    "card": {},
+}
+
+
+def _merge(base: dict, override: dict, where: str = "") -> dict:
+    out = copy.deepcopy(base)
+    for key, value in (override or {}).items():
+        if key not in base:
+            raise ValueError(f"unknown configuration key '{where}{key}'; known: {', '.join(base)}")
+        if isinstance(base[key], dict) and isinstance(value, dict) and base[key]:  # {} = free-form
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = value
+    return out
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: dict | None = None) -> dict:
+    """:data:`DEFAULTS` updated by a YAML file and then by ``overrides``; unknown keys are errors.
+
+    Relative data and output paths in the file are taken relative to the current directory.
+    """
+    cfg = copy.deepcopy(DEFAULTS)
+    if path is not None:
+        with open(path) as fh:
+            cfg = _merge(cfg, yaml.safe_load(fh) or {})
+    return _merge(cfg, overrides or {})
+
+
+def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                 foreground_weight: float = 1.0) -> torch.Tensor:
+    """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
+
+    Args:
+        pred, target: ``(N, A, H, W)``.
+        mask: ``(N, A)`` bool; False maps contribute nothing.
+        foreground_weight: weight of the pixels where the target is non-zero (the Gaussians)
+            relative to the background. 1 is the paper's plain L2. Larger values stop a
+            network from settling on all-zero maps early, when the Gaussians cover a small
+            part of the map; the minimum is still at the target, so the peaks stay calibrated.
+    """
+    err = (pred.float() - target) ** 2
+    if foreground_weight != 1.0:
+        err = err * torch.where(target > 0, foreground_weight, 1.0)
+    per_map = err.mean(dim=(2, 3))
+    m = mask.float()
+    return (per_map * m).sum() / m.sum().clamp_min(1.0)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _autocast(amp: str, device: torch.device):
+    if amp in ("bf16", "fp16"):
+        dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+        return torch.autocast(device.type, dtype=dtype)
+    if amp not in ("none", "fp32", None):
+        raise ValueError(f"train.amp must be bf16, fp16 or none, not {amp!r}")
+    return torch.autocast(device.type, enabled=False)
+
+
+def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
+    name = cfg["name"].lower()
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
+    raise ValueError(f"optim.name must be rmsprop or adam, not {cfg['name']!r}")
+
+
+@torch.no_grad()
+def validate(model: torch.nn.Module, loader: DataLoader, codec: AUHeatmapCodec, amp: str,
+             device: torch.device) -> dict[str, Any]:
+    """Validation loss and predictions of ``model`` over ``loader``.
+
+    Returns a dict with ``loss``, ``pred`` (N, A), ``true`` (N, A; NaN = not coded),
+    ``pred_peaks`` (N, A, C, 2) and ``true_centres`` (N, A, C, 2) in crop pixels, and
+    ``iod`` (N,) in crop pixels.
+    """
+    from .aus import centres
+
+    model.eval()
+    total, count = 0.0, 0
+    pred, true, peaks, true_c, iod = [], [], [], [], []
+    for batch in loader:
+        x = batch["image"].to(device)
+        with _autocast(amp, device):
+            out = model(x)[-1]
+        out = out.float().cpu()
+        n = len(x)
+        total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
+        count += n
+        dec = codec.decode(out)
+        pred.append(dec.intensities)
+        no_peak = np.isnan(dec.peaks[:, :, 0, 0])
+        dec.peaks[:, :, 0][no_peak] = dec.argmax[no_peak]  # a weak map still has a location
+        peaks.append(dec.peaks)
+        true.append(batch["intensities"].numpy().astype(np.float64))
+        lms = batch["landmarks"].numpy().astype(np.float64)
+        true_c.append(codec.centres_in_map(lms) * codec.stride)
+        iod.append(np.linalg.norm(lms[:, 45] - lms[:, 36], axis=1))
+    return {
+        "loss": total / max(count, 1),
+        "pred": np.concatenate(pred),
+        "true": np.concatenate(true),
+        "pred_peaks": np.concatenate(peaks),
+        "true_centres": np.concatenate(true_c),
+        "iod": np.concatenate(iod),
+    }
+
+
+def _summary(val: dict, codec: AUHeatmapCodec):
+    from .metrics import au_metrics
+
+    mask = np.isfinite(val["true"])
+    return au_metrics(val["pred"], val["true"], mask=mask, aus=codec.aus, pred_peaks=val["pred_peaks"],
+                      true_centres=val["true_centres"], iod=val["iod"])
+
+
+def _loader(dataset, batch_size: int, workers: int, order: np.ndarray | None) -> DataLoader:
+    return DataLoader(dataset, batch_size=batch_size, sampler=None if order is None else order.tolist(),
+                      shuffle=False, num_workers=workers, drop_last=False,
+                      persistent_workers=False)
+
+
+def train(cfg: dict, resume: bool = False, progress: bool = True, device: str | torch.device = "cpu",
+          max_epochs: int | None = None) -> Path:
+    """Train as configured; returns the run folder.
+
+    Args:
+        cfg: a configuration from :func:`load_config`.
+        resume: continue from ``<out_dir>/train_state.pt`` (an error if there is none).
+        progress: show progress bars.
+        device: torch device.
+        max_epochs: stop after this many epochs *of this call* (tests, time-boxed runs);
+            the schedule still follows ``train.epochs``.
+    """
+    from tqdm.auto import tqdm
+
+    tcfg = cfg["train"]
+    out_dir = Path(tcfg["out_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    if tcfg.get("threads"):
+        torch.set_num_threads(int(tcfg["threads"]))
+    seed = int(tcfg["seed"])
+
+    cache = _open_cache(cfg)
+    codec = AUHeatmapCodec(cfg["aus"], **cfg["codec"])
+    train_idx = _limit(cache.indices(cfg["data"]["train_split"]), cfg["data"]["max_train"], seed)
+    val_idx = _limit(cache.indices(cfg["data"]["val_split"]), cfg["data"]["max_val"], seed)
+    if len(train_idx) == 0:
+        raise ValueError(f"the cache at {cache.path} has no valid rows in split {cfg['data']['train_split']!r}")
+    train_set = AUHeatmapDataset(cache, train_idx, codec, AugmentConfig.from_dict(cfg["augment"]), seed=seed)
+    val_set = AUHeatmapDataset(cache, val_idx, codec, None, seed=seed)
+
+    torch.manual_seed(seed)
+    model = AUHourglass(num_aus=len(codec.aus), **cfg["model"]).to(device)
+    optimizer = _optimizer(model.parameters(), cfg["optim"])
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg["schedule"]["milestones"]),
+                                                     gamma=cfg["schedule"]["gamma"])
+    state_path = out_dir / "train_state.pt"
+    start_epoch, best_icc, history = 0, -np.inf, []
+    if resume:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"cannot resume: {state_path} does not exist (start without --resume)")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["config"] != _plain(cfg):
+            log.warning("resuming %s with a configuration that differs from the one it was started with", out_dir)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_icc, history = int(state["epoch"]), float(state["best_icc"]), list(state["history"])
+        log.info("resuming %s after epoch %d", out_dir, start_epoch)
+    elif state_path.exists():
+        raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or choose another train.out_dir")
+    else:
+        with open(out_dir / "config.yaml", "w") as fh:
+            yaml.safe_dump(_plain(cfg), fh, sort_keys=False)
+
+    writer = _tensorboard(out_dir)
+    epochs = int(tcfg["epochs"])
+    last = epochs if max_epochs is None else min(epochs, start_epoch + max_epochs)
+    for epoch in range(start_epoch, last):
+        model.train()
+        train_set.set_epoch(epoch)
+        order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 100003 + epoch)).numpy()
+        loader = _loader(train_set, tcfg["batch_size"], tcfg["workers"], order)
+        running, seen, t0 = 0.0, 0, time.perf_counter()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
+        for batch in bar:
+            x = batch["image"].to(device)
+            with _autocast(tcfg["amp"], device):
+                outputs = model(x)
+            target, mask = batch["heatmaps"].to(device), batch["mask"].to(device)
+            fg = float(cfg["loss"]["foreground_weight"])
+            loss = sum(heatmap_loss(o, target, mask, fg) for o in outputs)  # intermediate supervision
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += loss.item() * len(x)
+            seen += len(x)
+            bar.set_postfix(loss=f"{running / seen:.4g}")
+        elapsed = time.perf_counter() - t0
+        scheduler.step()
+
+        val = validate(model, _loader(val_set, tcfg["batch_size"], tcfg["workers"], None), codec, tcfg["amp"], device) \
+            if len(val_set) else None
+        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "lr": optimizer.param_groups[0]["lr"],
+               "samples_per_s": seen / max(elapsed, 1e-9), "epoch_s": elapsed}
+        if val is not None:
+            table = _summary(val, codec)
+            row.update(val_loss=val["loss"], val_icc=table.loc["mean", "icc"], val_mae=table.loc["mean", "mae"],
+                       val_loc_px=table.loc["mean", "loc_px"])
+        row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
+        history.append(row)
+        if writer is not None:
+            for key, value in row.items():
+                if key != "epoch":
+                    writer.add_scalar(key, value, epoch + 1)
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+
+        card = {**cfg.get("card", {}), "config": cfg["name"], "epochs_trained": epoch + 1}
+        icc = row.get("val_icc", np.nan)
+        improved = bool(np.isfinite(icc) and icc > best_icc)
+        if improved:
+            best_icc = float(icc)
+        model_cpu = copy.deepcopy(model).cpu()
+        save_checkpoint(out_dir / "model.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(), card=card)
+        if improved or not np.isfinite(icc):
+            save_checkpoint(out_dir / "best.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(),
+                            card={**card, "val_icc": None if not np.isfinite(icc) else float(icc)})
+        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_icc": best_icc,
+                      "history": history, "config": _plain(cfg)}, state_path)
+        _write_history(out_dir / "metrics.csv", history)
+    if writer is not None:
+        writer.close()
+    return out_dir
+
+
+def _limit(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    if limit is None or len(indices) <= limit:
+        return indices
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(indices, size=int(limit), replace=False))
+
+
+def _open_cache(cfg: dict) -> CropCache:
+    """The configured cache, built (or its interrupted build resumed) from data.manifest if needed."""
+    import json
+
+    data = cfg["data"]
+    if not data.get("cache"):
+        raise ValueError("data.cache is not set: give the preprocessed cache folder (and data.manifest to build it)")
+    cache_dir = Path(data["cache"])
+    info = cache_dir / "info.json"
+    if not info.exists() or not json.loads(info.read_text()).get("complete", False):
+        if not data.get("manifest"):
+            raise FileNotFoundError(f"no complete cache at {cache_dir} and no data.manifest to build it from")
+        import pandas as pd
+
+        from .aus import resolve_aus
+        from .data.cache import build_cache
+        from .data.manifest import au_columns
+
+        header = pd.read_csv(data["manifest"], nrows=0).columns
+        build_cache(data["manifest"], cache_dir, aus=resolve_aus(au_columns(header)))
+    return CropCache(cache_dir)
+
+
+def _plain(cfg: dict) -> dict:
+    """The configuration as plain YAML/JSON types (tuples → lists)."""
+    return yaml.safe_load(yaml.safe_dump(cfg))
+
+
+def _write_history(path: Path, history: list[dict]) -> None:
+    """Rewrite the metrics log from the run's history (so a resumed run never duplicates rows)."""
+    fields: list[str] = []
+    for row in history:
+        fields += [k for k in row if k not in fields]
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard not installed: the CSV log is enough
+        return None
+    return SummaryWriter(str(out_dir / "tb"))

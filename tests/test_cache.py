@@ -1,0 +1,388 @@
+"""aumaps.data: the manifest's checks, subject splits, and the resumable crop cache."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+import aumaps.data.cache as cache_module
+from aumaps import align
+from aumaps.data.cache import CacheError, CropCache, build_cache
+from aumaps.data.manifest import (
+    LANDMARK_COLUMNS,
+    ManifestError,
+    assign_splits,
+    landmarks_array,
+    read_manifest,
+    subject_kfold,
+    validate_manifest,
+)
+from aumaps.images import read_image
+
+AUS = (6, 12)
+ARRAYS = ("crops", "landmarks", "intensities", "matrices", "done", "valid")
+#: (scale, angle in degrees, x shift, y shift) of each copy of the astronaut.
+MOVES = [
+    (0.6, 0, 0, 0),
+    (0.5, 10, 40, 10),
+    (0.7, -15, -20, 5),
+    (0.55, 5, 10, -30),
+    (0.65, -5, 0, 20),
+    (0.5, 20, 30, 30),
+]
+SUBJECTS = ["007", "007", "12", "12", "3", "3"]
+SPLITS = ["train", "train", "val", "val", "test", "test"]
+BROKEN_ROW = 3  # the row whose image file is not an image
+BLANK_AU_ROW = 1  # the row whose AU06 cell is empty
+
+
+def _move(scale: float, angle: float, dx: float, dy: float) -> np.ndarray:
+    """A 2×3 similarity about the astronaut's centre, which lands at (160 + dx, 160 + dy)."""
+    matrix = cv2.getRotationMatrix2D((256.0, 256.0), angle, scale)
+    matrix[:, 2] += (dx - 96, dy - 96)
+    return matrix
+
+
+def _labels(row: int) -> dict[str, object]:
+    return {"AU06_r": "" if row == BLANK_AU_ROW else row % 6, "AU12_r": 5 - row % 6 / 2}
+
+
+def _save(path: Path, rgb: np.ndarray) -> None:
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def _write_manifest(folder: Path, rows: list[dict]) -> Path:
+    path = folder / "manifest.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory, astronaut, landmarker) -> Path:
+    """Six moved copies of the astronaut (PNG, 320×320) with their landmarks moved alike,
+    plus one file that is not an image (row 3), in a manifest with splits."""
+    folder = tmp_path_factory.mktemp("dataset")
+    (folder / "images").mkdir()
+    face = landmarker(astronaut)[0].landmarks
+    rows = []
+    for i, move in enumerate(MOVES):
+        matrix = _move(*move)
+        _save(folder / "images" / f"{i}.png", cv2.warpAffine(astronaut, matrix, (320, 320)))
+        points = np.round(align.transform_points(face, matrix), 3)
+        rows.append(
+            {
+                "image": f"images/{i}.png",
+                "subject": SUBJECTS[i],
+                "split": SPLITS[i],
+                **_labels(len(rows)),
+            }
+            | dict(zip(LANDMARK_COLUMNS, np.concatenate([points[:, 0], points[:, 1]])))
+        )
+        if len(rows) == BROKEN_ROW:
+            (folder / "images" / "broken.png").write_bytes(b"this is not a PNG file")
+            rows.append({**rows[2], "image": "images/broken.png", **_labels(BROKEN_ROW)})
+    return _write_manifest(folder, rows)
+
+
+@pytest.fixture(scope="module")
+def built(dataset, tmp_path_factory) -> Path:
+    """The reference cache: one process, chunks of 3 rows."""
+    return build_cache(
+        dataset, tmp_path_factory.mktemp("cache") / "c", AUS, progress=False, chunk=3
+    )
+
+
+def _assert_same_cache(a: Path, b: Path) -> None:
+    for name in ARRAYS:
+        np.testing.assert_array_equal(
+            np.load(a / f"{name}.npy"), np.load(b / f"{name}.npy"), err_msg=name
+        )
+    assert (a / "meta.csv").read_bytes() == (b / "meta.csv").read_bytes()
+    assert json.loads((a / "info.json").read_text()) == json.loads((b / "info.json").read_text())
+
+
+class _CountingReader:
+    """Stands in for ``read_image``: records paths, raises KeyboardInterrupt on call ``stop``."""
+
+    def __init__(self, stop: int | None = None) -> None:
+        self.paths: list[str] = []
+        self.stop = stop
+
+    def __call__(self, path):
+        self.paths.append(Path(path).name)
+        if len(self.paths) == self.stop:
+            raise KeyboardInterrupt
+        return read_image(path)
+
+
+# --- the cache's contents -------------------------------------------------------------------
+
+
+def test_crops_are_the_registered_faces(built, dataset):
+    cache = CropCache(built)
+    manifest = read_manifest(dataset)
+    points = landmarks_array(manifest)
+    assert len(cache) == len(manifest) == 7
+    assert cache.crops.shape == (7, 256, 256, 3) and cache.crops.dtype == np.uint8
+    assert not cache.crops.flags.writeable
+    for i in np.flatnonzero(cache.valid):
+        matrix = align.registration_matrix(points[i])
+        np.testing.assert_array_equal(cache.matrices[i], matrix)
+        np.testing.assert_array_equal(
+            cache.crops[i], align.warp_to_crop(read_image(manifest.image[i]), matrix)
+        )
+        np.testing.assert_array_equal(
+            cache.landmarks[i], align.transform_points(points[i], matrix).astype(np.float32)
+        )
+        np.testing.assert_allclose(
+            cache.landmarks[i][list(align.ANCHORS)], align.REFERENCE_POINTS, atol=1e-3
+        )
+
+
+def test_labels_invalid_rows_and_summary(built):
+    cache = CropCache(built)
+    assert cache.aus == AUS
+    labels = [_labels(i) for i in range(7)]
+    expected = np.array(
+        [[np.nan if a["AU06_r"] == "" else a["AU06_r"], a["AU12_r"]] for a in labels], np.float32
+    )
+    np.testing.assert_array_equal(
+        cache.intensities, expected
+    )  # equal_nan: the empty cell stays NaN
+    assert np.isnan(cache.intensities[BLANK_AU_ROW, 0])
+    assert cache.valid.tolist() == [i != BROKEN_ROW for i in range(7)]
+    assert not cache.crops[BROKEN_ROW].any() and np.isnan(cache.landmarks[BROKEN_ROW]).all()
+    summary = cache.info["summary"]
+    assert (summary["rows"], summary["kept"], summary["unreadable"], summary["no_face"]) == (
+        7,
+        6,
+        1,
+        0,
+    )
+    (failure,) = summary["failures"]
+    assert failure["row"] == BROKEN_ROW and failure["kind"] == "unreadable"
+    assert failure["image"].endswith("broken.png") and failure["reason"]
+    assert cache.info["complete"] is True
+    assert cache.meta["subject"].tolist()[:2] == ["007", "007"]  # ids stay text
+    assert cache.meta.columns.tolist() == ["image", "subject", "sequence", "frame", "split"]
+
+
+def test_indices_by_split(built):
+    cache = CropCache(built)
+    assert cache.indices().tolist() == [0, 1, 2, 4, 5, 6]
+    assert cache.indices(valid_only=False).tolist() == list(range(7))
+    assert cache.indices("train").tolist() == [0, 1]
+    assert cache.indices("val").tolist() == [2, 4]  # row 3 (val) is invalid
+    assert cache.indices("val", valid_only=False).tolist() == [2, 3, 4]
+    with pytest.raises(ValueError, match="split"):
+        cache.indices("training")
+
+
+# --- resuming, parallel building ------------------------------------------------------------
+
+
+def test_interrupted_build_resumes_without_redoing_rows(
+    dataset, built, tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "c"
+    first = _CountingReader(stop=5)  # chunks of 3: rows 0-2 are saved, row 4 is being read
+    monkeypatch.setattr(cache_module, "read_image", first)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(dataset, out, AUS, progress=False, chunk=3)
+    assert "run build_cache again" in capsys.readouterr().err
+    assert np.load(out / "done.npy").tolist() == [True] * 3 + [False] * 4
+    with pytest.raises(CacheError, match="incomplete.*run build_cache again to resume"):
+        CropCache(out)
+
+    second = _CountingReader()
+    monkeypatch.setattr(cache_module, "read_image", second)
+    build_cache(dataset, out, AUS, progress=False, chunk=3)
+    assert second.paths == ["broken.png", "3.png", "4.png", "5.png"]  # rows 3-6 only
+    _assert_same_cache(out, built)
+
+    third = _CountingReader()
+    monkeypatch.setattr(cache_module, "read_image", third)
+    build_cache(dataset, out, AUS, progress=False, chunk=3)  # complete: nothing to do
+    assert third.paths == []
+
+
+def test_a_kill_between_info_and_done_leaves_no_stale_rows(dataset, tmp_path, monkeypatch):
+    """Killed after chunk 2's (rows 3-5) failures reached info.json but before done.npy marked
+    them; the images change before the resume, so all of rows 3-5 must be taken afresh."""
+    folder = tmp_path / "dataset"
+    shutil.copytree(dataset.parent, folder)
+    write_info, calls = cache_module._write_info, []
+
+    def write_then_die(*args):
+        write_info(*args)
+        calls.append(args)
+        if len(calls) == 3:  # the layout, chunk 1, chunk 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_module, "_write_info", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(folder / "manifest.csv", tmp_path / "c", AUS, progress=False, chunk=3)
+    assert [
+        f["row"]
+        for f in json.loads((tmp_path / "c" / "info.json").read_text())["summary"]["failures"]
+    ] == [3]
+    monkeypatch.undo()
+    shutil.copy(folder / "images" / "2.png", folder / "images" / "broken.png")  # row 3 repaired
+    (folder / "images" / "4.png").write_bytes(b"")  # row 5 spoiled
+    cache = CropCache(
+        build_cache(folder / "manifest.csv", tmp_path / "c", AUS, progress=False, chunk=3)
+    )
+    assert cache.valid.tolist() == [True] * 5 + [False, True]
+    assert not cache.crops[5].any() and np.isnan(cache.matrices[5]).all()
+    assert [(f["row"], f["reason"]) for f in cache.info["summary"]["failures"]] == [
+        (5, "the file is empty")
+    ]
+
+
+def test_two_workers_build_the_same_cache(dataset, built, tmp_path):
+    _assert_same_cache(
+        build_cache(dataset, tmp_path / "c", AUS, workers=2, progress=False, chunk=2), built
+    )
+
+
+def test_a_cache_of_other_inputs_is_not_resumed(dataset, built, tmp_path):
+    out = tmp_path / "c"
+    shutil.copytree(built, out)
+    with pytest.raises(CacheError, match="aus.*resume=False"):
+        build_cache(dataset, out, (6,), progress=False)
+    fewer = read_manifest(dataset).iloc[:4]
+    with pytest.raises(CacheError, match="n: 7 there, 4 now"):
+        build_cache(fewer, out, AUS, progress=False)
+    rebuilt = CropCache(build_cache(dataset, out, (6,), progress=False, resume=False))
+    assert rebuilt.aus == (6,) and rebuilt.intensities.shape == (7, 1)
+
+
+def test_rows_without_landmarks_are_detected(tmp_path, astronaut, landmarker):
+    shifted = np.zeros_like(astronaut)
+    shifted[20:, 30:] = astronaut[:-20, :-30]
+    images = {
+        "astronaut.png": astronaut,
+        "shifted.png": shifted,
+        "blank.png": np.zeros((120, 120, 3), np.uint8),
+    }
+    for name, image in images.items():
+        _save(tmp_path / name, image)
+    manifest = _write_manifest(
+        tmp_path, [{"image": name, "subject": "a", "AU12_r": 1} for name in images]
+    )
+    cache = CropCache(
+        build_cache(manifest, tmp_path / "c", "12", landmarker=landmarker, progress=False)
+    )
+    assert cache.valid.tolist() == [True, True, False]
+    assert cache.info["summary"]["no_face"] == 1
+    with pytest.raises(ValueError, match="no split column"):
+        cache.indices("train")
+    for i, image in enumerate(list(images.values())[:2]):
+        face = max(landmarker(image), key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+        matrix = align.registration_matrix(face.landmarks)
+        np.testing.assert_array_equal(cache.crops[i], align.warp_to_crop(image, matrix))
+        np.testing.assert_allclose(
+            cache.landmarks[i][list(align.ANCHORS)], align.REFERENCE_POINTS, atol=1e-3
+        )
+
+
+def test_video_frames_are_refused_clearly(tmp_path):
+    (tmp_path / "clip.avi").write_bytes(b"")
+    manifest = _write_manifest(tmp_path, [{"image": "clip.avi#3", "subject": "a", "AU12_r": 1}])
+    with pytest.raises(NotImplementedError, match="clip.avi#3.*frame 3"):
+        build_cache(manifest, tmp_path / "c", (12,), progress=False)
+
+
+# --- the manifest -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_manifest(tmp_path) -> Path:
+    (tmp_path / "sub").mkdir()
+    rows = [
+        {"image": "a.png", "subject": "007", "AU06_r": 1, "AU12_r": 0, "note": "x"},
+        {"image": "/data/b.png", "subject": "007", "AU06_r": "", "AU12_r": 2.5, "note": ""},
+        {"image": "c.png", "subject": "8", "AU06_r": 3, "AU12_r": 4, "note": "z"},
+    ]
+    return _write_manifest(tmp_path / "sub", rows)
+
+
+def test_manifest_is_normalised(small_manifest):
+    table = read_manifest(small_manifest, aus="6,12")
+    assert table["image"].tolist()[:2] == [str(small_manifest.parent / "a.png"), "/data/b.png"]
+    assert table["subject"].tolist() == ["007", "007", "8"]
+    assert table["frame"].tolist() == [0, 1, 0] and table["sequence"].tolist() == ["", "", ""]
+    assert table.columns.tolist() == [
+        "image",
+        "subject",
+        "sequence",
+        "frame",
+        "AU06_r",
+        "AU12_r",
+        "note",
+    ]
+    assert np.isnan(table["AU06_r"][1])
+    pd.testing.assert_frame_equal(validate_manifest(table), table)
+
+
+def test_out_of_range_intensity_names_line_and_column(small_manifest):
+    table = pd.read_csv(small_manifest, dtype=str)
+    table.loc[2, "AU12_r"] = "7"
+    table.to_csv(small_manifest, index=False)
+    with pytest.raises(ManifestError, match=r"manifest\.csv.*line 4, column AU12_r = 7"):
+        read_manifest(small_manifest)
+    with pytest.warns(UserWarning, match="line 4, column AU12_r"):
+        table = read_manifest(small_manifest, on_bad="mask")
+    assert np.isnan(table["AU12_r"][2]) and table["AU06_r"][2] == 3
+
+
+def test_missing_au_column_is_named(small_manifest):
+    with pytest.raises(ManifestError, match=r"manifest\.csv.*AU10_r, AU14_r, AU17_r"):
+        read_manifest(small_manifest, aus="bp4d")
+
+
+def test_landmark_columns_are_all_or_none(dataset, tmp_path):
+    table = pd.read_csv(dataset).drop(columns=["y_67"])
+    with pytest.raises(ManifestError, match="135 of the 136 landmark columns.*y_67"):
+        read_manifest(_write_manifest(tmp_path, table.to_dict("records")))
+    table = pd.read_csv(dataset)
+    table.loc[2, "x_5"] = np.nan
+    with pytest.raises(ManifestError, match="all 136 landmark values or none.*line 4"):
+        read_manifest(_write_manifest(tmp_path, table.to_dict("records")))
+
+
+def test_assign_splits_is_subject_disjoint_and_seeded():
+    table = pd.DataFrame(
+        {
+            "image": [f"{i}.png" for i in range(40)],
+            "subject": [f"s{i % 20}" for i in range(40)],
+            "AU12_r": 1,
+        }
+    )
+    split = assign_splits(table, seed=1)
+    assert split.groupby("subject")["split"].nunique().max() == 1
+    assert split.drop_duplicates("subject")["split"].value_counts().to_dict() == {
+        "train": 14,
+        "val": 3,
+        "test": 3,
+    }
+    assert split["split"].tolist() == assign_splits(table, seed=1)["split"].tolist()
+    assert split["split"].tolist() != assign_splits(table, seed=2)["split"].tolist()
+    with pytest.raises(ValueError, match="fractions"):
+        assign_splits(table, (0.5, 0.6, 0.1))
+
+
+def test_subject_kfold_partitions_subjects():
+    folds = subject_kfold([f"s{i}" for i in range(10)] * 3, k=3, seed=0)
+    tests = [set(test) for _, test in folds]
+    assert sorted(len(t) for t in tests) == [3, 3, 4]
+    assert set().union(*tests) == {f"s{i}" for i in range(10)}
+    for train, test in folds:
+        assert not set(train) & set(test) and len(train) + len(test) == 10
+    assert folds == subject_kfold([f"s{i}" for i in range(10)], k=3, seed=0)
