@@ -1,0 +1,290 @@
+"""aumaps.data.synth: synthetic faces whose AU intensities and landmarks are known exactly."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from aumaps import align
+from aumaps.aus import CATALOGUE, centres, column_name
+from aumaps.codec import AUHeatmapCodec
+from aumaps.data import synth
+from aumaps.data.manifest import SPLITS, landmarks_array, read_manifest
+from aumaps.landmarks import FaceLandmarker, interocular_distance
+
+BP4D = (6, 10, 12, 14, 17)
+
+
+@pytest.fixture(scope="module")
+def drawn() -> synth.Identity:
+    """A procedural identity (no dlib needed)."""
+    return synth.procedural_face(np.random.default_rng(7), "drawn")
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small data set: 6 subjects × 4 frames in sequences of 2."""
+    out = tmp_path_factory.mktemp("synth")
+    return synth.make_dataset(
+        out, n_subjects=6, frames_per_subject=4, sequence_length=2, seed=3, progress=False
+    )
+
+
+def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+    ex = landmarks[45] - landmarks[36]
+    iod = float(np.linalg.norm(ex))
+    ex /= iod
+    return ex, np.array([-ex[1], ex[0]]), iod
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def test_displacement_table_covers_the_catalogue_and_keeps_the_axes() -> None:
+    assert set(synth.DISPLACEMENTS) == set(CATALOGUE)
+    for au, table in synth.DISPLACEMENTS.items():
+        assert table, f"AU{au} moves nothing"
+        assert 36 not in table and 45 not in table  # the face's axes and IOD never change
+        assert all(0 <= i < 68 for i in table)
+    # symmetric: the mirror of a moved landmark moves the mirrored way
+    dx48, dy48 = synth.DISPLACEMENTS[12][48]
+    assert synth.DISPLACEMENTS[12][54] == (-dx48, dy48)
+    assert dx48 < 0 and dy48 < 0  # image-left corner: outwards (left) and up
+
+
+def test_au12_moves_lip_corners_exactly_and_nothing_else(drawn: synth.Identity) -> None:
+    image, lms = synth.render(drawn, {12: 4.0}, nuisance=False)
+    neutral = drawn.landmarks
+    ex, ey, iod = _face_axes(neutral)
+    for i in (48, 54):
+        dx, dy = synth.DISPLACEMENTS[12][i]
+        expected = neutral[i] + 4.0 * iod * (dx * ex + dy * ey)
+        np.testing.assert_allclose(lms[i], expected, atol=1e-9)
+    moved = sorted(synth.DISPLACEMENTS[12])
+    still = np.setdiff1d(np.arange(68), moved)
+    np.testing.assert_array_equal(lms[still], neutral[still])  # eyes, brows, nose, chin...
+    assert set(range(36, 48)) <= set(still)
+    assert image.shape == drawn.image.shape and image.dtype == np.uint8
+
+
+def test_intensities_compose_additively(drawn: synth.Identity) -> None:
+    both = synth.displace_landmarks(drawn.landmarks, {12: 2.0, 26: 3.0})
+    a = synth.displace_landmarks(drawn.landmarks, {12: 2.0})
+    b = synth.displace_landmarks(drawn.landmarks, {26: 3.0})
+    np.testing.assert_allclose(
+        both - drawn.landmarks, (a - drawn.landmarks) + (b - drawn.landmarks)
+    )
+    with pytest.raises(ValueError, match="outside"):
+        synth.render(drawn, {12: 5.5}, nuisance=False)
+
+
+def test_image_content_follows_the_landmarks(drawn: synth.Identity) -> None:
+    """Green dots painted on the neutral lip corners and chin end up on the moved landmarks."""
+    painted = drawn.image.copy()
+    for i in (48, 54, 8):
+        x, y = np.round(drawn.landmarks[i]).astype(int)
+        cv2.circle(painted, (int(x), int(y)), 2, (0, 255, 0), -1)
+    # re-centre the landmarks on the dots' pixel centres so that the dots mark them exactly
+    lms = drawn.landmarks.copy()
+    lms[[48, 54, 8]] = np.round(lms[[48, 54, 8]])
+    face = replace(drawn, image=painted, landmarks=lms)
+    image, moved = synth.render(face, {12: 4.0, 26: 3.0}, nuisance=False)
+    greenness = image[..., 1].astype(float) - image[..., 0]
+    for i in (48, 54, 8):
+        shift = np.linalg.norm(moved[i] - lms[i])
+        assert shift > 4.0  # the test means something
+        x0, y0 = np.round(moved[i]).astype(int) - 8
+        window = np.clip(greenness[y0 : y0 + 17, x0 : x0 + 17] - 60.0, 0, None)
+        ys, xs = np.mgrid[y0 : y0 + 17, x0 : x0 + 17]
+        found = np.array([(xs * window).sum(), (ys * window).sum()]) / window.sum()
+        assert np.linalg.norm(found - moved[i]) <= 1.5, (i, found, moved[i])
+
+
+def test_zero_intensities_give_back_the_neutral_face(drawn: synth.Identity) -> None:
+    image, lms = synth.render(drawn, dict.fromkeys(CATALOGUE, 0.0), nuisance=False)
+    np.testing.assert_array_equal(image, drawn.image)
+    np.testing.assert_array_equal(lms, drawn.landmarks)
+
+
+def test_au12_and_au14_look_different_at_the_lip_corners(drawn: synth.Identity) -> None:
+    """They share heatmap centres, so the image, not the landmarks, must tell them apart."""
+    smile, lms12 = synth.render(drawn, {12: 4.0}, nuisance=False)
+    dimple, lms14 = synth.render(drawn, {14: 4.0}, nuisance=False)
+    _, _, iod = _face_axes(drawn.landmarks)
+    for i in (48, 54):
+        assert np.linalg.norm(lms12[i] - lms14[i]) < 0.15 * iod  # both stay at the corner
+    # appearance alone: each rendering against the same warp without strokes
+    for intensities, lms, image in (({12: 4.0}, lms12, smile), ({14: 4.0}, lms14, dimple)):
+        plain = synth._warp_image(drawn.image, drawn.landmarks, lms).astype(float)
+        diff = np.abs(image.astype(float) - plain).sum(-1)
+        for i in (48, 54):
+            x, y = np.round(lms[i]).astype(int)
+            r = int(0.2 * iod)
+            assert diff[y - r : y + r, x - r : x + r].max() > 15, intensities
+    # and the two differ where the dimple sits, beside the corners
+    ex, ey, _ = _face_axes(drawn.landmarks)
+    for i, side in ((48, -1), (54, 1)):
+        spot = np.round(lms14[i] + side * 0.07 * iod * ex).astype(int)
+        r = 3
+        a = smile[spot[1] - r : spot[1] + r, spot[0] - r : spot[0] + r].astype(float)
+        b = dimple[spot[1] - r : spot[1] + r, spot[0] - r : spot[0] + r].astype(float)
+        assert np.abs(a - b).mean() > 8
+
+
+def test_parted_lips_show_a_dark_mouth_and_teeth(drawn: synth.Identity) -> None:
+    image, lms = synth.render(drawn, {25: 4.0, 26: 4.0}, nuisance=False)
+    inside = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(inside, [np.round(lms[60:68]).astype(np.int32)], 1)
+    inside = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
+    assert inside.sum() > 100
+    grey = image.mean(-1)[inside]
+    assert np.median(grey) < 60  # the mouth's dark interior
+    assert grey.max() > 150  # the upper teeth
+
+
+def test_nuisances_move_image_and_landmarks_together(drawn: synth.Identity) -> None:
+    nz = synth.Nuisance(roll=15.0, yaw=10.0, scale=0.9, shift=(0.03, -0.02))
+    image, lms = synth.render(drawn, {}, np.random.default_rng(0), nuisance=nz, size=128)
+    assert image.shape == (128, 128, 3)
+    ex, _, _ = _face_axes(lms)
+    assert np.degrees(np.arctan2(ex[1], ex[0])) == pytest.approx(15.0, abs=2.0)
+    _, _, iod = _face_axes(drawn.landmarks)
+    assert interocular_distance(lms) == pytest.approx(iod * 0.9 / 2, rel=0.05)
+    # the pupils (dark) are where the landmarks say the eyes are
+    grey = image.mean(-1)
+    for eye in (slice(36, 42), slice(42, 48)):
+        x, y = np.round(lms[eye].mean(0)).astype(int)
+        assert grey[y - 1 : y + 2, x - 1 : x + 2].min() < np.median(grey) - 30
+
+
+# ---------------------------------------------------------------- intensities
+
+
+def test_sampled_intensities_spread_and_co_occur() -> None:
+    rng = np.random.default_rng(0)
+    samples = [synth.sample_intensities(rng) for _ in range(3000)]
+    assert all(set(s) == set(CATALOGUE) for s in samples)
+    values = {au: np.array([s[au] for s in samples]) for au in CATALOGUE}
+    assert all(((v >= 0) & (v <= 5)).all() for v in values.values())
+    for au in BP4D:
+        v = values[au]
+        assert 0.4 < (v == 0).mean() < 0.8, au  # a good share of zeros...
+        counts = np.histogram(v[v > 0], bins=[0, 1, 2, 3, 4, 5.001])[0] / (v > 0).sum()
+        assert counts.min() > 0.1, (au, counts)  # ...and the rest spread over 0-5
+    on12, on14 = values[12] > 0, values[14] > 0
+    for share in ((on12 & ~on14).mean(), (on14 & ~on12).mean(), (on12 & on14).mean()):
+        assert share > 0.05
+    assert np.corrcoef(values[6], values[12])[0, 1] > 0.2  # happiness
+    only = synth.sample_intensities(rng, aus="bp4d")
+    assert all(only[au] == 0 for au in CATALOGUE if au not in BP4D)
+
+
+def test_intensity_curves_are_smooth_and_bounded() -> None:
+    curves = synth.intensity_curves(np.random.default_rng(1), 40, keyframe_every=4)
+    assert set(curves) == set(CATALOGUE)
+    for curve in curves.values():
+        assert curve.shape == (40,)
+        assert ((curve >= 0) & (curve <= 5)).all()
+        assert np.abs(np.diff(curve)).max() <= 5 * 0.75 + 1e-9  # at most 3/4 of a jump per frame
+
+
+def test_render_sequence_moves_smoothly(drawn: synth.Identity) -> None:
+    curves = synth.intensity_curves(np.random.default_rng(2), 6)
+    frames = list(synth.render_sequence(drawn, curves, np.random.default_rng(2)))
+    assert len(frames) == 6
+    _, _, iod = _face_axes(drawn.landmarks)
+    steps = [np.abs(b[1] - a[1]).max() for a, b in zip(frames, frames[1:])]
+    assert max(steps) < 0.3 * iod
+    with pytest.raises(ValueError, match="same length"):
+        next(synth.render_sequence(drawn, {6: np.zeros(3), 12: np.zeros(4)}))
+
+
+# ---------------------------------------------------------------- data set
+
+
+def test_manifest_follows_the_data_format(dataset: Path) -> None:
+    table = read_manifest(dataset, aus="all")
+    assert len(table) == 24
+    assert [column_name(a) for a in CATALOGUE] == [c for c in table.columns if c.endswith("_r")]
+    assert (table["source"].isin([*synth.REAL_FACES, "procedural"])).all()
+    first = Path(table["image"][0])
+    assert first.parent.name == table["subject"][0] and first.name == "q00_00000.png"
+    image = cv2.imread(str(first))
+    assert image.shape == (256, 256, 3)
+    assert landmarks_array(table).shape == (24, 68, 2)
+    assert table.groupby(["subject", "sequence"]).size().eq(2).all()
+
+
+def test_splits_are_subject_disjoint_and_all_used(dataset: Path) -> None:
+    table = read_manifest(dataset)
+    assert table.groupby("subject")["split"].nunique().eq(1).all()
+    assert set(table["split"]) == set(SPLITS)
+
+
+def test_labels_and_centres_match_the_codec(dataset: Path) -> None:
+    table = read_manifest(dataset)
+    codec = AUHeatmapCodec("bp4d")
+    lms = landmarks_array(table)
+    crop_lms = align.transform_points(lms, align.registration_matrix(lms))
+    labels = table[[column_name(a) for a in BP4D]].to_numpy()
+    maps, mask = codec.encode(crop_lms, labels)
+    assert mask.all()
+    decoded = codec.decode(maps)
+    np.testing.assert_allclose(decoded.intensities, labels, atol=1e-5)
+    where = centres(crop_lms, BP4D)  # (N, A, C, 2)
+    checked = 0
+    for n, a, c in zip(*np.nonzero(np.isfinite(decoded.peaks[..., 0]))):
+        distance = np.abs(where[n, a] - decoded.peaks[n, a, c]).max(axis=-1)
+        assert np.nanmin(distance) <= codec.stride, (n, a, c)
+        checked += 1
+    assert checked > 10
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    kwargs = dict(n_subjects=3, frames_per_subject=2, sequence_length=2, progress=False)
+    first = synth.make_dataset(tmp_path / "a", seed=11, **kwargs)
+    again = synth.make_dataset(tmp_path / "b", seed=11, workers=2, **kwargs)
+    other = synth.make_dataset(tmp_path / "c", seed=12, **kwargs)
+    assert first.read_bytes() == again.read_bytes()
+    assert first.read_bytes() != other.read_bytes()
+    images = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.png"))
+    assert len(images) == 6
+    for name in images:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert any(
+        (tmp_path / "a" / name).read_bytes() != (tmp_path / "c" / name).read_bytes()
+        for name in images
+        if (tmp_path / "c" / name).exists()
+    )
+
+
+# ---------------------------------------------------------------- realism
+
+
+def test_identities_are_distinct() -> None:
+    faces = synth.neutral_faces(6, seed=4)
+    assert len({f.subject for f in faces}) == 6
+    for a, b in zip(faces, faces[1:]):
+        assert np.abs(a.landmarks - b.landmarks).max() > 1.0
+    again = synth.make_identity(3, seed=4)
+    np.testing.assert_array_equal(again.image, faces[3].image)
+
+
+def test_dlib_finds_the_synthetic_faces(landmarker: FaceLandmarker) -> None:
+    """dlib sees a face in most renderings, its landmarks close to the true ones."""
+    faces = synth.neutral_faces(20, seed=9)
+    found, errors = 0, []
+    for k, face in enumerate(faces):
+        rng = np.random.default_rng(k)
+        image, truth = synth.render(face, synth.sample_intensities(rng), rng)
+        detected = landmarker(image)
+        if detected:
+            found += 1
+            error = np.linalg.norm(detected[0].landmarks - truth, axis=1).mean()
+            errors.append(error / interocular_distance(truth))
+    assert found >= 16
+    assert np.mean(errors) < 0.08
