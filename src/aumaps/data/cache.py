@@ -25,8 +25,8 @@ import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import closing
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -443,7 +443,6 @@ class _RowWriter:
     """
 
     def __init__(self, out: Path, landmarker: FaceLandmarker | None) -> None:
-        self.out = out
         self._landmarker = landmarker
         self.crops = np.load(out / "crops.npy", mmap_mode="r+")
         self.landmarks = np.load(out / "landmarks.npy", mmap_mode="r+")

@@ -13,6 +13,7 @@ Errors name the file, the line of the CSV file (the header is line 1, so data ro
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import warnings
@@ -103,11 +104,11 @@ def read_manifest(
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: '{path}'")
     source = str(path.absolute())
-    try:
-        header = pd.read_csv(path, nrows=0, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise ManifestError(f"manifest '{source}' is empty") from None
-    names = [str(name).strip() for name in header.columns]
+    with path.open(newline="", encoding="utf-8-sig") as file:
+        header = next(csv.reader(file), None)
+    if not header:
+        raise ManifestError(f"manifest '{source}' is empty")
+    names = [name.strip() for name in header]
     numeric = [c for c in names if _is_numeric_column(c)]
     table = pd.read_csv(
         path,
