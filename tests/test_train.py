@@ -2,43 +2,18 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from aumaps.aus import column_name
-from aumaps.data.cache import CropCache, build_cache
+from aumaps.data.cache import CropCache
 from aumaps.data.dataset import AUHeatmapDataset
 from aumaps.codec import AUHeatmapCodec
 from aumaps.train import heatmap_loss, load_config, train
 from aumaps.weights import load_checkpoint
 
 AUS = (6, 10, 12, 14, 17)
-
-
-@pytest.fixture(scope="module")
-def tiny_cache(tmp_path_factory, astronaut, landmarker):
-    """16 shifted astronauts from 4 subjects with random labels, one label uncoded."""
-    root = tmp_path_factory.mktemp("tiny")
-    lm = landmarker(astronaut)[0].landmarks
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(16):
-        dx, dy = rng.integers(-20, 21, 2)
-        shifted = cv2.warpAffine(astronaut, np.float64([[1, 0, dx], [0, 1, dy]]), (512, 512))
-        name = f"img{i:02d}.png"
-        cv2.imwrite(str(root / name), cv2.cvtColor(shifted, cv2.COLOR_RGB2BGR))
-        row = {"image": name, "subject": f"s{i % 4}", "sequence": "t1", "frame": i,
-               "split": ["train", "train", "val", "test"][i % 4]}
-        row.update({column_name(a): float(rng.integers(0, 6)) for a in AUS})
-        row.update({f"x_{k}": lm[k, 0] + dx for k in range(68)})
-        row.update({f"y_{k}": lm[k, 1] + dy for k in range(68)})
-        rows.append(row)
-    rows[0][column_name(12)] = np.nan
-    pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
-    return build_cache(root / "manifest.csv", root / "cache", aus=AUS, progress=False)
 
 
 def _cfg(cache, out_dir, epochs=3):

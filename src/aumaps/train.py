@@ -50,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
     "schedule": {"milestones": [], "gamma": 0.1},
     "train": {"epochs": 40, "batch_size": 16, "workers": 0, "amp": "bf16", "seed": 0,
-              "out_dir": "runs/aumaps", "threads": None},
+              "out_dir": "runs/aumaps", "threads": None, "compile": False},
     "augment": AugmentConfig().to_dict(),
     "card": {},
 }
@@ -81,12 +81,15 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
 
 
 def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 foreground_weight: float = 1.0) -> torch.Tensor:
+                 foreground_weight: float = 1.0, count: torch.Tensor | float | None = None) -> torch.Tensor:
     """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
 
     Args:
         pred, target: ``(N, A, H, W)``.
         mask: ``(N, A)`` bool; False maps contribute nothing.
+        count: the number of coded maps to divide by; default ``mask.sum()``. Data-parallel
+            training passes the global count divided by the number of processes, so that the
+            averaged gradients equal one process's over the whole batch.
         foreground_weight: weight of the pixels where the target is non-zero (the Gaussians)
             relative to the background. 1 is the paper's plain L2. Larger values stop a
             network from settling on all-zero maps early, when the Gaussians cover a small
@@ -97,7 +100,9 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
         err = err * torch.where(target > 0, foreground_weight, 1.0)
     per_map = err.mean(dim=(2, 3))
     m = mask.float()
-    return (per_map * m).sum() / m.sum().clamp_min(1.0)
+    if count is None:
+        count = m.sum()
+    return (per_map * m).sum() / torch.as_tensor(count, dtype=per_map.dtype).clamp_min(1.0 / 1024)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -121,7 +126,9 @@ def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
         return torch.optim.RMSprop(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
     if name == "adam":
         return torch.optim.Adam(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"])
-    raise ValueError(f"optim.name must be rmsprop or adam, not {cfg['name']!r}")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
+    raise ValueError(f"optim.name must be rmsprop, adam or sgd, not {cfg['name']!r}")
 
 
 @torch.no_grad()
@@ -183,36 +190,63 @@ def train(cfg: dict, resume: bool = False, progress: bool = True, device: str | 
           max_epochs: int | None = None) -> Path:
     """Train as configured; returns the run folder.
 
+    Launched by ``torchrun`` with several processes, it trains data-parallel
+    (:mod:`aumaps.distributed`): ``train.batch_size`` stays the *global* batch, split evenly
+    over the processes, BatchNorm statistics are synchronised, so N processes follow the
+    same trajectory as one; only rank 0 writes checkpoints and logs.
+
     Args:
         cfg: a configuration from :func:`load_config`.
-        resume: continue from ``<out_dir>/train_state.pt`` (an error if there is none).
-        progress: show progress bars.
-        device: torch device.
+        resume: continue from ``<out_dir>/train_state.pt`` (an error if there is none); the
+            number of processes may differ from the run that wrote it.
+        progress: show progress bars (rank 0 only).
+        device: torch device (``cuda`` becomes ``cuda:LOCAL_RANK`` under torchrun).
         max_epochs: stop after this many epochs *of this call* (tests, time-boxed runs);
             the schedule still follows ``train.epochs``.
     """
+    from . import distributed
+
+    ctx = distributed.setup(device)
+    try:
+        return _train(cfg, resume, progress and ctx.main, ctx, max_epochs)
+    finally:
+        distributed.cleanup(ctx)
+
+
+def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None) -> Path:
     from tqdm.auto import tqdm
+
+    from .distributed import all_mean, convert_sync_batchnorm, gather
 
     tcfg = cfg["train"]
     out_dir = Path(tcfg["out_dir"])
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
+    device = ctx.device
     if tcfg.get("threads"):
         torch.set_num_threads(int(tcfg["threads"]))
     seed = int(tcfg["seed"])
+    batch = int(tcfg["batch_size"])
+    if batch % ctx.world:
+        raise ValueError(f"train.batch_size {batch} (the global batch) must be divisible by the {ctx.world} processes")
 
-    cache = _open_cache(cfg)
+    if ctx.main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cache = _open_cache(cfg)
+    _ = gather(None, ctx)  # the others wait for rank 0 to build the cache
+    if not ctx.main:
+        cache = _open_cache(cfg)
     codec = AUHeatmapCodec(cfg["aus"], **cfg["codec"])
     train_idx = _limit(cache.indices(cfg["data"]["train_split"]), cfg["data"]["max_train"], seed)
     val_idx = _limit(cache.indices(cfg["data"]["val_split"]), cfg["data"]["max_val"], seed)
     if len(train_idx) == 0:
         raise ValueError(f"the cache at {cache.path} has no valid rows in split {cfg['data']['train_split']!r}")
     train_set = AUHeatmapDataset(cache, train_idx, codec, AugmentConfig.from_dict(cfg["augment"]), seed=seed)
-    val_set = AUHeatmapDataset(cache, val_idx, codec, None, seed=seed)
+    val_set = AUHeatmapDataset(cache, val_idx[ctx.rank :: ctx.world], codec, None, seed=seed)
 
     torch.manual_seed(seed)
-    model = AUHourglass(num_aus=len(codec.aus), **cfg["model"]).to(device)
-    optimizer = _optimizer(model.parameters(), cfg["optim"])
+    raw = AUHourglass(num_aus=len(codec.aus), **cfg["model"])
+    if ctx.distributed:  # before the optimizer: the synchronised layers are new parameters
+        raw = convert_sync_batchnorm(raw, device)
+    optimizer = _optimizer(raw.parameters(), cfg["optim"])
     scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(cfg["schedule"]["milestones"]),
                                                      gamma=cfg["schedule"]["gamma"])
     state_path = out_dir / "train_state.pt"
@@ -221,78 +255,132 @@ def train(cfg: dict, resume: bool = False, progress: bool = True, device: str | 
         if not state_path.is_file():
             raise FileNotFoundError(f"cannot resume: {state_path} does not exist (start without --resume)")
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["config"] != _plain(cfg):
+        if state["config"] != _plain(cfg) and ctx.main:
             log.warning("resuming %s with a configuration that differs from the one it was started with", out_dir)
-        model.load_state_dict(state["model"])
+        raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best_icc, history = int(state["epoch"]), float(state["best_icc"]), list(state["history"])
-        log.info("resuming %s after epoch %d", out_dir, start_epoch)
+        if ctx.main:
+            log.info("resuming %s after epoch %d", out_dir, start_epoch)
     elif state_path.exists():
         raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or choose another train.out_dir")
-    else:
+    elif ctx.main:
         with open(out_dir / "config.yaml", "w") as fh:
             yaml.safe_dump(_plain(cfg), fh, sort_keys=False)
 
-    writer = _tensorboard(out_dir)
+    raw.to(device)
+    _optimizer_to(optimizer, device)
+    model: torch.nn.Module = raw
+    if ctx.distributed:
+        model = torch.nn.parallel.DistributedDataParallel(
+            raw, device_ids=[device.index] if device.type == "cuda" else None)
+    if tcfg.get("compile"):
+        model = torch.compile(model)
+    scaler = torch.amp.GradScaler(device.type) if tcfg["amp"] == "fp16" and device.type == "cuda" else None
+    fg = float(cfg["loss"]["foreground_weight"])
+
+    writer = _tensorboard(out_dir) if ctx.main else None
     epochs = int(tcfg["epochs"])
     last = epochs if max_epochs is None else min(epochs, start_epoch + max_epochs)
     for epoch in range(start_epoch, last):
         model.train()
         train_set.set_epoch(epoch)
         order = torch.randperm(len(train_set), generator=torch.Generator().manual_seed(seed * 100003 + epoch)).numpy()
-        loader = _loader(train_set, tcfg["batch_size"], tcfg["workers"], order)
+        # rank r takes every world-th sample: its batches are the r-th slices of the global batches
+        order = order[: len(order) - len(order) % ctx.world][ctx.rank :: ctx.world]
+        loader = _loader(train_set, batch // ctx.world, tcfg["workers"], order)
         running, seen, t0 = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
-        for batch in bar:
-            x = batch["image"].to(device)
+        for item in bar:
+            x = item["image"].to(device)
             with _autocast(tcfg["amp"], device):
                 outputs = model(x)
-            target, mask = batch["heatmaps"].to(device), batch["mask"].to(device)
-            fg = float(cfg["loss"]["foreground_weight"])
-            loss = sum(heatmap_loss(o, target, mask, fg) for o in outputs)  # intermediate supervision
+            target, mask = item["heatmaps"].to(device), item["mask"].to(device)
+            count = _global_count(mask, ctx)
+            loss = sum(heatmap_loss(o, target, mask, fg, count) for o in outputs)  # intermediate supervision
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                optimizer.step()
             running += loss.item() * len(x)
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.4g}")
         elapsed = time.perf_counter() - t0
         scheduler.step()
 
-        val = validate(model, _loader(val_set, tcfg["batch_size"], tcfg["workers"], None), codec, tcfg["amp"], device) \
-            if len(val_set) else None
-        row = {"epoch": epoch + 1, "train_loss": running / max(seen, 1), "lr": optimizer.param_groups[0]["lr"],
-               "samples_per_s": seen / max(elapsed, 1e-9), "epoch_s": elapsed}
+        val = validate(raw, _loader(val_set, batch, tcfg["workers"], None), codec, tcfg["amp"], device) \
+            if len(val_idx) else None
+        row = {"epoch": epoch + 1, "train_loss": all_mean(running / max(seen, 1), ctx),
+               "lr": optimizer.param_groups[0]["lr"],
+               "samples_per_s": all_mean(seen / max(elapsed, 1e-9), ctx) * ctx.world, "epoch_s": elapsed}
         if val is not None:
+            parts = gather(val, ctx)
+            val = {k: np.concatenate([p[k] for p in parts]) for k in ("pred", "true", "pred_peaks", "true_centres", "iod")}
+            val["loss"] = float(np.average([p["loss"] for p in parts], weights=[len(p["pred"]) for p in parts]))
             table = _summary(val, codec)
             row.update(val_loss=val["loss"], val_icc=table.loc["mean", "icc"], val_mae=table.loc["mean", "mae"],
                        val_loc_px=table.loc["mean", "loc_px"])
         row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
         history.append(row)
-        if writer is not None:
-            for key, value in row.items():
-                if key != "epoch":
-                    writer.add_scalar(key, value, epoch + 1)
-        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
-
-        card = {**cfg.get("card", {}), "config": cfg["name"], "epochs_trained": epoch + 1}
         icc = row.get("val_icc", np.nan)
         improved = bool(np.isfinite(icc) and icc > best_icc)
         if improved:
             best_icc = float(icc)
-        model_cpu = copy.deepcopy(model).cpu()
-        save_checkpoint(out_dir / "model.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(), card=card)
-        if improved or not np.isfinite(icc):
-            save_checkpoint(out_dir / "best.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(),
-                            card={**card, "val_icc": None if not np.isfinite(icc) else float(icc)})
-        _atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                      "scheduler": scheduler.state_dict(), "epoch": epoch + 1, "best_icc": best_icc,
-                      "history": history, "config": _plain(cfg)}, state_path)
-        _write_history(out_dir / "metrics.csv", history)
+        if ctx.main:
+            _log_epoch(row, writer)
+            _save_epoch(out_dir, cfg, raw, optimizer, scheduler, codec, history, best_icc, improved, icc)
+        _ = gather(None, ctx)  # nobody runs ahead of the checkpoint
     if writer is not None:
         writer.close()
     return out_dir
+
+
+def _global_count(mask: torch.Tensor, ctx) -> torch.Tensor:
+    """Coded maps in the whole (global) batch, divided by the number of processes."""
+    count = mask.float().sum()
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        dist.all_reduce(count)
+        count = count / ctx.world
+    return count.clamp_min(1.0)
+
+
+def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
+    """Move a (resumed) optimizer's state tensors onto ``device``."""
+    for state in optimizer.state.values():
+        for key, value in state.items():
+            if torch.is_tensor(value) and value.ndim > 0:
+                state[key] = value.to(device)
+
+
+def _log_epoch(row: dict, writer) -> None:
+    if writer is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                writer.add_scalar(key, value, row["epoch"])
+    log.info("epoch %d: %s", row["epoch"], ", ".join(f"{k}={v:.4g}" for k, v in row.items() if k != "epoch"))
+
+
+def _save_epoch(out_dir: Path, cfg: dict, raw: torch.nn.Module, optimizer, scheduler, codec: AUHeatmapCodec,
+                history: list[dict], best_icc: float, improved: bool, icc: float) -> None:
+    """Write model.pt, best.pt (when improved), train_state.pt and metrics.csv, each atomically."""
+    epoch = history[-1]["epoch"]
+    card = {**cfg.get("card", {}), "config": cfg["name"], "epochs_trained": epoch}
+    model_cpu = copy.deepcopy(raw).cpu()
+    save_checkpoint(out_dir / "model.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(), card=card)
+    if improved or not np.isfinite(icc):
+        save_checkpoint(out_dir / "best.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(),
+                        card={**card, "val_icc": None if not np.isfinite(icc) else float(icc)})
+    _atomic_save({"model": model_cpu.state_dict(), "optimizer": optimizer.state_dict(),
+                  "scheduler": scheduler.state_dict(), "epoch": epoch, "best_icc": best_icc,
+                  "history": history, "config": _plain(cfg)}, out_dir / "train_state.pt")
+    _write_history(out_dir / "metrics.csv", history)
 
 
 def _limit(indices: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
