@@ -292,11 +292,14 @@ def test_rows_without_landmarks_are_detected(tmp_path, astronaut, landmarker):
         )
 
 
-def test_video_frames_are_refused_clearly(tmp_path):
+def test_unopenable_video_frame_is_an_invalid_row_named_in_the_summary(tmp_path):
     (tmp_path / "clip.avi").write_bytes(b"")
     manifest = _write_manifest(tmp_path, [{"image": "clip.avi#3", "subject": "a", "AU12_r": 1}])
-    with pytest.raises(NotImplementedError, match="clip.avi#3.*frame 3"):
-        build_cache(manifest, tmp_path / "c", (12,), progress=False)
+    out = build_cache(manifest, tmp_path / "c", (12,), progress=False)
+    info = json.loads((out / "info.json").read_text())
+    assert not CropCache(out).valid.any()
+    (failure,) = info["summary"]["failures"]
+    assert failure["kind"] == "unreadable" and "clip.avi" in failure["image"]
 
 
 # --- the manifest -----------------------------------------------------------------------------

@@ -12,6 +12,20 @@ Rows whose image cannot be read, where no face is found, or whose landmarks cann
 a face stay in the cache with ``valid = False`` (zero crop, NaN landmarks and matrix), so that
 row ``i`` of the cache is always row ``i`` of the manifest; ``info.json`` lists them with the
 reason.
+
+**Video frames** (``video.avi#123``, 0-based) are read by decoding each video once, from its
+start, in one unit of work: the frames the manifest names are registered as they go by.
+Where a face must be detected, it is tracked from the previous frame instead
+(:class:`_Tracker`): the landmark predictor runs on a box placed from the previous
+landmarks, and the detector runs only on the video's first frame, every ``redetect_every``
+frames, and whenever the tracked landmarks move or change size implausibly or leave the
+image. A video is processed whole, so resuming or sharding never changes its tracking.
+**Zip members** (``F001.zip#F001/T1/0001.jpg``) are read from the archive without
+extracting it.
+
+**Shards** (``shard=(i, n)``) split a build between independent jobs, by whole videos and
+whole image sequences (``subject``, ``sequence``): each writes its share into its own folder,
+and :func:`merge_caches` joins the shards into the cache an unsharded build writes.
 """
 
 from __future__ import annotations
@@ -21,14 +35,17 @@ import json
 import multiprocessing
 import os
 import re
+import shutil
 import sys
 import threading
 import time
+import zipfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from contextlib import closing
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
@@ -36,7 +53,7 @@ from tqdm.auto import tqdm
 from ..align import CROP_SIZE, registration_matrix, transform_points, warp_to_crop
 from ..aus import column_name, resolve_aus
 from ..images import ImageReadError, read_image
-from ..landmarks import FaceLandmarker
+from ..landmarks import Face, FaceLandmarker
 from .manifest import (
     LANDMARK_COLUMNS,
     SPLITS,
@@ -46,17 +63,19 @@ from .manifest import (
     validate_manifest,
 )
 
-__all__ = ["CACHE_FORMAT", "CacheError", "CropCache", "build_cache"]
+__all__ = ["CACHE_FORMAT", "CacheError", "CropCache", "build_cache", "merge_caches"]
 
 #: ``info.json``'s ``format`` entry; ``version`` changes when the layout does.
 CACHE_FORMAT = "aumaps-crop-cache"
 _VERSION = 1
 #: The reasons a row can be invalid, as ``info.json`` counts them.
 _FAILURE_KINDS = ("unreadable", "no_face", "bad_landmarks")
-#: Entries of ``info.json`` that must match for a build to resume.
-_IDENTITY = ("format", "version", "aus", "n", "source", "fingerprint", "crop_size")
 #: A video frame reference, ``video.avi#123``.
 _VIDEO_FRAME = re.compile(r"(.+)#(\d+)")
+#: A member of a zip archive, ``F001.zip#F001/T1/0001.jpg``.
+_ZIP_MEMBER = re.compile(r"(.+?\.zip)#(.+)", re.IGNORECASE)
+#: A split selector over a ``meta.csv`` column: ``fold=1``, ``fold!=1``.
+_SELECTOR = re.compile(r"(\w+)(!?=)(.*)")
 #: How many invalid rows the printed summary names.
 _PRINTED = 10
 
@@ -100,6 +119,8 @@ def build_cache(
     progress: bool = True,
     resume: bool = True,
     chunk: int = 256,
+    shard: tuple[int, int] | None = None,
+    redetect_every: int = 30,
 ) -> Path:
     """Register every row of a manifest into a crop cache.
 
@@ -119,8 +140,15 @@ def build_cache(
         progress: Show a progress bar and print the summary.
         resume: Continue an unfinished build in ``out_dir`` (or return a finished one as
             it is). ``False`` rebuilds from scratch whatever the folder holds.
-        chunk: Rows per unit of work (fewer when there are too few rows to give each worker
-            one); an interruption loses at most the chunks in flight.
+        chunk: Image rows per unit of work (fewer when there are too few rows to give each
+            worker one); a video is always one unit of work. An interruption loses at most
+            the units in flight.
+        shard: ``(i, n)``: build only shard ``i`` (0-based) of ``n``: every ``n``-th video or
+            image sequence (``subject``, ``sequence``), in order of first appearance. The
+            folder is then a shard, which :class:`CropCache` refuses: join the ``n``
+            shards' folders with :func:`merge_caches`. ``None`` builds every row.
+        redetect_every: In videos, run the face detector at least every this many frames
+            of a video and track the landmarks in between (``1``: detect in every frame).
 
     Returns:
         ``out_dir`` as a :class:`~pathlib.Path`, holding a complete cache.
@@ -129,17 +157,20 @@ def build_cache(
         CacheError: ``resume`` is true and ``out_dir`` holds a cache built from another
             manifest, AU list or row count, or its files are damaged.
         aumaps.data.manifest.ManifestError: The manifest is invalid.
-        NotImplementedError: The manifest names video frames (``video.avi#123``).
         KeyboardInterrupt: The build was interrupted; run it again to resume.
     """
     aus = resolve_aus(aus)
-    if workers < 1 or chunk < 1:
-        raise ValueError(f"workers and chunk must be at least 1, got {workers} and {chunk}")
+    if workers < 1 or chunk < 1 or redetect_every < 1:
+        raise ValueError(
+            f"workers, chunk and redetect_every must be at least 1, got {workers}, {chunk} "
+            f"and {redetect_every}"
+        )
+    if shard is not None and not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     if isinstance(manifest, pd.DataFrame):
         table = validate_manifest(manifest, aus)
     else:
         table = read_manifest(manifest, aus)
-    _refuse_video_frames(table)
     images = table["image"].tolist()
     landmarks = landmarks_array(table)
     intensities = table[[column_name(a) for a in aus]].to_numpy(dtype=np.float32)
@@ -153,6 +184,14 @@ def build_cache(
         "fingerprint": _fingerprint(meta, intensities, landmarks),
         "crop_size": CROP_SIZE,
     }
+    refs = [_frame_ref(image) for image in images]
+    detected = np.ones(len(table), bool) if landmarks is None else np.isnan(landmarks).any(axis=(1, 2))
+    if any(ref is not None and needs for ref, needs in zip(refs, detected)):
+        identity["redetect_every"] = redetect_every  # tracking changes detected landmarks
+    share = np.ones(len(table), dtype=bool)
+    if shard is not None:
+        identity["shard"] = list(shard)
+        share = _shard_rows(table, refs, *shard)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -162,7 +201,75 @@ def build_cache(
     else:
         _check_resumable(out, info, identity)
     if not info["complete"]:
-        _fill(out, info, images, landmarks, landmarker, workers, progress, chunk)
+        job = _Job(images, refs, landmarks, landmarker, redetect_every)
+        _fill(out, info, job, share, workers, progress, chunk)
+    if progress:
+        print(_summary_text(out, info["summary"]))
+    return out
+
+
+def merge_caches(
+    shards: Iterable[str | os.PathLike[str]], out_dir: str | os.PathLike[str], progress: bool = True
+) -> Path:
+    """Join the folders of a sharded build into one cache.
+
+    Args:
+        shards: The ``n`` folders that ``build_cache(..., shard=(i, n))`` wrote for
+            ``i = 0..n-1``, in any order; each must be complete.
+        out_dir: The merged cache's folder (created; cache files in it are replaced).
+        progress: Print the summary.
+
+    Returns:
+        ``out_dir``, holding the cache an unsharded :func:`build_cache` of the same manifest
+        and arguments writes (same arrays, ``meta.csv`` and ``info.json``).
+
+    Raises:
+        CacheError: A folder is not a complete shard, the shards come from different
+            builds, or some shard is missing or given twice.
+    """
+    folders = [Path(folder) for folder in shards]
+    infos = []
+    for folder in folders:
+        info = _read_info(folder)
+        if info is None or "shard" not in info:
+            raise CacheError(f"'{folder}' is not a shard of a crop cache (build_cache(shard=...))")
+        if not info["complete"]:
+            raise CacheError(f"shard '{folder}' is incomplete; run its build again to resume it")
+        infos.append(info)
+    identity = {key: value for key, value in infos[0].items() if key not in ("shard", "complete", "summary")}
+    n = infos[0]["shard"][1]
+    for folder, info in zip(folders, infos):
+        other = {key: value for key, value in info.items() if key not in ("shard", "complete", "summary")}
+        if other != identity or info["shard"][1] != n:
+            raise CacheError(f"shard '{folder}' comes from another build than '{folders[0]}'")
+    given = sorted(info["shard"][0] for info in infos)
+    if given != list(range(n)):
+        raise CacheError(f"merging needs shards 0..{n - 1} once each, got {given}")
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    meta = _read_meta(folders[0] / "meta.csv")
+    intensities = np.load(folders[0] / "intensities.npy")
+    info = _create(out, identity, meta, intensities)
+    shutil.copyfile(folders[0] / "meta.csv", out / "meta.csv")  # byte for byte
+    merged = _open_arrays(out, info, mode="r+")
+    failures: dict[int, dict] = {}
+    for folder, shard_info in zip(folders, infos):
+        arrays = _open_arrays(folder, shard_info, mode="r")
+        rows = np.flatnonzero(arrays["done"])
+        if np.any(merged["done"][rows]):
+            raise CacheError(f"shard '{folder}' overlaps another shard")
+        for start in range(0, len(rows), 256):
+            block = rows[start : start + 256]
+            for name in ("crops", "landmarks", "matrices", "valid"):
+                merged[name][block] = arrays[name][block]
+        merged["done"][rows] = True
+        failures.update((f["row"], f) for f in shard_info["summary"]["failures"])
+    if not merged["done"].all():
+        raise CacheError(f"the shards leave {int(np.count_nonzero(~merged['done']))} rows unwritten")
+    for array in merged.values():
+        array.flush()
+    _finish(out, info, failures, np.ones(info["n"], dtype=bool))
     if progress:
         print(_summary_text(out, info["summary"]))
     return out
@@ -198,6 +305,12 @@ class CropCache:
         info = _read_info(self.path)
         if info is None:
             raise FileNotFoundError(f"no crop cache in '{self.path}' (info.json is missing)")
+        if "shard" in info:
+            i, n = info["shard"]
+            raise CacheError(
+                f"'{self.path}' is shard {i} of {n} of a crop cache; join the shards with "
+                f"merge_caches (aumaps prepare merge) and open the result"
+            )
         if not info["complete"]:
             done = self.path / "done.npy"
             written = np.count_nonzero(np.load(done, mmap_mode="r")) if done.is_file() else 0
@@ -224,17 +337,31 @@ class CropCache:
         """Row numbers of the samples to use.
 
         Args:
-            split: ``"train"``, ``"val"`` or ``"test"``; ``None`` for all rows.
+            split: ``"train"``, ``"val"`` or ``"test"``; ``None`` for all rows; or a
+                selector over a ``meta.csv`` column, ``COLUMN=VALUE`` or ``COLUMN!=VALUE``
+                (e.g. ``fold=1`` and ``fold!=1`` for the test and training subjects of a
+                k-fold protocol's first fold).
             valid_only: Leave out rows without a usable face.
 
         Returns:
             ``(M,)`` int64 ascending row numbers.
 
         Raises:
-            ValueError: Unknown ``split``, or the manifest had no ``split`` column.
+            ValueError: Unknown ``split`` or selector column, or the manifest had no
+                ``split`` column.
         """
         keep = self.valid.copy() if valid_only else np.ones(len(self), dtype=bool)
-        if split is not None:
+        selector = _SELECTOR.fullmatch(split) if split is not None else None
+        if selector is not None:
+            column, operator, value = selector.groups()
+            if column not in self.meta:
+                raise ValueError(
+                    f"no column {column!r} in the cache '{self.path}' to select {split!r} by; "
+                    f"its columns: {', '.join(self.meta.columns)}"
+                )
+            chosen = (self.meta[column].astype(str) == value).to_numpy()
+            keep &= chosen if operator == "=" else ~chosen
+        elif split is not None:
             if split not in SPLITS:
                 raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, got {split!r}")
             splits = self.meta["split"].to_numpy()
@@ -247,15 +374,25 @@ class CropCache:
         return np.flatnonzero(keep).astype(np.int64)
 
 
-def _refuse_video_frames(table: pd.DataFrame) -> None:
-    """Raise for rows that name a video frame, which the cache cannot read yet."""
-    for image in table["image"]:
-        match = _VIDEO_FRAME.fullmatch(image)
-        if match and not os.path.exists(image):
-            raise NotImplementedError(
-                f"'{image}' names frame {match.group(2)} of a video; build_cache reads image "
-                f"files only for now: extract the frames to images and list those"
-            )
+def _frame_ref(image: str) -> tuple[str, int] | None:
+    """``(video path, 0-based frame)`` of a ``video.avi#123`` reference; ``None`` for an
+    image (or a zip member, or a file whose name happens to end in ``#123``)."""
+    match = _VIDEO_FRAME.fullmatch(image)
+    if match is None or os.path.exists(image):
+        return None
+    return match.group(1), int(match.group(2))
+
+
+def _shard_rows(table: pd.DataFrame, refs: list[tuple[str, int] | None], i: int, n: int) -> np.ndarray:
+    """``(N,)`` bool: the rows of shard ``i`` of ``n``. Units (a video, or the image rows of
+    one ``subject``/``sequence``) are numbered in order of first appearance; unit ``u``
+    goes to shard ``u % n``."""
+    keys = [
+        ("video", ref[0]) if ref is not None else ("images", subject, sequence)
+        for ref, subject, sequence in zip(refs, table["subject"], table["sequence"])
+    ]
+    units = pd.factorize(pd.Series(keys, dtype=object))[0]
+    return units % n == i
 
 
 def _meta(table: pd.DataFrame) -> pd.DataFrame:
@@ -316,7 +453,8 @@ def _create(out: Path, identity: dict, meta: pd.DataFrame, intensities: np.ndarr
 
 
 def _check_resumable(out: Path, info: dict, identity: dict) -> None:
-    differ = [key for key in _IDENTITY if info.get(key) != identity[key]]
+    keys = list(identity) + [key for key in ("redetect_every", "shard") if key in info and key not in identity]
+    differ = [key for key in keys if info.get(key) != identity.get(key)]
     if differ:
         details = "; ".join(
             f"{key}: {_short(info.get(key))} there, {_short(identity[key])} now" for key in differ
@@ -351,28 +489,62 @@ def _open_arrays(folder: Path, info: dict, mode: str) -> dict[str, np.ndarray]:
     return arrays
 
 
+class _Job:
+    """What registering rows needs besides the cache folder: ``N`` image references, their
+    parsed video frames (``None`` for images), ``(N, 68, 2)`` manifest landmarks or ``None``,
+    the face finder, and the re-detection interval of video tracking."""
+
+    def __init__(
+        self,
+        images: list[str],
+        refs: list[tuple[str, int] | None],
+        landmarks: np.ndarray | None,
+        landmarker: FaceLandmarker | None,
+        redetect_every: int,
+    ) -> None:
+        self.images = images
+        self.refs = refs
+        self.landmarks = landmarks
+        self.landmarker = landmarker
+        self.redetect_every = redetect_every
+
+    def tasks(self, todo: np.ndarray, chunk: int, workers: int) -> list[Task]:
+        """Units of work over the ``(M,)`` rows ``todo``: each video's rows (in frame order)
+        form one task, image rows are cut into chunks; tasks are ordered by first row."""
+        videos: dict[str, list[int]] = {}
+        plain = []
+        for row in todo:
+            ref = self.refs[row]
+            if ref is None:
+                plain.append(row)
+            else:
+                videos.setdefault(ref[0], []).append(row)
+        plain = np.asarray(plain, dtype=np.int64)
+        chunk = max(1, min(chunk, -(-len(plain) // workers)))  # every worker gets some rows
+        groups = [plain[start : start + chunk] for start in range(0, len(plain), chunk)]
+        groups += [
+            np.asarray(sorted(rows, key=lambda r: (self.refs[r][1], r)), dtype=np.int64)
+            for rows in videos.values()
+        ]
+        groups.sort(key=lambda rows: int(rows.min()))
+        return [
+            (rows, [self.images[i] for i in rows], None if self.landmarks is None else self.landmarks[rows])
+            for rows in groups
+        ]
+
+
 def _fill(
-    out: Path,
-    info: dict,
-    images: list[str],
-    landmarks: np.ndarray | None,
-    landmarker: FaceLandmarker | None,
-    workers: int,
-    progress: bool,
-    chunk: int,
+    out: Path, info: dict, job: _Job, share: np.ndarray, workers: int, progress: bool, chunk: int
 ) -> None:
-    """Register the rows ``done.npy`` does not mark yet, then mark the cache complete."""
+    """Register the rows of ``share`` (``(N,)`` bool) that ``done.npy`` does not mark yet,
+    then mark the cache complete."""
     done = np.load(out / "done.npy", mmap_mode="r+")
     failures = {f["row"]: f for f in info["summary"]["failures"] if done[f["row"]]}
-    todo = np.flatnonzero(~done)
-    chunk = max(1, min(chunk, -(-len(todo) // workers)))  # every worker gets some rows
-    n_chunks = -(-len(todo) // chunk)
-    tasks = (
-        (rows, [images[i] for i in rows], None if landmarks is None else landmarks[rows])
-        for rows in (todo[start : start + chunk] for start in range(0, len(todo), chunk))
-    )
-    results = closing(_run(tasks, out, landmarker, min(workers, max(n_chunks, 1))))
-    bar = tqdm(total=len(done), initial=len(done) - len(todo), unit="row", disable=not progress)
+    todo = np.flatnonzero(~done & share)
+    tasks = job.tasks(todo, chunk, workers)
+    results = closing(_run(iter(tasks), out, job, min(workers, max(len(tasks), 1))))
+    total = int(np.count_nonzero(share))
+    bar = tqdm(total=total, initial=total - len(todo), unit="row", disable=not progress)
     try:
         with results as finished, bar:
             for rows, chunk_failures in finished:
@@ -384,19 +556,25 @@ def _fill(
                 bar.update(len(rows))
     except BaseException:
         print(
-            f"build stopped: {int(np.count_nonzero(done))} of {len(done)} rows are saved in "
+            f"build stopped: {int(np.count_nonzero(done))} of {total} rows are saved in "
             f"'{out}'; run build_cache again with the same arguments to resume",
             file=sys.stderr,
         )
         raise
+    _finish(out, info, failures, share)
+
+
+def _finish(out: Path, info: dict, failures: dict[int, dict], share: np.ndarray) -> None:
+    """Write the final summary over the ``(N,)`` bool ``share`` rows and mark the cache
+    complete."""
     valid = np.load(out / "valid.npy", mmap_mode="r")
     intensities = np.load(out / "intensities.npy", mmap_mode="r")
     counts = {kind: sum(f["kind"] == kind for f in failures.values()) for kind in _FAILURE_KINDS}
     info["summary"] = {
-        "rows": len(done),
-        "kept": int(np.count_nonzero(valid)),
+        "rows": int(np.count_nonzero(share)),
+        "kept": int(np.count_nonzero(valid[share])),
         **counts,
-        "unlabelled": int(np.count_nonzero(np.isnan(intensities).all(axis=1))),
+        "unlabelled": int(np.count_nonzero(np.isnan(intensities[share]).all(axis=1))),
         "failures": [failures[row] for row in sorted(failures)],
     }
     info["complete"] = True
@@ -404,7 +582,7 @@ def _fill(
 
 
 def _run(
-    tasks: Iterator[Task], out: Path, landmarker: FaceLandmarker | None, workers: int
+    tasks: Iterator[Task], out: Path, job: _Job, workers: int
 ) -> Iterator[tuple[np.ndarray, list[dict]]]:
     """Process ``tasks`` here (``workers == 1``) or in worker processes; yield each finished
     chunk. At most two chunks per worker are queued, so an interruption leaves little to
@@ -412,7 +590,7 @@ def _run(
     Workers are spawned, not forked: a fork taken while PyTorch's, OpenMP's or OpenCV's
     threads hold a lock can deadlock the child."""
     if workers == 1:
-        writer = _RowWriter(out, landmarker)
+        writer = _RowWriter(out, job.landmarker, job.redetect_every)
         for task in tasks:
             yield task[0], writer(task)
         return
@@ -420,7 +598,7 @@ def _run(
         workers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start_worker,
-        initargs=(out, landmarker),
+        initargs=(out, job.landmarker, job.redetect_every),
     )
     try:
         pending: set[Future] = set()
@@ -436,31 +614,115 @@ def _run(
     pool.shutdown()
 
 
+def _largest(faces: list[Face]) -> Face:
+    """The face with the largest box area."""
+    return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
+
+
+def _landmark_box(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre ``(2,)`` and size (mean side) of the bounding box of ``(68, 2)`` landmarks."""
+    low, high = points.min(axis=0), points.max(axis=0)
+    return (low + high) / 2, float(np.mean(high - low))
+
+
+class _Tracker:
+    """The largest face's landmarks frame after frame in one video, detecting only when
+    needed.
+
+    At each detection the detector's box is recorded relative to the landmarks' bounding
+    box (centre and size); on the next frames the landmark predictor runs on a box placed
+    the same way around the previous landmarks. Tracking is lost, and the detector runs,
+    when the new landmarks' centre moves more than ``max_shift`` face sizes, their size
+    changes by more than ``max_scale`` (relative), they leave the image by more than a
+    tenth of a face, or ``redetect_every`` frames have passed since the last detection.
+
+    Attributes:
+        detections: How many frames the detector has run on.
+    """
+
+    def __init__(
+        self,
+        landmarker: FaceLandmarker,
+        redetect_every: int,
+        max_shift: float = 0.3,
+        max_scale: float = 0.2,
+    ) -> None:
+        self.landmarker = landmarker
+        self.redetect_every = redetect_every
+        self.max_shift = max_shift
+        self.max_scale = max_scale
+        self.detections = 0
+        self._last: np.ndarray | None = None
+        self._box_model = np.zeros(4)  # detector box minus landmark centre, in face sizes
+        self._since = 0
+
+    def __call__(self, image: np.ndarray) -> np.ndarray | None:
+        """``(68, 2)`` landmarks of the face in ``image`` (``H×W×3`` uint8 RGB), or
+        ``None`` when the detector finds none."""
+        if self._last is not None and self._since < self.redetect_every:
+            centre, size = _landmark_box(self._last)
+            box = np.tile(centre, 2) + self._box_model * size
+            points = self.landmarker.landmarks_for_boxes(image, box[None])[0]
+            if self._plausible(points, centre, size, image.shape):
+                self._last = points
+                self._since += 1
+                return points
+        self.detections += 1
+        faces = self.landmarker(image)
+        if not faces:
+            self._last = None
+            return None
+        face = _largest(faces)
+        centre, size = _landmark_box(face.landmarks)
+        self._box_model = (face.box - np.tile(centre, 2)) / max(size, 1e-6)
+        self._last = face.landmarks
+        self._since = 1
+        return face.landmarks
+
+    def _plausible(
+        self, points: np.ndarray, centre: np.ndarray, size: float, shape: tuple[int, ...]
+    ) -> bool:
+        new_centre, new_size = _landmark_box(points)
+        margin = 0.1 * new_size
+        inside = bool(
+            np.all(points >= -margin) and np.all(points[:, 0] <= shape[1] - 1 + margin)
+            and np.all(points[:, 1] <= shape[0] - 1 + margin)
+        )
+        moved = float(np.linalg.norm(new_centre - centre)) / max(size, 1e-6)
+        return inside and moved <= self.max_shift and abs(new_size / max(size, 1e-6) - 1) <= self.max_scale
+
+
 class _RowWriter:
     """Registers rows and writes them into the cache's memory maps by row number.
 
     Each process has its own; processes write disjoint rows, so no locking is needed.
     """
 
-    def __init__(self, out: Path, landmarker: FaceLandmarker | None) -> None:
+    def __init__(self, out: Path, landmarker: FaceLandmarker | None, redetect_every: int) -> None:
         self._landmarker = landmarker
+        self.redetect_every = redetect_every
         self.crops = np.load(out / "crops.npy", mmap_mode="r+")
         self.landmarks = np.load(out / "landmarks.npy", mmap_mode="r+")
         self.matrices = np.load(out / "matrices.npy", mmap_mode="r+")
         self.valid = np.load(out / "valid.npy", mmap_mode="r+")
+        self._archives: dict[str, zipfile.ZipFile] = {}
 
     def __call__(self, task: Task) -> list[dict]:
-        """Register one chunk and flush it.
+        """Register one unit of work (a chunk of image rows, or one video's rows in frame
+        order) and flush it.
 
         Returns:
-            The chunk's invalid rows: ``{"row", "image", "kind", "reason"}`` dicts.
+            The task's invalid rows: ``{"row", "image", "kind", "reason"}`` dicts.
         """
         rows, images, landmarks = task
+        video = _frame_ref(images[0])
+        sources = self._video_frames(video[0], images) if video else map(self._read, images)
+        tracker = _Tracker(self.landmarker, self.redetect_every) if video else None
         failures = []
-        for k, (row, image) in enumerate(zip(rows, images)):
+        for k, (row, image, source) in enumerate(zip(rows, images, sources)):
             given = None if landmarks is None or np.isnan(landmarks[k]).any() else landmarks[k]
             try:
-                crop, points, matrix = self._register(image, given)
+                crop, points, matrix = self._register(source, given, tracker)
                 valid = True
             except _InvalidRow as invalid:
                 failure = {"row": int(row), "image": image, "kind": invalid.kind}
@@ -472,25 +734,80 @@ class _RowWriter:
             array.flush()
         return failures
 
+    def _read(self, image: str) -> np.ndarray | _InvalidRow:
+        """An image file or zip member as ``H×W×3`` uint8 RGB, or why it cannot be read."""
+        member = _ZIP_MEMBER.fullmatch(image)
+        if member is None or os.path.exists(image):
+            try:
+                return read_image(image)
+            except ImageReadError as error:
+                return _InvalidRow("unreadable", error.reason)
+        archive, name = member.groups()
+        try:
+            if archive not in self._archives:
+                self._archives[archive] = zipfile.ZipFile(archive)
+            data = self._archives[archive].read(name)
+        except (OSError, KeyError, zipfile.BadZipFile) as error:
+            return _InvalidRow("unreadable", f"cannot read '{name}' from '{archive}': {error}")
+        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+        if bgr is None:
+            return _InvalidRow("unreadable", f"'{name}' in '{archive}' is not a decodable image")
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    @staticmethod
+    def _video_frames(path: str, images: list[str]) -> Iterator[np.ndarray | _InvalidRow]:
+        """The frames ``images`` name (``path#index``, in ascending order), decoded in one
+        pass from the start of the video; frames that cannot be decoded are
+        :class:`_InvalidRow` values."""
+        capture = cv2.VideoCapture(path)
+        try:
+            if not capture.isOpened():
+                problem = "missing" if not os.path.exists(path) else "not a readable video"
+                for _ in images:
+                    yield _InvalidRow("unreadable", f"cannot open video '{path}' ({problem})")
+                return
+            position = -1  # the last frame decoded or skipped
+            last_index, frame = -1, None
+            for image in images:
+                index = _frame_ref(image)[1]
+                if index != last_index:
+                    while position < index - 1 and capture.grab():
+                        position += 1
+                    frame = None
+                    if position == index - 1:
+                        ok, bgr = capture.read()
+                        position, frame = (index, bgr) if ok else (position, None)
+                    last_index = index
+                if frame is not None:
+                    yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+                else:
+                    yield _InvalidRow(
+                        "unreadable", f"frame {index} cannot be decoded (the video ends before it)"
+                    )
+        finally:
+            capture.release()
+
     def _register(
-        self, image_path: str, landmarks: np.ndarray | None
+        self, source: np.ndarray | _InvalidRow, landmarks: np.ndarray | None, tracker: _Tracker | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """One row's ``(256, 256, 3)`` crop, ``(68, 2)`` crop landmarks and ``(2, 3)``
-        matrix, from its image and ``(68, 2)`` landmarks (``None``: detect the largest face).
+        matrix, from its image and ``(68, 2)`` landmarks (``None``: detect the largest face,
+        or track it with ``tracker`` in a video).
 
         Raises:
             _InvalidRow: Unreadable image, no face, or landmarks that cannot register.
         """
-        try:
-            image = read_image(image_path)
-        except ImageReadError as error:
-            raise _InvalidRow("unreadable", error.reason) from None
+        if isinstance(source, _InvalidRow):
+            raise source
+        image = source
         if landmarks is None:
-            faces = self.landmarker(image)
-            if not faces:
+            if tracker is not None:
+                landmarks = tracker(image)
+            else:
+                faces = self.landmarker(image)
+                landmarks = _largest(faces).landmarks if faces else None
+            if landmarks is None:
                 raise _InvalidRow("no_face", "no face detected")
-            largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-            landmarks = largest.landmarks
         try:
             matrix = registration_matrix(landmarks)
         except ValueError as error:
@@ -508,11 +825,11 @@ class _RowWriter:
 _WORKER: _RowWriter | None = None
 
 
-def _start_worker(out: Path, landmarker: FaceLandmarker | None) -> None:
+def _start_worker(out: Path, landmarker: FaceLandmarker | None, redetect_every: int) -> None:
     """Worker initialiser: open the memory maps once, and exit should the parent die
     (a killed build must not leave workers writing into a cache that is rebuilt)."""
     global _WORKER
-    _WORKER = _RowWriter(out, landmarker)
+    _WORKER = _RowWriter(out, landmarker, redetect_every)
     parent = os.getppid()
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
 
