@@ -1,9 +1,9 @@
-# Set-up and checks. `make test` is what CI runs (.ci/run).
+# Set-up and checks. `make test` is what CI runs (.ci/run); `make demo` is the main job.
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: install test clean
+.PHONY: install test demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,5 +17,12 @@ install: $(BIN)/python
 test: install
 	$(BIN)/python -m pytest -q
 
+# AU intensities (CSV) and AU maps (overlay PNG) for a real photo shipped with matplotlib,
+# with the model bundled in the package; offline.
+demo: install
+	$(BIN)/aumaps predict "$$($(BIN)/python -c 'import matplotlib; print(matplotlib.get_data_path())')/sample_data/grace_hopper.jpg" \
+		--out demo-output/results.csv --maps demo-output/maps
+	@echo "open demo-output/maps/grace_hopper_face0.png"
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-output

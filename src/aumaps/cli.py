@@ -1,6 +1,13 @@
 """The ``aumaps`` command line: a thin layer over the Python API.
 
     aumaps predict PATH... [--weights W] [--out results.csv] [--maps DIR]
+    aumaps synth OUT                # synthetic AU faces with known intensities and centres
+    aumaps prepare bp4d|disfa ROOT --out DIR   # a licensed data set -> manifest + crop cache
+    aumaps prepare manifest M --out CACHE   # any data set described by a manifest
+    aumaps train --config configs/X.yaml [--resume]
+    aumaps evaluate --weights W --data CACHE [--split test] --out DIR
+    aumaps robustness --weights W --data CACHE --out DIR
+    aumaps demo                     # the research pipeline end to end, offline, in minutes
     aumaps aus                      # the AU catalogue
     aumaps info WEIGHTS             # a checkpoint's model card
 """
@@ -20,20 +27,49 @@ log = logging.getLogger("aumaps")
 def _add_predict(sub) -> None:
     p = sub.add_parser(
         "predict",
-        help="AU intensities (CSV) and AU maps (overlays) for images and folders",
+        help="AU intensities (CSV) and AU maps (overlays) for images, folders, videos and webcams",
         description="Detect every face, estimate each AU's intensity (0-5) and heatmap, and write "
-        "one CSV row per face (OpenFace-style AUxx_r columns).",
+        "one CSV row per face (OpenFace-style AUxx_r columns). Videos (by file suffix), folders of "
+        "frames (--sequence) and cameras (--webcam N) are analysed frame by frame with face "
+        "tracking, one CSV per video with a row per frame and face.",
     )
-    p.add_argument("paths", nargs="+", help="image files and/or folders (searched recursively)")
+    p.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively), "
+                   "video files, or with --sequence folders of frames")
     p.add_argument("--weights", default="default",
                    help="'default' (bundled demo model), 'official' (BMVC 2018 release, downloaded "
                    "once into the user cache) or a checkpoint file (default: %(default)s)")
-    p.add_argument("--out", default="results.csv", help="CSV to write (default: %(default)s)")
+    p.add_argument("--out", default="results.csv",
+                   help="CSV to write (default: %(default)s); with several videos, or videos and images, "
+                   "one CSV per source: OUT's name + _NAME (images: _images)")
     p.add_argument("--maps", metavar="DIR", help="write one overlay PNG per face into DIR")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--detector", default="dlib", help="face detector (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=16, help="crops per network call")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--fast", action="store_true",
+                   help="fast network: BatchNorm folded, channels-last, bfloat16 where the CPU has it "
+                   "(intensities within 0.05 of the default float32; a few seconds to start, worth it "
+                   "for videos and many images); same as --backend fast")
+    p.add_argument("--backend", choices=["torch", "fast", "onnx"], default="torch",
+                   help="network back-end: torch (float32 reference), fast, onnx (ONNX Runtime) "
+                   "(default: %(default)s)")
+    video = p.add_argument_group("videos, frame sequences and webcams")
+    video.add_argument("--webcam", type=int, metavar="N", help="analyse camera N live (stop with Ctrl-C)")
+    video.add_argument("--sequence", action="store_true",
+                       help="treat folders as videos: their images, in natural order, are the frames")
+    video.add_argument("--fps", type=float, default=30.0,
+                       help="frame rate of --sequence folders, for timestamps (default: %(default)s)")
+    video.add_argument("--overlay", metavar="FILE",
+                       help="write the video with the AU maps drawn on each face and intensity bars (.mp4/.avi)")
+    video.add_argument("--plot", metavar="FILE", help="write the AU intensity time series as a PNG")
+    video.add_argument("--report", metavar="DIR",
+                       help="write a self-contained HTML report (plot, per-AU statistics, peak frames) into DIR")
+    video.add_argument("--smooth", metavar="SPEC",
+                       help="temporal smoothing of the intensities: ema[:ALPHA] (exponential, default "
+                       "alpha 0.5) or window[:K] (centred mean over K frames, default 5); default: none")
+    video.add_argument("--redetect", type=int, default=30, metavar="N",
+                       help="run the face detector at least every N frames, tracking in between "
+                       "(default: %(default)s)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -41,11 +77,30 @@ def cmd_predict(args) -> int:
     import cv2
 
     from .predict import AUEstimator, predict_files, write_csv
+    from .video import IntensitySmoother, is_video_file
     from .visualise import overlay
 
-    est = AUEstimator(weights=args.weights, detector=args.detector, device=args.device,
-                      batch_size=args.batch_size)
+    videos = [p for p in args.paths if is_video_file(p) or (args.sequence and Path(p).is_dir())]
+    images = [p for p in args.paths if p not in videos]
+    live = args.webcam is not None
+    if not images and not videos and not live:
+        raise ValueError("nothing to analyse: give image or video paths, or --webcam N")
+    if not videos and not live and (args.overlay or args.plot or args.report or args.smooth):
+        raise ValueError("--overlay, --plot, --report and --smooth apply to videos, --sequence folders and --webcam")
+    if args.smooth:
+        IntensitySmoother.parse(args.smooth)  # a bad spec fails before any work
+    try:
+        est = AUEstimator(weights=args.weights, detector=args.detector, device=args.device,
+                          batch_size=args.batch_size, backend="fast" if args.fast else args.backend)
+    except ImportError as err:  # a back-end's optional packages
+        print(f"aumaps predict: error: {err}", file=sys.stderr)
+        return 2
     _announce_model(est.checkpoint)
+    if videos or live:
+        status = _predict_videos(est, videos, args, several=len(videos) + live + bool(images) > 1)
+        if not images or status == 130:
+            return status
+        args.out = _per_source(args.out, "images", True)
     maps_dir = Path(args.maps) if args.maps else None
     if maps_dir:
         maps_dir.mkdir(parents=True, exist_ok=True)
@@ -53,7 +108,7 @@ def cmd_predict(args) -> int:
     n_files = n_faces = n_empty = 0
     errors: list[str] = []
     try:
-        for result in write_csv(predict_files(est, args.paths, progress=not args.quiet), args.out, est.aus):
+        for result in write_csv(predict_files(est, images, progress=not args.quiet), args.out, est.aus):
             if result.error:
                 errors.append(result.error)
                 log.error(result.error)
@@ -79,6 +134,51 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def _per_source(path: str, stem: str, several: bool) -> Path:
+    """The output ``path`` of one source: as given, or with ``_stem`` added (inside it for a
+    folder-like path without suffix) when several sources share the option."""
+    out = Path(path)
+    if not several:
+        return out
+    return out / stem if not out.suffix else out.with_name(f"{out.stem}_{stem}{out.suffix}")
+
+
+def _predict_videos(est, videos: list[str], args, several: bool) -> int:
+    from .video import (ImageSequenceSource, IntensitySmoother, VideoFileSource, VideoOpenError,
+                        WebcamSource, process_video)
+
+    jobs = [(v, lambda v=v: ImageSequenceSource(v, args.fps) if Path(v).is_dir() else VideoFileSource(v))
+            for v in videos]
+    if args.webcam is not None:
+        jobs.append((f"webcam{args.webcam}", lambda: WebcamSource(args.webcam)))
+    used: set[str] = set()
+    status = 0
+    for name, open_source in jobs:
+        stem = _unique(Path(name).stem or Path(name).name, used)
+        try:
+            source = open_source()
+        except (VideoOpenError, FileNotFoundError) as err:
+            log.error("%s", err)
+            status = 1
+            continue
+        outputs = {key: _per_source(value, stem, several) if value else None
+                   for key, value in (("overlay", args.overlay), ("plot", args.plot), ("report", args.report))}
+        summary = process_video(
+            est, source, _per_source(args.out, stem, several), **outputs,
+            smoother=IntensitySmoother.parse(args.smooth) if args.smooth else None,
+            redetect_every=args.redetect, progress=not args.quiet,
+        )
+        written = ", ".join(f"{kind} {path}" for kind, path in summary.outputs.items())
+        print(f"{summary.source}: {summary.frames} frame(s), {summary.frames_with_face} with a face, "
+              f"{summary.face_ids} face track(s), {summary.unreadable} undecodable, "
+              f"{summary.fps:.1f} frames/s -> {written}")
+        status = max(status, 1 if summary.problems else 0)
+        if summary.interrupted and not source.live:
+            print(f"interrupted: the frames analysed so far are written ({written})", file=sys.stderr)
+            return 130
+    return status
+
+
 def _unique(stem: str, used: set[str]) -> str:
     name, k = stem, 1
     while name in used:
@@ -95,6 +195,28 @@ def _announce_model(checkpoint) -> None:
     print(f"model: {name} (trained on {trained}; AUs {', '.join(map(str, checkpoint.aus))})", file=sys.stderr)
     if card.get("warning"):
         print(f"note: {card['warning']}", file=sys.stderr)
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser("export", help="export a checkpoint for other inference engines (ONNX)")
+    p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    p.add_argument("--weights", default="default", help="checkpoint to export (default: %(default)s)")
+    p.add_argument("--no-verify", action="store_true", help="do not compare ONNX Runtime's output with PyTorch's")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from .export import export_onnx
+
+    try:
+        result = export_onnx(args.weights, args.onnx, verify=not args.no_verify)
+    except ImportError as err:
+        print(f"aumaps export: error: {err.msg} (pip install onnx onnxscript onnxruntime)", file=sys.stderr)
+        return 2
+    check = "not verified" if result.max_abs_diff is None else f"max |ONNX Runtime - PyTorch| {result.max_abs_diff:.2e}"
+    print(f"{result.path}: input 'crops' (N, S, S, 3) uint8 RGB registered crops, output 'maps' "
+          f"(N, {len(result.aus)}, S/4, S/4) for AUs {', '.join(map(str, result.aus))}; {check}")
+    return 0
 
 
 def _add_aus(sub) -> None:
@@ -135,6 +257,193 @@ def cmd_info(args) -> int:
     return 0
 
 
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare", help="register a data set once into a memory-mapped crop cache",
+        description="manifest M --out CACHE: a manifest CSV into a cache. bp4d ROOT / disfa ROOT "
+        "--out DIR: the distributed folder into DIR/manifest.csv and the cache DIR/cache "
+        "(with --shard i/n: DIR/cache-shard-i-of-n). merge SHARD... --out CACHE: join shards.")
+    p.add_argument("source", choices=["manifest", "bp4d", "disfa", "merge"], help="data set kind")
+    p.add_argument("path", nargs="+", help="the manifest CSV, the data set's folder, or the shards' folders")
+    p.add_argument("--out", required=True, help="cache folder (manifest, merge) or output folder (bp4d, disfa)")
+    p.add_argument("--aus", default=None, help="AUs to keep (default: every AUxx_r column)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--no-resume", action="store_true", help="rebuild from scratch")
+    p.add_argument("--shard", default=None, metavar="I/N", help="build only shard I (0-based) of N")
+    p.add_argument("--redetect-every", type=int, default=30, metavar="K",
+                   help="in videos, detect faces at least every K frames and track in between")
+    p.add_argument("--split", default="fera2015",
+                   help="bp4d: fera2015, kfold:K, none, or a subject,split CSV (default: %(default)s)")
+    p.add_argument("--folds", default="standard",
+                   help="disfa: standard, kfold, none, or a subject,fold CSV (default: %(default)s)")
+    p.add_argument("--camera", choices=["left", "right"], default="left", help="disfa camera")
+    p.set_defaults(func=cmd_prepare)
+
+
+def cmd_prepare(args) -> int:
+    import os
+
+    import pandas as pd
+
+    from .aus import resolve_aus
+    from .data.cache import build_cache, merge_caches
+    from .data.manifest import au_columns
+
+    if args.source == "merge":
+        merge_caches(args.path, args.out)
+        return 0
+    if len(args.path) != 1:
+        raise SystemExit(f"aumaps prepare {args.source} takes one path, got {len(args.path)}")
+    shard = None
+    if args.shard:
+        i, _, n = args.shard.partition("/")
+        if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+            raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard!r}")
+        shard = (int(i), int(n))
+    manifest, cache = Path(args.path[0]), Path(args.out)
+    if args.source in ("bp4d", "disfa"):
+        from .data.bp4d import read_bp4d
+        from .data.disfa import read_disfa
+
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if args.source == "bp4d":
+            table = read_bp4d(manifest, split=None if args.split == "none" else args.split)
+        else:
+            table = read_disfa(manifest, args.camera, folds=None if args.folds == "none" else args.folds)
+        manifest = out / "manifest.csv"
+        temporary = out / f"manifest.csv.{os.getpid()}.tmp"  # shards may write it at once
+        table.to_csv(temporary, index=False)
+        os.replace(temporary, manifest)
+        cache = out / ("cache" if shard is None else f"cache-shard-{shard[0]}-of-{shard[1]}")
+    aus = args.aus or au_columns(pd.read_csv(manifest, nrows=0).columns)
+    build_cache(manifest, cache, aus=resolve_aus(aus), workers=args.workers, resume=not args.no_resume,
+                shard=shard, redetect_every=args.redetect_every)
+    if shard is not None:
+        print(f"shard {shard[0]} of {shard[1]} written to {cache}; when all are done: "
+              f"aumaps prepare merge <the {shard[1]} shard folders> --out <cache>")
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train an AU heatmap network from a YAML config")
+    p.add_argument("--config", required=True, help="YAML file (see configs/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in train.out_dir")
+    p.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override config values, e.g. train.epochs=5 model.width=128")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_train)
+
+
+def _overrides(pairs: list[str]) -> dict:
+    import yaml
+
+    out: dict = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = pair.split("=", 1)
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(value)
+    return out
+
+
+def cmd_train(args) -> int:
+    from .train import load_config, train
+
+    cfg = load_config(args.config, _overrides(args.set))
+    out = train(cfg, resume=args.resume, progress=not args.quiet, device=args.device)
+    print(f"run folder: {out} (model.pt, best.pt, metrics.csv)")
+    return 0
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="ICC, MAE, F1 and localisation error of a model on a cache split")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--data", required=True, help="crop cache folder (aumaps prepare)")
+    p.add_argument("--split", default="test", help="train, val, test or all (default: %(default)s)")
+    p.add_argument("--out", required=True, help="report folder")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args) -> int:
+    from .evaluate import evaluate_checkpoint
+
+    split = None if args.split == "all" else args.split
+    report = evaluate_checkpoint(args.weights, args.data, split=split, out_dir=args.out, device=args.device,
+                                 title=f"{Path(args.weights).name} on {Path(args.data).name} ({args.split})")
+    print(report["table"].round(3).to_string())
+    print(f"report: {args.out} (metrics.json, metrics.md, scatter.png, error_by_intensity.png)")
+    return 0
+
+
+def _add_robustness(sub) -> None:
+    p = sub.add_parser("robustness", help="the paper's misalignment study: metrics vs landmark noise")
+    p.add_argument("--weights", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="test")
+    p.add_argument("--noise", type=float, nargs="+", default=[0, 2.5, 5, 7.5, 10],
+                   help="landmark noise levels, %% of inter-ocular distance")
+    p.add_argument("--out", required=True)
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_robustness)
+
+
+def cmd_robustness(args) -> int:
+    from .evaluate import robustness_study
+
+    split = None if args.split == "all" else args.split
+    table = robustness_study(args.weights, args.data, args.noise, split=split, out_dir=args.out, device=args.device)
+    print(table.round(3).to_string())
+    print(f"report: {args.out} (robustness.json, robustness.md, robustness.png)")
+    return 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="render synthetic AU faces with known intensities, landmarks and centres")
+    p.add_argument("out", help="output folder (images/ and manifest.csv)")
+    p.add_argument("--subjects", type=int, default=60, help="identities (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=50, help="frames per identity (default: %(default)s)")
+    p.add_argument("--aus", default="all", help="AUs that may be active (default: %(default)s)")
+    p.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1)
+    p.set_defaults(func=cmd_synth)
+
+
+def cmd_synth(args) -> int:
+    from .data.synth import make_dataset
+
+    manifest = make_dataset(args.out, n_subjects=args.subjects, frames_per_subject=args.frames, aus=args.aus,
+                            seed=args.seed, size=args.size, workers=args.workers)
+    print(f"manifest: {manifest}")
+    return 0
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="synthetic data -> training -> evaluation -> prediction, offline, in minutes")
+    p.add_argument("--out", default="aumaps-demo", help="report folder (default: %(default)s)")
+    p.add_argument("--subjects", type=int, default=24)
+    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--epochs", type=int, default=None, help="override configs/demo.yaml's epochs")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    out = run_demo(args.out, n_subjects=args.subjects, frames_per_subject=args.frames, epochs=args.epochs,
+                   seed=args.seed)
+    print(f"demo report: {out / 'index.md'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -145,8 +454,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_predict(sub)
+    _add_demo(sub)
+    _add_synth(sub)
+    _add_prepare(sub)
+    _add_train(sub)
+    _add_evaluate(sub)
+    _add_robustness(sub)
     _add_aus(sub)
     _add_info(sub)
+    _add_export(sub)
     return parser
 
 

@@ -1,0 +1,135 @@
+"""Export a checkpoint to ONNX, for ONNX Runtime and other inference engines.
+
+The exported graph is :class:`aumaps.backends.DeployableNet` with BatchNorm folded: input
+``crops``, ``(N, S, S, 3)`` uint8 RGB registered crops (S = 256 for the published layout; N
+free), output ``maps``, ``(N, A, S/4, S/4)`` float32, the last stack's heatmaps. A consumer
+therefore needs only the registration (:mod:`aumaps.align`) and the decoding (each map's
+maximum clamped to [0, 5]). The model card travels with it as ONNX metadata:
+``aumaps.aus`` (comma-separated AU numbers, the channel order), ``aumaps.codec`` and
+``aumaps.card`` (JSON).
+
+Needs ``onnx`` and ``onnxscript`` (PyTorch's exporter); verification needs ``onnxruntime``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .backends import DeployableNet
+from .model import AUHourglass, fuse_batchnorm
+from .weights import Checkpoint, load_checkpoint
+
+__all__ = ["ExportResult", "export_onnx", "onnx_model_bytes"]
+
+#: ONNX operator set of the exported graph.
+OPSET = 18
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_onnx` wrote.
+
+    Attributes:
+        path: the ``.onnx`` file.
+        aus: AU numbers in the channel order of ``maps``.
+        max_abs_diff: largest difference between ONNX Runtime's maps and PyTorch's (float32,
+            unfused) on random crops; ``None`` when not verified.
+    """
+
+    path: Path
+    aus: tuple[int, ...]
+    max_abs_diff: float | None
+
+
+def _onnx_program(model: AUHourglass, crop_size: int):
+    """The ``torch.onnx.ONNXProgram`` of ``model`` (fused, uint8 NHWC in, batch dimension free)."""
+    net = DeployableNet(fuse_batchnorm(model)).eval()
+    example = torch.zeros((2, crop_size, crop_size, 3), dtype=torch.uint8)
+    quiet = ("torch.onnx", "torch._dynamo", "torch.export", "onnxscript")
+    levels = {name: logging.getLogger(name).level for name in quiet}
+    try:
+        for name in quiet:  # the exporter reports its progress and optional-package notes
+            logging.getLogger(name).setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", (DeprecationWarning, FutureWarning, UserWarning))
+            return torch.onnx.export(
+                net,
+                (example,),
+                dynamo=True,
+                input_names=["crops"],
+                output_names=["maps"],
+                dynamic_shapes={"crops": {0: torch.export.Dim("batch")}},
+                opset_version=OPSET,
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+
+def onnx_model_bytes(model: AUHourglass, crop_size: int = 256) -> bytes:
+    """``model`` as a serialized ONNX model (see the module docstring for its interface)."""
+    return _onnx_program(model, crop_size).model_proto.SerializeToString()
+
+
+def export_onnx(
+    weights: str | os.PathLike[str] | Checkpoint,
+    out: str | os.PathLike[str],
+    verify: bool = True,
+) -> ExportResult:
+    """Write a checkpoint as an ONNX model at ``out``.
+
+    Args:
+        weights: anything :func:`aumaps.weights.load_checkpoint` accepts, or a loaded
+            :class:`~aumaps.weights.Checkpoint`.
+        out: the ``.onnx`` file to write (parent folders are created).
+        verify: run the file with ONNX Runtime on four random crops and compare with
+            PyTorch's float32 maps (skipped with a log message when ``onnxruntime`` is not
+            installed).
+
+    Raises:
+        aumaps.weights.WeightsError: the weights cannot be loaded.
+        ImportError: ``onnx`` or ``onnxscript`` is not installed.
+    """
+    import onnx
+
+    ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+    crop_size = int((ckpt.codec or {}).get("crop_size", 256))
+    proto = _onnx_program(ckpt.model, crop_size).model_proto
+    onnx.helper.set_model_props(
+        proto,
+        {
+            "aumaps.aus": ",".join(map(str, ckpt.aus)),
+            "aumaps.codec": json.dumps(ckpt.codec),
+            "aumaps.card": json.dumps(ckpt.card),
+        },
+    )
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(proto, out)
+    diff = _verify(out, ckpt.model, crop_size) if verify else None
+    return ExportResult(out, tuple(ckpt.aus), diff)
+
+
+def _verify(path: Path, model: AUHourglass, crop_size: int) -> float | None:
+    """Max |ONNX Runtime − PyTorch| of the maps on random crops; None without onnxruntime."""
+    try:
+        import onnxruntime
+    except ImportError:
+        logging.getLogger(__name__).info("onnxruntime is not installed: %s not verified", path)
+        return None
+    crops = np.random.default_rng(0).integers(0, 256, (4, crop_size, crop_size, 3), dtype=np.uint8)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"crops": crops})[0]
+    with torch.inference_mode():
+        want = model.eval()(torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0))[-1]
+    return float(np.abs(got - want.numpy()).max())
