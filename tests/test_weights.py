@@ -362,3 +362,13 @@ def test_official_download_failure_is_a_weights_error(monkeypatch, tmp_path) -> 
     monkeypatch.setenv("AUMAPS_CACHE", str(tmp_path / "empty"))
     with pytest.raises(WeightsError, match="--weights"):
         load_checkpoint("official", url=UNREACHABLE)
+
+
+def test_bundled_default_model_states_what_it_is() -> None:
+    from aumaps.weights import DEFAULT_WEIGHTS
+
+    ckpt = load_checkpoint("default")
+    assert ckpt.path == DEFAULT_WEIGHTS and ckpt.kind == "aumaps"
+    assert ckpt.aus == (6, 10, 12, 14, 17) and ckpt.model.config["width"] == 64
+    assert "synthetic" in ckpt.card["trained_on"] and "not on BP4D" in ckpt.card["warning"]
+    assert ckpt.codec["sigma"] == 2.0  # the codec it was trained with travels with it
