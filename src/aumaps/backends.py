@@ -17,7 +17,8 @@ get theirs from :func:`create_backend`:
     frozen with TorchScript with oneDNN Graph fusion enabled, which fuses each convolution
     with its ReLU and residual addition (about 1.4× faster than eager bfloat16 here). On a
     CPU without native bfloat16, ONNX Runtime (when installed) runs the float32 network
-    faster than PyTorch does, so ``"fast"`` uses it there.
+    faster than PyTorch does, so ``"fast"`` uses it there. On a GPU: BatchNorm folded and
+    channels-last, float32, eager.
 ``"onnx"``
     ONNX Runtime on the model exported by :func:`aumaps.export.export_onnx` (float32). Needs
     the ``onnx``, ``onnxscript`` and ``onnxruntime`` packages.
