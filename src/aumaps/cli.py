@@ -428,7 +428,7 @@ def cmd_synth(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="synthetic data -> training -> evaluation -> prediction, offline, in minutes")
     p.add_argument("--out", default="aumaps-demo", help="report folder (default: %(default)s)")
-    p.add_argument("--subjects", type=int, default=24)
+    p.add_argument("--subjects", type=int, default=40)
     p.add_argument("--frames", type=int, default=30)
     p.add_argument("--epochs", type=int, default=None, help="override configs/demo.yaml's epochs")
     p.add_argument("--seed", type=int, default=0)

@@ -34,7 +34,7 @@ def _sample_photo() -> tuple[str, np.ndarray]:
     return "astronaut (scikit-image)", data.astronaut()
 
 
-def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 24, frames_per_subject: int = 30,
+def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 40, frames_per_subject: int = 30,
              epochs: int | None = None, seed: int = 0, progress: bool = True) -> Path:
     """Run the demo; returns the report folder (``index.md`` inside)."""
     from .data.cache import build_cache
