@@ -283,11 +283,9 @@ def _add_prepare(sub) -> None:
 def cmd_prepare(args) -> int:
     import os
 
-    import pandas as pd
-
     from .aus import resolve_aus
     from .data.cache import build_cache, merge_caches
-    from .data.manifest import au_columns
+    from .data.manifest import manifest_aus
 
     if args.source == "merge":
         merge_caches(args.path, args.out)
@@ -316,8 +314,8 @@ def cmd_prepare(args) -> int:
         table.to_csv(temporary, index=False)
         os.replace(temporary, manifest)
         cache = out / ("cache" if shard is None else f"cache-shard-{shard[0]}-of-{shard[1]}")
-    aus = args.aus or au_columns(pd.read_csv(manifest, nrows=0).columns)
-    build_cache(manifest, cache, aus=resolve_aus(aus), workers=args.workers, resume=not args.no_resume,
+    aus = resolve_aus(args.aus) if args.aus else manifest_aus(manifest)
+    build_cache(manifest, cache, aus=aus, workers=args.workers, resume=not args.no_resume,
                 shard=shard, redetect_every=args.redetect_every)
     if shard is not None:
         print(f"shard {shard[0]} of {shard[1]} written to {cache}; when all are done: "

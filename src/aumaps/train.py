@@ -102,7 +102,7 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     m = mask.float()
     if count is None:
         count = m.sum()
-    return (per_map * m).sum() / torch.as_tensor(count, dtype=per_map.dtype).clamp_min(1.0 / 1024)
+    return (per_map * m).sum() / torch.as_tensor(count, dtype=per_map.dtype).clamp_min(1.0)
 
 
 def _atomic_save(obj: Any, path: Path) -> None:
@@ -402,14 +402,10 @@ def _open_cache(cfg: dict) -> CropCache:
     if not info.exists() or not json.loads(info.read_text()).get("complete", False):
         if not data.get("manifest"):
             raise FileNotFoundError(f"no complete cache at {cache_dir} and no data.manifest to build it from")
-        import pandas as pd
-
-        from .aus import resolve_aus
         from .data.cache import build_cache
-        from .data.manifest import au_columns
+        from .data.manifest import manifest_aus
 
-        header = pd.read_csv(data["manifest"], nrows=0).columns
-        build_cache(data["manifest"], cache_dir, aus=resolve_aus(au_columns(header)))
+        build_cache(data["manifest"], cache_dir, aus=manifest_aus(data["manifest"]))
     return CropCache(cache_dir)
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "ManifestError",
     "assign_splits",
     "au_columns",
+    "manifest_aus",
     "landmarks_array",
     "read_manifest",
     "subject_kfold",
@@ -66,6 +67,13 @@ class ManifestError(ValueError):
 def au_columns(columns: Iterable[str]) -> list[str]:
     """The intensity columns (``AUxx_r``) among ``columns``, in their order."""
     return [c for c in columns if _AU_COLUMN.fullmatch(c)]
+
+
+def manifest_aus(path: str | os.PathLike[str]) -> tuple[int, ...]:
+    """The AUs a manifest file labels (its ``AUxx_r`` columns, in order), from its header alone."""
+    from ..aus import resolve_aus
+
+    return resolve_aus(au_columns(pd.read_csv(path, nrows=0).columns))
 
 
 def read_manifest(
