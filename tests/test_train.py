@@ -16,12 +16,12 @@ from aumaps.weights import load_checkpoint
 AUS = (6, 10, 12, 14, 17)
 
 
-def _cfg(cache, out_dir, epochs=3):
+def _cfg(cache, out_dir, epochs=3, milestones=(2,)):
     return load_config(overrides={
         "data": {"cache": str(cache)},
         "model": {"num_stacks": 1, "depth": 2, "width": 16},
         "optim": {"lr": 1e-3},
-        "schedule": {"milestones": [2], "gamma": 0.5},
+        "schedule": {"milestones": list(milestones), "gamma": 0.5},
         "train": {"epochs": epochs, "batch_size": 4, "workers": 0, "amp": "bf16", "seed": 7, "out_dir": str(out_dir)},
         "card": {"name": "tiny", "trained_on": "16 astronauts"},
     })
@@ -70,6 +70,18 @@ def test_loss_decreases_and_resume_is_bit_identical(tiny_cache, tmp_path):
                                   pd.read_csv(part / "metrics.csv").drop(columns=["samples_per_s", "epoch_s"]))
     ckpt = load_checkpoint(full / "model.pt")
     assert ckpt.aus == AUS and ckpt.card["name"] == "tiny" and ckpt.codec["sigma"] == 1.0
+
+
+def test_resume_with_a_longer_schedule_equals_a_run_started_with_it(tiny_cache, tmp_path):
+    # a 1-epoch run with no LR drop, extended to 3 epochs with a drop after epoch 2
+    short = train(_cfg(tiny_cache, tmp_path / "short", epochs=1, milestones=(9,)), progress=False)
+    train(_cfg(tiny_cache, short, epochs=3, milestones=(2,)), resume=True, progress=False)
+    fresh = train(_cfg(tiny_cache, tmp_path / "fresh", epochs=3, milestones=(2,)), progress=False)
+    a = torch.load(short / "train_state.pt", weights_only=True)
+    b = torch.load(fresh / "train_state.pt", weights_only=True)
+    assert [h["lr"] for h in a["history"]] == [h["lr"] for h in b["history"]] == [1e-3, 1e-3, 5e-4]
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
 
 
 def test_unknown_config_key_is_an_error():

@@ -9,16 +9,19 @@ as an aumaps checkpoint with its model card) and ``best.pt`` (best validation IC
 
 ``--resume`` restarts from ``train_state.pt`` and produces bit-for-bit the weights of an
 uninterrupted run: initialisation, shuffling and each sample's augmentation depend only on
-the seed, the epoch and the sample.
+the seed, the epoch and the sample. To extend a run, raise ``train.epochs`` (and move
+``schedule.milestones``) in its config and ``--resume``: the resumed run follows the new schedule.
 """
 
 from __future__ import annotations
 
 import copy
+import bisect
 import csv
 import logging
 import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -260,6 +263,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         raw.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
+        _apply_schedule(optimizer, scheduler, cfg["schedule"])
         start_epoch, best_icc, history = int(state["epoch"]), float(state["best_icc"]), list(state["history"])
         if ctx.main:
             log.info("resuming %s after epoch %d", out_dir, start_epoch)
@@ -311,12 +315,13 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
             seen += len(x)
             bar.set_postfix(loss=f"{running / seen:.4g}")
         elapsed = time.perf_counter() - t0
+        lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         scheduler.step()
 
         val = validate(raw, _loader(val_set, batch, tcfg["workers"], None), codec, tcfg["amp"], device) \
             if len(val_idx) else None
         row = {"epoch": epoch + 1, "train_loss": all_mean(running / max(seen, 1), ctx),
-               "lr": optimizer.param_groups[0]["lr"],
+               "lr": lr,
                "samples_per_s": all_mean(seen / max(elapsed, 1e-9), ctx) * ctx.world, "epoch_s": elapsed}
         if val is not None:
             parts = gather(val, ctx)
@@ -349,6 +354,26 @@ def _global_count(mask: torch.Tensor, ctx) -> torch.Tensor:
         dist.all_reduce(count)
         count = count / ctx.world
     return count.clamp_min(1.0)
+
+
+def _apply_schedule(optimizer, scheduler, schedule: dict) -> None:
+    """Make a resumed run follow the configured schedule, so a run can be extended.
+
+    A scheduler's saved state carries the milestones it was started with; here the config's
+    milestones and gamma replace them and each group's learning rate is recomputed from them
+    (the closed form of MultiStepLR). With an unchanged config this is a no-op, so resuming stays
+    bit-identical; with more epochs and later milestones the result equals a run started with the
+    new config, as long as the changed milestones lie after the epoch being resumed.
+    """
+    milestones = sorted(int(m) for m in schedule["milestones"])
+    gamma = float(schedule["gamma"])
+    scheduler.milestones = Counter(milestones)
+    scheduler.gamma = gamma
+    drops = bisect.bisect_right(milestones, scheduler.last_epoch)
+    lrs = [base * gamma**drops for base in scheduler.base_lrs]
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr
+    scheduler._last_lr = lrs
 
 
 def _optimizer_to(optimizer: torch.optim.Optimizer, device: torch.device) -> None:
