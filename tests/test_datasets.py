@@ -13,10 +13,10 @@ import pytest
 
 from aumaps.cli import main
 from aumaps.codec import AUHeatmapCodec
-from aumaps.data.bp4d import BP4D_AUS, read_bp4d
+from aumaps.data.bp4d import BP4D_AUS, BP4D_SUBJECTS, FERA2015_DEVEL, FERA2015_TRAIN, read_bp4d
 from aumaps.data.cache import CacheError, CropCache, build_cache, merge_caches
 from aumaps.data.dataset import AUHeatmapDataset
-from aumaps.data.disfa import DISFA_AUS, read_disfa
+from aumaps.data.disfa import DISFA_AUS, DISFA_FOLDS, read_disfa
 from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence
 from aumaps.evaluate import evaluate_checkpoint
 from aumaps.landmarks import FaceLandmarker
@@ -24,6 +24,22 @@ from aumaps.train import load_config, train
 
 ARRAYS = ("crops", "landmarks", "intensities", "matrices", "done", "valid")
 FRAMES = 8  # per BP4D task and per DISFA video (DISFA SN003's labels have one more row)
+
+
+def test_protocol_subject_lists_are_the_published_ones():
+    # FERA 2015 (baseline code's train_recs / devel_recs), written out rather than generated
+    assert set(FERA2015_TRAIN) == {
+        "F001", "F003", "F005", "F007", "F009", "F011", "F013", "F015", "F017", "F019", "F021", "F023",
+        "M001", "M003", "M005", "M007", "M009", "M011", "M013", "M015", "M017"}
+    assert set(FERA2015_DEVEL) == {
+        "F002", "F004", "F006", "F008", "F010", "F012", "F014", "F016", "F018", "F020", "F022",
+        "M002", "M004", "M006", "M008", "M010", "M012", "M014", "M016", "M018"}
+    assert sorted(FERA2015_TRAIN + FERA2015_DEVEL) == sorted(BP4D_SUBJECTS) and len(BP4D_SUBJECTS) == 41
+    # DISFA: the 3 folds of JAA-Net and later works (27 subjects, 9 per fold)
+    assert [set(f) for f in DISFA_FOLDS] == [
+        {"SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"},
+        {"SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"},
+        {"SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"}]
 
 
 def _sequence(index: int, n: int, aus: tuple[int, ...]) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:
@@ -63,14 +79,14 @@ def _expected_counts(cache: CropCache, rows: np.ndarray) -> list[int]:
 
 @pytest.fixture(scope="module")
 def bp4d_root(tmp_path_factory) -> Path:
-    """F001 (folder), F013 (folder, one corrupt image) and M001 (zip) with task T1, frames
-    0001..0008. Labels: F001 AU06 frame 2 = 9, F001 AU12 frame 3 = 7, F013 AU10 frame 4
+    """F001 (folder), F002 (folder, one corrupt image) and M001 (zip) with task T1, frames
+    0001..0008. Labels: F001 AU06 frame 2 = 9, F001 AU12 frame 3 = 7, F002 AU10 frame 4
     listed twice, M001 AU14 file missing."""
     root = tmp_path_factory.mktemp("BP4D")
     intensity = root / "AUCoding" / "AU_INT"
     occurrence = root / "AUCoding" / "AU_OCC"
     occurrence.mkdir(parents=True)
-    for index, subject in enumerate(["F001", "F013", "M001"]):
+    for index, subject in enumerate(["F001", "F002", "M001"]):
         frames, labels = _sequence(index, FRAMES, BP4D_AUS)
         encoded = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes() for f in frames]
         if subject == "M001":
@@ -87,7 +103,7 @@ def bp4d_root(tmp_path_factory) -> Path:
                 rows[1][1] = 9
             if (subject, au) == ("F001", 12):
                 rows[2][1] = 7
-            if (subject, au) == ("F013", 10):
+            if (subject, au) == ("F002", 10):
                 rows.insert(4, [4, 2])
             if (subject, au) == ("M001", 14):
                 continue
@@ -98,7 +114,7 @@ def bp4d_root(tmp_path_factory) -> Path:
         occ = ["0," + ",".join(str(a) for a in BP4D_AUS)]
         occ += [f"{t}," + ",".join("1" if labels[a][t - 1] > 0 else "0" for a in BP4D_AUS) for t in range(1, FRAMES + 1)]
         (occurrence / f"{subject}_T1.csv").write_text("\n".join(occ) + "\n")
-    (root / "F013" / "T1" / "0006.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    (root / "F002" / "T1" / "0006.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     return root
 
 
@@ -111,13 +127,13 @@ def test_bp4d_manifest_masks_and_reports(bp4d_root, capsys):
     f001 = manifest[manifest["subject"] == "F001"].set_index("frame")
     assert np.isnan(f001.loc[2, "AU06_r"]) and np.isnan(f001.loc[3, "AU12_r"])  # 9 and 7
     assert np.isfinite(f001.drop(index=[2, 3])[["AU06_r", "AU12_r"]].to_numpy()).all()
-    f013 = manifest[manifest["subject"] == "F013"].set_index("frame")
-    assert np.isnan(f013.loc[4, "AU10_r"]) and np.isfinite(f013.loc[5, "AU10_r"])  # duplicated frame
+    f002 = manifest[manifest["subject"] == "F002"].set_index("frame")
+    assert np.isnan(f002.loc[4, "AU10_r"]) and np.isfinite(f002.loc[5, "AU10_r"])  # duplicated frame
     assert manifest.loc[manifest["subject"] == "M001", "AU14_r"].isna().all()  # missing file
     assert set(manifest["AU06_occ"]) <= {"0", "1"}
     assert problems.counts == {"not_coded": 1, "out_of_range": 1, "duplicate": 1, "missing_file": 1}
     files = {(Path(f).name, line) for f, line, _ in problems.entries}
-    assert {("F001_T1_AU12.csv", 3), ("F013_T1_AU10.csv", 5), ("M001_T1_AU14.csv", 0)} <= files
+    assert {("F001_T1_AU12.csv", 3), ("F002_T1_AU10.csv", 5), ("M001_T1_AU14.csv", 0)} <= files
     assert "out_of_range: 1" in capsys.readouterr().out
 
 

@@ -18,11 +18,12 @@ masked too. :class:`Problems` collects those reports; :func:`read_bp4d` returns 
 manifest and prints its summary.
 
 **Subject split.** ``split="fera2015"`` marks :data:`FERA2015_TRAIN` subjects ``train`` and
-:data:`FERA2015_DEVEL` subjects ``val``. These lists are *not* the official FERA 2015
-partition, which aumaps does not have at hand: they are a documented stand-in with the
-official sizes (21 training and 20 development subjects out of BP4D's 41, F001–F023 and
-M001–M018). Researchers who hold the challenge's lists must pass them as a split file
-(``subject,split`` rows), which replaces the constants. ``split="kfold:K"`` adds a ``fold``
+:data:`FERA2015_DEVEL` subjects ``val``: the FERA 2015 training partition (21 subjects: the
+odd-numbered F001–F023 and M001–M017) and development partition (20 subjects: the
+even-numbered F002–F022 and M002–M018), as listed in the FERA 2015 baseline code
+(``train_recs``/``devel_recs`` in T. Baltrusaitis' FERA-2015 repository) and in later works
+that use the challenge's partition. A split file (``subject,split`` rows) replaces the
+constants. ``split="kfold:K"`` adds a ``fold``
 column (1..K, :func:`~aumaps.data.manifest.subject_kfold`) for subject-independent k-fold.
 """
 
@@ -59,13 +60,11 @@ BP4D_AUS: tuple[int, ...] = (6, 10, 12, 14, 17)
 BP4D_SUBJECTS: tuple[str, ...] = tuple(f"F{i:03d}" for i in range(1, 24)) + tuple(
     f"M{i:03d}" for i in range(1, 19)
 )
-#: Stand-in for FERA 2015's 21 training subjects (NOT the official list; see the module
-#: docstring): F001–F012 and M001–M009.
-FERA2015_TRAIN: tuple[str, ...] = tuple(f"F{i:03d}" for i in range(1, 13)) + tuple(
-    f"M{i:03d}" for i in range(1, 10)
+#: FERA 2015's 21 training subjects (the odd-numbered ones; see the module docstring).
+FERA2015_TRAIN: tuple[str, ...] = tuple(f"F{i:03d}" for i in range(1, 24, 2)) + tuple(
+    f"M{i:03d}" for i in range(1, 18, 2)
 )
-#: Stand-in for FERA 2015's 20 development subjects (NOT the official list): F013–F023
-#: and M010–M018.
+#: FERA 2015's 20 development subjects (the even-numbered ones).
 FERA2015_DEVEL: tuple[str, ...] = tuple(s for s in BP4D_SUBJECTS if s not in FERA2015_TRAIN)
 
 _SUBJECT = re.compile(r"[FM]\d{3}")

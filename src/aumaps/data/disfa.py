@@ -16,7 +16,8 @@ label rows (masked), with file and line.
 
 **Folds.** DISFA is usually evaluated 3-fold subject-independently. ``folds="standard"``
 uses :data:`DISFA_FOLDS`, the partition used by JAA-Net (Shao et al., ECCV 2018) and the
-works that follow it, as recalled here and not checked against a published file;
+works that follow it (the ``part1``/``part2``/``part3`` subject lists of their data scripts,
+e.g. ME-GraphAU's; the same 27 subjects, 9 per fold);
 ``folds="kfold"`` deals subjects into 3 folds with :func:`~aumaps.data.manifest.subject_kfold`;
 a CSV file of ``subject,fold`` rows gives any other. The manifest gets a ``fold`` column
 (1–3); train on ``fold!=k`` and test on ``fold=k`` (:meth:`~aumaps.data.cache.CropCache.indices`).
