@@ -19,7 +19,9 @@ from aumaps.data.manifest import (
     ManifestError,
     assign_splits,
     landmarks_array,
+    manifest_aus,
     read_manifest,
+    read_manifests,
     subject_kfold,
     validate_manifest,
 )
@@ -389,3 +391,37 @@ def test_subject_kfold_partitions_subjects():
     for train, test in folds:
         assert not set(train) & set(test) and len(train) + len(test) == 10
     assert folds == subject_kfold([f"s{i}" for i in range(10)], k=3, seed=0)
+
+
+def test_several_manifests_make_one_data_set(dataset, built, tmp_path):
+    # a second data set in another folder: AU12 and AU17 labelled, no landmarks, other subjects
+    other = tmp_path / "other"
+    (other / "images").mkdir(parents=True)
+    shutil.copy(dataset.parent / "images" / "0.png", other / "images" / "a.png")
+    pd.DataFrame([{"image": "images/a.png", "subject": "X1", "split": "train", "AU12_r": 2, "AU17_r": 4}]).to_csv(
+        other / "m.csv", index=False)
+    both = read_manifests([dataset, other / "m.csv"])
+    first = read_manifest(dataset)
+    assert len(both) == len(first) + 1 and both["image"].iloc[-1] == str(other / "images" / "a.png")
+    assert manifest_aus([dataset, other / "m.csv"]) == (6, 12, 17)
+    assert np.isnan(both["AU06_r"].iloc[-1]) and both["AU17_r"].iloc[-1] == 4
+    assert both["AU17_r"].iloc[: len(first)].isna().all()
+    assert both[list(LANDMARK_COLUMNS)].iloc[-1].isna().all()
+
+    from aumaps.cli import main
+
+    out = tmp_path / "cache"
+    assert main(["prepare", "manifest", str(dataset), str(other / "m.csv"), "--out", str(out)]) == 0
+    merged = CropCache(out)
+    assert merged.aus == (6, 12, 17) and len(merged.intensities) == len(first) + 1
+    alone = CropCache(built)  # the first data set's rows are registered as on their own
+    np.testing.assert_array_equal(np.asarray(merged.crops[: len(first)]), np.asarray(alone.crops))
+    np.testing.assert_array_equal(merged.intensities[-1], [np.nan, 2, 4])
+
+    pd.DataFrame([{"image": "images/a.png", "subject": "12", "split": "train", "AU12_r": 2}]).to_csv(
+        other / "clash.csv", index=False)
+    with pytest.raises(ManifestError, match="subject '12' appears in both"):
+        read_manifests([dataset, other / "clash.csv"])
+    pd.DataFrame([{"image": "images/a.png", "subject": "X2", "AU12_r": 2}]).to_csv(other / "nosplit.csv", index=False)
+    with pytest.raises(ManifestError, match="split column"):
+        read_manifests([dataset, other / "nosplit.csv"])

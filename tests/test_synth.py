@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from aumaps import align
@@ -260,6 +261,18 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
         for name in images
         if (tmp_path / "c" / name).exists()
     )
+
+
+def test_first_subject_adds_new_identities(tmp_path: Path) -> None:
+    kwargs = dict(frames_per_subject=2, sequence_length=2, progress=False, seed=11)
+    whole = pd.read_csv(synth.make_dataset(tmp_path / "a", n_subjects=3, **kwargs))
+    more = pd.read_csv(synth.make_dataset(tmp_path / "b", n_subjects=1, first_subject=2, splits=(1, 0, 0),
+                                          **kwargs))
+    assert set(more["subject"]) == {"syn0002"} and set(more["split"]) == {"train"}
+    same = whole[whole["subject"] == "syn0002"].drop(columns="split").reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, more.drop(columns="split"))
+    name = more["image"].iloc[0]
+    assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 # ---------------------------------------------------------------- realism

@@ -84,6 +84,25 @@ def test_resume_with_a_longer_schedule_equals_a_run_started_with_it(tiny_cache, 
         assert torch.equal(a["model"][key], b["model"][key]), key
 
 
+def test_init_starts_from_a_checkpoint(tiny_cache, tmp_path):
+    from aumaps.weights import WeightsError
+
+    first = train(_cfg(tiny_cache, tmp_path / "first", epochs=1), progress=False)
+    cfg = _cfg(tiny_cache, tmp_path / "second", epochs=1)
+    cfg["optim"]["lr"] = 0.0  # no update: the model stays the one it started from
+    cfg["train"]["init"] = str(first / "model.pt")
+    second = train(cfg, progress=False)
+    a, b = load_checkpoint(first / "model.pt").model.state_dict(), load_checkpoint(second / "model.pt").model.state_dict()
+    for key in a:
+        if "running" not in key and "num_batches" not in key:  # BatchNorm statistics still move
+            assert torch.equal(a[key], b[key]), key
+    cfg = _cfg(tiny_cache, tmp_path / "third", epochs=1)
+    cfg["train"]["init"] = str(first / "model.pt")
+    cfg["model"]["width"] = 32
+    with pytest.raises(WeightsError, match="does not fit"):
+        train(cfg, progress=False)
+
+
 def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match="unknown configuration key 'train.epoch'"):
         load_config(overrides={"train": {"epoch": 3}})

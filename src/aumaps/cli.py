@@ -3,7 +3,7 @@
     aumaps predict PATH... [--weights W] [--out results.csv] [--maps DIR]
     aumaps synth OUT                # synthetic AU faces with known intensities and centres
     aumaps prepare bp4d|disfa ROOT --out DIR   # a licensed data set -> manifest + crop cache
-    aumaps prepare manifest M --out CACHE   # any data set described by a manifest
+    aumaps prepare manifest M [M2...] --out CACHE   # any data set(s) described by manifests
     aumaps train --config configs/X.yaml [--resume]
     aumaps evaluate --weights W --data CACHE [--split test] --out DIR
     aumaps robustness --weights W --data CACHE --out DIR
@@ -264,7 +264,9 @@ def _add_prepare(sub) -> None:
         "--out DIR: the distributed folder into DIR/manifest.csv and the cache DIR/cache "
         "(with --shard i/n: DIR/cache-shard-i-of-n). merge SHARD... --out CACHE: join shards.")
     p.add_argument("source", choices=["manifest", "bp4d", "disfa", "merge"], help="data set kind")
-    p.add_argument("path", nargs="+", help="the manifest CSV, the data set's folder, or the shards' folders")
+    p.add_argument("path", nargs="+",
+                   help="the manifest CSV (several: stacked into one data set), the data set's folder, "
+                   "or the shards' folders")
     p.add_argument("--out", required=True, help="cache folder (manifest, merge) or output folder (bp4d, disfa)")
     p.add_argument("--aus", default=None, help="AUs to keep (default: every AUxx_r column)")
     p.add_argument("--workers", type=int, default=1)
@@ -290,14 +292,14 @@ def cmd_prepare(args) -> int:
     if args.source == "merge":
         merge_caches(args.path, args.out)
         return 0
-    if len(args.path) != 1:
-        raise SystemExit(f"aumaps prepare {args.source} takes one path, got {len(args.path)}")
     shard = None
     if args.shard:
         i, _, n = args.shard.partition("/")
         if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
             raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard!r}")
         shard = (int(i), int(n))
+    if len(args.path) != 1 and args.source != "manifest":
+        raise SystemExit(f"aumaps prepare {args.source} takes one path, got {len(args.path)}")
     manifest, cache = Path(args.path[0]), Path(args.out)
     if args.source in ("bp4d", "disfa"):
         from .data.bp4d import read_bp4d
@@ -314,8 +316,14 @@ def cmd_prepare(args) -> int:
         table.to_csv(temporary, index=False)
         os.replace(temporary, manifest)
         cache = out / ("cache" if shard is None else f"cache-shard-{shard[0]}-of-{shard[1]}")
+    source = manifest
+    if len(args.path) > 1:  # several manifests: one data set
+        from .data.manifest import read_manifests
+
+        source = read_manifests(args.path)
+        manifest = args.path
     aus = resolve_aus(args.aus) if args.aus else manifest_aus(manifest)
-    build_cache(manifest, cache, aus=aus, workers=args.workers, resume=not args.no_resume,
+    build_cache(source, cache, aus=aus, workers=args.workers, resume=not args.no_resume,
                 shard=shard, redetect_every=args.redetect_every)
     if shard is not None:
         print(f"shard {shard[0]} of {shard[1]} written to {cache}; when all are done: "
@@ -410,6 +418,10 @@ def _add_synth(sub) -> None:
     p.add_argument("--aus", default="all", help="AUs that may be active (default: %(default)s)")
     p.add_argument("--size", type=int, default=256, help="image side in pixels (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--first-subject", type=int, default=0,
+                   help="index of the first identity, to add new identities to an earlier set (default: 0)")
+    p.add_argument("--splits", default="0.7,0.15,0.15",
+                   help="shares of subjects in train,val,test (default: %(default)s; 1,0,0: all train)")
     p.add_argument("--workers", type=int, default=1)
     p.set_defaults(func=cmd_synth)
 
@@ -417,8 +429,15 @@ def _add_synth(sub) -> None:
 def cmd_synth(args) -> int:
     from .data.synth import make_dataset
 
+    try:
+        splits = tuple(float(v) for v in args.splits.split(","))
+    except ValueError:
+        raise SystemExit(f"--splits must be three numbers TRAIN,VAL,TEST, got {args.splits!r}") from None
+    if len(splits) != 3:
+        raise SystemExit(f"--splits must be three numbers TRAIN,VAL,TEST, got {args.splits!r}")
     manifest = make_dataset(args.out, n_subjects=args.subjects, frames_per_subject=args.frames, aus=args.aus,
-                            seed=args.seed, size=args.size, workers=args.workers)
+                            seed=args.seed, size=args.size, workers=args.workers, splits=splits,
+                            first_subject=args.first_subject)
     print(f"manifest: {manifest}")
     return 0
 

@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
     "schedule": {"milestones": [], "gamma": 0.1},
     "train": {"epochs": 40, "batch_size": 16, "workers": 0, "amp": "bf16", "seed": 0,
-              "out_dir": "runs/aumaps", "threads": None, "compile": False},
+              "out_dir": "runs/aumaps", "threads": None, "compile": False, "init": None},
     "augment": AugmentConfig().to_dict(),
     "card": {},
 }
@@ -247,6 +247,8 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
 
     torch.manual_seed(seed)
     raw = AUHourglass(num_aus=len(codec.aus), **cfg["model"])
+    if tcfg.get("init") and not resume:
+        _initialise(raw, tcfg["init"], codec.aus)
     if ctx.distributed:  # before the optimizer: the synchronised layers are new parameters
         raw = convert_sync_batchnorm(raw, device)
     optimizer = _optimizer(raw.parameters(), cfg["optim"])
@@ -356,6 +358,25 @@ def _global_count(mask: torch.Tensor, ctx) -> torch.Tensor:
     return count.clamp_min(1.0)
 
 
+def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
+    """Start from a checkpoint's weights (``train.init``: fine-tuning, or a run in stages).
+
+    The checkpoint must have this configuration's architecture and AUs, in the same order.
+    """
+    from .weights import WeightsError, load_checkpoint
+
+    ckpt = load_checkpoint(weights)
+    if tuple(ckpt.aus) != tuple(aus):
+        raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, this configuration "
+                           f"trains {list(aus)}: they must be the same, in the same order")
+    try:
+        model.load_state_dict(ckpt.model.state_dict())
+    except RuntimeError as err:
+        raise WeightsError(f"train.init '{weights}' does not fit the configured model "
+                           f"(model: section): {str(err).splitlines()[0]}") from None
+    log.info("initialised from %s", weights)
+
+
 def _apply_schedule(optimizer, scheduler, schedule: dict) -> None:
     """Make a resumed run follow the configured schedule, so a run can be extended.
 
@@ -428,9 +449,11 @@ def _open_cache(cfg: dict) -> CropCache:
         if not data.get("manifest"):
             raise FileNotFoundError(f"no complete cache at {cache_dir} and no data.manifest to build it from")
         from .data.cache import build_cache
-        from .data.manifest import manifest_aus
+        from .data.manifest import manifest_aus, read_manifests
 
-        build_cache(data["manifest"], cache_dir, aus=manifest_aus(data["manifest"]))
+        manifest = data["manifest"]
+        source = manifest if isinstance(manifest, str) else read_manifests(manifest)
+        build_cache(source, cache_dir, aus=manifest_aus(manifest))
     return CropCache(cache_dir)
 
 

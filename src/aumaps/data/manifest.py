@@ -37,6 +37,7 @@ __all__ = [
     "manifest_aus",
     "landmarks_array",
     "read_manifest",
+    "read_manifests",
     "subject_kfold",
     "validate_manifest",
 ]
@@ -69,11 +70,49 @@ def au_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if _AU_COLUMN.fullmatch(c)]
 
 
-def manifest_aus(path: str | os.PathLike[str]) -> tuple[int, ...]:
-    """The AUs a manifest file labels (its ``AUxx_r`` columns, in order), from its header alone."""
-    from ..aus import resolve_aus
+def manifest_aus(path: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> tuple[int, ...]:
+    """The AUs a manifest file labels (its ``AUxx_r`` columns, in order), from its header alone.
 
-    return resolve_aus(au_columns(pd.read_csv(path, nrows=0).columns))
+    Given several files, the AUs any of them labels, in the order first met.
+    """
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    columns = [c for p in paths for c in au_columns(pd.read_csv(p, nrows=0).columns.str.strip())]
+    return resolve_aus(list(dict.fromkeys(columns)))
+
+
+def read_manifests(
+    paths: Sequence[str | os.PathLike[str]],
+    on_bad: Literal["raise", "mask"] = "raise",
+) -> pd.DataFrame:
+    """Read several manifests as one data set (e.g. a second synthetic set, or BP4D + DISFA).
+
+    Each file is read with :func:`read_manifest` (its relative image paths taken from its own
+    folder) and the rows are stacked in the order given. An AU that a file does not label is
+    NaN (not coded, masked) in its rows; so are its landmarks if it has none.
+
+    Raises:
+        ManifestError: A subject appears in two files (two data sets naming different people
+            alike; rename one), or some files have a ``split`` column and others not.
+        FileNotFoundError, ManifestError: As :func:`read_manifest`, naming the file.
+    """
+    tables = [read_manifest(p, on_bad=on_bad) for p in paths]
+    if not tables:
+        raise ManifestError("no manifest given")
+    seen: dict[str, str] = {}
+    for table in tables:
+        source = table.attrs["source"]
+        for subject in table["subject"].unique():
+            if subject in seen:
+                raise ManifestError(f"subject {subject!r} appears in both '{seen[subject]}' and '{source}': "
+                                    f"subjects of different data sets need different names")
+            seen[subject] = source
+    with_split = [("split" in t.columns) for t in tables]
+    if any(with_split) and not all(with_split):
+        missing = [t.attrs["source"] for t, has in zip(tables, with_split) if not has]
+        raise ManifestError(f"some manifests have a split column and these do not: {_listing(missing)}")
+    out = pd.concat(tables, ignore_index=True, sort=False)
+    out.attrs["source"] = " + ".join(t.attrs["source"] for t in tables)
+    return validate_manifest(out, on_bad=on_bad)
 
 
 def read_manifest(

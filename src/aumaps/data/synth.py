@@ -1630,6 +1630,7 @@ def make_dataset(
     progress: bool = True,
     sequence_length: int = 10,
     procedural: float = 0.5,
+    first_subject: int = 0,
 ) -> Path:
     """Write a synthetic AU data set: PNG images and a manifest (``docs/data-format.md``).
 
@@ -1654,6 +1655,10 @@ def make_dataset(
         progress: Show a progress bar.
         sequence_length: Frames per sequence.
         procedural: Share of drawn identities (the rest vary the real photos).
+        first_subject: Index of the first identity: subjects ``first_subject ..
+            first_subject + n_subjects - 1``. A set made with the same ``seed`` and
+            ``first_subject`` past another set's last subject holds new identities with new
+            names, so the two can be trained on together (``aumaps prepare manifest A B``).
 
     Returns:
         Path of ``manifest.csv``: ``image, subject, sequence, frame, split``, ``AUxx_r`` for
@@ -1662,6 +1667,8 @@ def make_dataset(
     """
     if n_subjects < 1 or frames_per_subject < 1 or sequence_length < 1:
         raise ValueError("n_subjects, frames_per_subject and sequence_length must be at least 1")
+    if first_subject < 0:
+        raise ValueError(f"first_subject must be at least 0, got {first_subject}")
     if n_subjects < np.count_nonzero(splits):
         raise ValueError(f"{n_subjects} subject(s) cannot fill the splits {tuple(splits)}")
     out = Path(out_dir)
@@ -1671,7 +1678,7 @@ def make_dataset(
         _SubjectJob(
             i, seed, frames_per_subject, sequence_length, allowed, size, procedural, str(out)
         )
-        for i in range(n_subjects)
+        for i in range(first_subject, first_subject + n_subjects)
     ]
     rows: list[dict[str, object]] = []
     total = n_subjects * frames_per_subject
