@@ -167,6 +167,10 @@ def main() -> None:
             note = "  (background thread)" if stage == "decode" else ""
             print(f"  {stage:<22}{1000 * b:10.2f}{1000 * f:10.2f}{note}")
         print(f"  {'total (wall)':<22}{1000 * base_s / base_n:10.2f}{1000 * summary.seconds / summary.frames:10.2f}")
+        network = summary.times.get("network", 0.0) / summary.frames
+        if network > 0:
+            print(f"ceiling: with every other stage free, the network alone allows "
+                  f"{base_s / base_n / network:.2f}x the baseline")
 
         same_crops = np.abs(fast.codec.decode(fast.heatmaps(crops)).intensities
                             - reference.codec.decode(reference.heatmaps(crops)).intensities).max()
