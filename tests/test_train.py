@@ -102,6 +102,21 @@ def test_init_starts_from_a_checkpoint(tiny_cache, tmp_path):
     with pytest.raises(WeightsError, match="does not fit"):
         train(cfg, progress=False)
 
+    # other AUs: the shared ones' output channels are carried over (in the new order), new ones start fresh
+    from aumaps.model import AUHourglass
+    from aumaps.train import _initialise
+
+    torch.manual_seed(3)
+    other = AUHourglass(num_aus=3, num_stacks=1, depth=2, width=16)
+    fresh = other.l0.weight.detach().clone()
+    _initialise(other, str(first / "model.pt"), (12, 1, 6))
+    assert torch.equal(other.l0.weight[0], a["l0.weight"][AUS.index(12)])
+    assert torch.equal(other.l0.bias[2], a["l0.bias"][AUS.index(6)])
+    assert torch.equal(other.l0.weight[1], fresh[1])
+    assert torch.equal(other.conv1.weight, a["conv1.weight"])
+    with pytest.raises(WeightsError, match="none of the configured"):
+        _initialise(other, str(first / "model.pt"), (1, 2, 4))
+
 
 def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match="unknown configuration key 'train.epoch'"):

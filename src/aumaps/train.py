@@ -361,20 +361,38 @@ def _global_count(mask: torch.Tensor, ctx) -> torch.Tensor:
 def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     """Start from a checkpoint's weights (``train.init``: fine-tuning, or a run in stages).
 
-    The checkpoint must have this configuration's architecture and AUs, in the same order.
+    The checkpoint must have this configuration's architecture (``model:``). Its AUs may
+    differ: the per-AU channels of the output layers (``l{i}``, and ``al{i}`` between stacks)
+    are copied for the AUs both have, and AUs it lacks keep their fresh initialisation, so a
+    BP4D model can start a DISFA run with AUs 6, 12 and 17 already learnt.
     """
     from .weights import WeightsError, load_checkpoint
 
     ckpt = load_checkpoint(weights)
-    if tuple(ckpt.aus) != tuple(aus):
-        raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, this configuration "
-                           f"trains {list(aus)}: they must be the same, in the same order")
-    try:
-        model.load_state_dict(ckpt.model.state_dict())
-    except RuntimeError as err:
-        raise WeightsError(f"train.init '{weights}' does not fit the configured model "
-                           f"(model: section): {str(err).splitlines()[0]}") from None
-    log.info("initialised from %s", weights)
+    source, target = ckpt.model.state_dict(), model.state_dict()
+    shared = [(aus.index(a), tuple(ckpt.aus).index(a)) for a in aus if a in ckpt.aus]
+    if not shared:
+        raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, none of the "
+                           f"configured {list(aus)}")
+    mine, theirs = (list(index) for index in zip(*shared))
+    per_au = {f"l{i}.weight": 0 for i in range(model.num_stacks)} | {f"l{i}.bias": 0 for i in range(model.num_stacks)}
+    per_au |= {f"al{i}.weight": 1 for i in range(model.num_stacks - 1)}
+    if set(source) != set(target):
+        raise WeightsError(f"train.init '{weights}' does not fit the configured model (model: section): "
+                           f"its layers differ ({len(source)} tensors, the model has {len(target)})")
+    for key, value in target.items():
+        axis = per_au.get(key)
+        expected = value.shape if axis is None else value.shape[:axis] + (len(ckpt.aus),) + value.shape[axis + 1:]
+        if source[key].shape != expected:
+            raise WeightsError(f"train.init '{weights}' does not fit the configured model (model: section): "
+                               f"{key} is {tuple(source[key].shape)}, expected {tuple(expected)}")
+        if axis is None:
+            value.copy_(source[key])
+        else:
+            value.index_copy_(axis, torch.tensor(mine), source[key].index_select(axis, torch.tensor(theirs)))
+    model.load_state_dict(target)
+    fresh = [a for a in aus if a not in ckpt.aus]
+    log.info("initialised from %s%s", weights, f" (AUs {fresh} start fresh)" if fresh else "")
 
 
 def _apply_schedule(optimizer, scheduler, schedule: dict) -> None:
