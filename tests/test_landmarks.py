@@ -121,6 +121,22 @@ def test_small_face_found_by_fallback_upsampling(
     np.testing.assert_allclose(faces[0].landmarks, full.landmarks / 2 + [200, 100], atol=3)
 
 
+def test_group_photo_small_face_beside_a_large_one(astronaut: np.ndarray, landmarker: FaceLandmarker) -> None:
+    # the astronaut at full size (face ~150 px) and at half size (face ~75 px, below the
+    # release's ~80 px limit) in one picture
+    group = np.full((512, 900, 3), 90, np.uint8)
+    group[:, :512] = astronaut
+    group[100:356, 600:856] = cv2.resize(astronaut, (256, 256), interpolation=cv2.INTER_AREA)
+    release = DlibFaceDetector(small_faces=False).detect(group)
+    assert len(release) == 1 and release[0][0][0] < 512
+    assert _dlib_boxes(group)[0] == release[0][0].astype(int).tolist()  # the face the release analyses
+    faces = landmarker(group)
+    assert len(faces) == 2
+    np.testing.assert_array_equal(faces[0].box, release[0][0])  # face 0 stays the release's
+    full = landmarker(astronaut)[0]
+    np.testing.assert_allclose(faces[1].landmarks, full.landmarks / 2 + [600, 100], atol=3)
+
+
 def test_two_faces_side_by_side(pair: np.ndarray, landmarker: FaceLandmarker) -> None:
     faces = landmarker(pair)
     assert len(faces) == 2

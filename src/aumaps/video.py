@@ -59,7 +59,7 @@ import numpy as np
 from . import align
 from .aus import column_name
 from .images import ImageReadError, list_images, read_image
-from .landmarks import FaceLandmarker
+from .landmarks import DlibFaceDetector, FaceLandmarker, box_iou
 from .predict import AUEstimator, FaceResult
 
 if TYPE_CHECKING:
@@ -420,17 +420,6 @@ def _landmark_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
     return (low + high) / 2, float(np.mean(high - low))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` intersection over union of ``(N, 4)`` and ``(M, 4)`` boxes."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def _match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """Greedy one-to-one pairs (row, column) by decreasing IoU, each at least ``threshold``."""
     pairs = []
@@ -566,13 +555,18 @@ class FaceTracker:
         return self._detect(image, followed)
 
     def _detect(self, image: np.ndarray, followed: list) -> list[TrackedFace]:
+        detector = self.landmarker.detector
         with self.times("detect"):
-            detections = self.landmarker.detector.detect(image)[: self.landmarker.max_faces]
+            if self._tracks and isinstance(detector, DlibFaceDetector):  # periodic: no small-face search
+                detections = detector.detect(image, small_faces=False)
+            else:
+                detections = detector.detect(image)
+            detections = detections[: self.landmarker.max_faces]
         self.detections += 1
         self._since_detection = 0
         found = [(np.asarray(box, float), score, self._predict(image, box)) for box, score in detections]
         expected = [f[1] if f is not None else t.box for t, f in zip(self._tracks, followed, strict=True)]
-        pairs = _match(_iou(np.array(expected).reshape(-1, 4), np.array([d[0] for d in found]).reshape(-1, 4)),
+        pairs = _match(box_iou(np.array(expected).reshape(-1, 4), np.array([d[0] for d in found]).reshape(-1, 4)),
                        self.min_iou) if found and expected else []
         tracks: list[_Track] = []
         detected: set[int] = set()
@@ -592,7 +586,7 @@ class FaceTracker:
         for d, (box, score, landmarks) in enumerate(found):
             if d in used:
                 continue
-            if tracks and _iou(box, np.array([t.box for t in tracks])).max() >= self.min_iou:
+            if tracks and box_iou(box, np.array([t.box for t in tracks])).max() >= self.min_iou:
                 continue  # the same face as a track the detector did not match
             new = self._new_track(image, box, score, landmarks)
             if new is not None:
