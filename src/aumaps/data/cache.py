@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from ..align import CROP_SIZE, registration_matrix, transform_points, warp_to_crop
 from ..aus import column_name, resolve_aus
 from ..images import ImageReadError, read_image
-from ..landmarks import Face, FaceLandmarker
+from ..landmarks import DlibFaceDetector, Face, FaceLandmarker
 from .manifest import (
     LANDMARK_COLUMNS,
     SPLITS,
@@ -817,8 +817,8 @@ class _RowWriter:
     @property
     def landmarker(self) -> FaceLandmarker:
         """The face finder, built on first use (rows with manifest landmarks need none)."""
-        if self._landmarker is None:
-            self._landmarker = FaceLandmarker()
+        if self._landmarker is None:  # the largest face is kept: no search for small ones beside it
+            self._landmarker = FaceLandmarker(detector=DlibFaceDetector(small_faces=False))
         return self._landmarker
 
 
