@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from aumaps.cli import main
@@ -40,6 +41,36 @@ def test_protocol_subject_lists_are_the_published_ones():
         {"SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"},
         {"SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"},
         {"SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"}]
+
+
+def test_split_and_fold_files_and_subjects_they_omit(tmp_path):
+    from aumaps.data.bp4d import Problems, _apply_split
+    from aumaps.data.disfa import _apply_folds
+    from aumaps.data.manifest import ManifestError
+
+    manifest = pd.DataFrame({"image": list("abcd"), "subject": ["F001", "F001", "F002", "M001"],
+                             "sequence": "T1", "frame": [1, 2, 1, 1]})
+    (tmp_path / "split.csv").write_text("subject,split\nF001, Train\n\nF002,test\nX9\n")
+    problems = Problems()
+    out = _apply_split(manifest.copy(), tmp_path / "split.csv", problems)
+    assert list(out.columns[:5]) == ["image", "subject", "sequence", "frame", "split"]
+    assert out["split"].tolist() == ["train", "train", "test"] and "M001" not in set(out["subject"])
+    assert problems.counts == {"no_split": 1} and "subject M001 is in no list of split" in problems.entries[0][2]
+    (tmp_path / "bad.csv").write_text("F001,train\nF002,dev\n")
+    with pytest.raises(ManifestError, match=r"bad.csv:2: split must be one of train, val, test, got 'dev'"):
+        _apply_split(manifest.copy(), tmp_path / "bad.csv", Problems())
+
+    kfold = _apply_split(manifest.copy(), "kfold:3", Problems())
+    assert kfold["fold"].dtype == np.int64 and sorted(set(kfold["fold"])) == [1, 2, 3]
+    assert kfold.groupby("subject")["fold"].nunique().max() == 1
+
+    (tmp_path / "folds.csv").write_text("subject,fold\nF001,2\nM001,1\n")
+    problems = Problems()
+    out = _apply_folds(manifest.copy(), tmp_path / "folds.csv", problems)
+    assert out["fold"].tolist() == [2, 2, 1] and problems.counts == {"no_fold": 1}
+    (tmp_path / "badfold.csv").write_text("F001,one\n")
+    with pytest.raises(ManifestError, match=r"badfold.csv:1: fold must be a positive integer, got 'one'"):
+        _apply_folds(manifest.copy(), tmp_path / "badfold.csv", Problems())
 
 
 def _sequence(index: int, n: int, aus: tuple[int, ...]) -> tuple[list[np.ndarray], dict[int, np.ndarray]]:

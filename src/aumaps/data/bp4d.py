@@ -33,7 +33,7 @@ import csv
 import os
 import re
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from ..aus import column_name, resolve_aus
-from .manifest import MAX_INTENSITY, SPLITS, ManifestError, subject_kfold
+from .manifest import MAX_INTENSITY, SPLITS, ManifestError, subject_fold_numbers
 
 __all__ = [
     "BP4D_AUS",
@@ -49,8 +49,10 @@ __all__ = [
     "FERA2015_DEVEL",
     "FERA2015_TRAIN",
     "Problems",
+    "attach_subject_column",
     "read_bp4d",
     "read_label_file",
+    "read_subject_table",
     "subject_splits",
 ]
 
@@ -233,6 +235,28 @@ def read_bp4d(
     return manifest
 
 
+def read_subject_table(
+    path: str | os.PathLike[str], column: str, parse: Callable[[str], object | None], requirement: str
+) -> dict[str, object]:
+    """Read a ``subject,<column>`` CSV file (a header row naming ``column`` is allowed).
+
+    ``parse`` turns a cell into its value, or ``None`` when the cell is invalid, which raises
+    a :class:`ManifestError` naming file and line: "``column`` must be ``requirement``".
+    Rows with fewer than two cells or no subject are skipped.
+    """
+    out = {}
+    with open(path, newline="", encoding="utf-8-sig") as file:
+        for number, row in enumerate(csv.reader(file), start=1):
+            cells = [cell.strip() for cell in row]
+            if len(cells) < 2 or not cells[0] or (number == 1 and cells[1].lower() == column):
+                continue
+            value = parse(cells[1])
+            if value is None:
+                raise ManifestError(f"{path}:{number}: {column} must be {requirement}, got {cells[1]!r}")
+            out[cells[0]] = value
+    return out
+
+
 def subject_splits(path: str | os.PathLike[str]) -> dict[str, str]:
     """Read a split file: ``subject,split`` rows (a header row is allowed), split one of
     ``train``, ``val``, ``test``.
@@ -240,38 +264,35 @@ def subject_splits(path: str | os.PathLike[str]) -> dict[str, str]:
     Raises:
         ManifestError: A split name is unknown (the message names file and line).
     """
-    out = {}
-    with open(path, newline="", encoding="utf-8-sig") as file:
-        for number, row in enumerate(csv.reader(file), start=1):
-            cells = [cell.strip() for cell in row]
-            if len(cells) < 2 or not cells[0] or (number == 1 and cells[1].lower() == "split"):
-                continue
-            if cells[1].lower() not in SPLITS:
-                raise ManifestError(f"{path}:{number}: split must be one of {', '.join(SPLITS)}, got {cells[1]!r}")
-            out[cells[0]] = cells[1].lower()
-    return out
+    return read_subject_table(path, "split", lambda cell: cell.lower() if cell.lower() in SPLITS else None,
+                              f"one of {', '.join(SPLITS)}")
+
+
+def attach_subject_column(
+    manifest: pd.DataFrame, column: str, value_of: dict, problems: Problems, kind: str, listed_in: str
+) -> pd.DataFrame:
+    """Insert ``column`` (after ``frame``) from each subject's entry in ``value_of``; rows of
+    subjects it lacks are dropped and reported (``kind``: "subject S is in no ``listed_in``")."""
+    known = manifest["subject"].isin(list(value_of))
+    for subject in sorted(set(manifest.loc[~known, "subject"])):
+        problems.add(kind, subject, 0, f"subject {subject} is in no {listed_in}; dropped")
+    manifest = manifest.loc[known].reset_index(drop=True)
+    manifest.insert(list(manifest.columns).index("frame") + 1, column, manifest["subject"].map(value_of))
+    return manifest
 
 
 def _apply_split(manifest: pd.DataFrame, split: str | os.PathLike[str] | None, problems: Problems) -> pd.DataFrame:
     """Add the ``split`` (or ``fold``) column; drop, with a report, subjects a list omits."""
     if split is None:
         return manifest
-    position = list(manifest.columns).index("frame") + 1
     if isinstance(split, str) and split.startswith("kfold:"):
-        folds = subject_kfold(manifest["subject"], int(split.split(":", 1)[1]))
-        fold_of = {s: i + 1 for i, (_, test) in enumerate(folds) for s in test}
-        manifest.insert(position, "fold", manifest["subject"].map(fold_of).astype(np.int64))
-        return manifest
+        fold_of = subject_fold_numbers(manifest["subject"], int(split.split(":", 1)[1]))
+        return attach_subject_column(manifest, "fold", fold_of, problems, "no_split", f"fold of {split!r}")
     if split == "fera2015":
         split_of = {s: "train" for s in FERA2015_TRAIN} | {s: "val" for s in FERA2015_DEVEL}
     else:
         split_of = subject_splits(split)
-    known = manifest["subject"].isin(list(split_of))
-    for subject in sorted(set(manifest.loc[~known, "subject"])):
-        problems.add("no_split", subject, 0, f"subject {subject} is in no list of split {str(split)!r}; dropped")
-    manifest = manifest.loc[known].reset_index(drop=True)
-    manifest.insert(position, "split", manifest["subject"].map(split_of))
-    return manifest
+    return attach_subject_column(manifest, "split", split_of, problems, "no_split", f"list of split {str(split)!r}")
 
 
 def _frame_number(name: str) -> int | None:

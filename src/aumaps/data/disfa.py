@@ -25,7 +25,6 @@ a CSV file of ``subject,fold`` rows gives any other. The manifest gets a ``fold`
 
 from __future__ import annotations
 
-import csv
 import os
 import re
 from pathlib import Path
@@ -35,8 +34,8 @@ import numpy as np
 import pandas as pd
 
 from ..aus import column_name
-from .bp4d import Problems, read_label_file
-from .manifest import ManifestError, subject_kfold
+from .bp4d import Problems, attach_subject_column, read_label_file, read_subject_table
+from .manifest import ManifestError, subject_fold_numbers
 
 __all__ = ["DISFA_AUS", "DISFA_FOLDS", "read_disfa", "video_length"]
 
@@ -165,20 +164,8 @@ def _apply_folds(manifest: pd.DataFrame, folds: str | os.PathLike[str] | None, p
     if folds == "standard":
         fold_of = {s: i + 1 for i, fold in enumerate(DISFA_FOLDS) for s in fold}
     elif folds == "kfold":
-        fold_of = {s: i + 1 for i, (_, test) in enumerate(subject_kfold(manifest["subject"], 3)) for s in test}
+        fold_of = subject_fold_numbers(manifest["subject"], 3)
     else:
-        fold_of = {}
-        with open(folds, newline="", encoding="utf-8-sig") as file:
-            for number, row in enumerate(csv.reader(file), start=1):
-                cells = [cell.strip() for cell in row]
-                if len(cells) < 2 or not cells[0] or (number == 1 and cells[1].lower() == "fold"):
-                    continue
-                if not cells[1].isdigit():
-                    raise ManifestError(f"{folds}:{number}: fold must be a positive integer, got {cells[1]!r}")
-                fold_of[cells[0]] = int(cells[1])
-    known = manifest["subject"].isin(list(fold_of))
-    for subject in sorted(set(manifest.loc[~known, "subject"])):
-        problems.add("no_fold", subject, 0, f"subject {subject} is in no fold of {str(folds)!r}; dropped")
-    manifest = manifest.loc[known].reset_index(drop=True)
-    manifest.insert(list(manifest.columns).index("frame") + 1, "fold", manifest["subject"].map(fold_of))
-    return manifest
+        fold_of = read_subject_table(folds, "fold", lambda cell: int(cell) if cell.isdigit() else None,
+                                     "a positive integer")
+    return attach_subject_column(manifest, "fold", fold_of, problems, "no_fold", f"fold of {str(folds)!r}")

@@ -38,6 +38,7 @@ __all__ = [
     "landmarks_array",
     "read_manifest",
     "read_manifests",
+    "subject_fold_numbers",
     "subject_kfold",
     "validate_manifest",
 ]
@@ -500,3 +501,8 @@ def _listing(items: Sequence[str]) -> str:
     """``items`` joined for a message, the first :data:`_SHOWN` and a count of the rest."""
     shown = ", ".join(items[:_SHOWN])
     return shown if len(items) <= _SHOWN else f"{shown} and {len(items) - _SHOWN} more"
+
+
+def subject_fold_numbers(subjects: Iterable[str], k: int, seed: int = 0) -> dict[str, int]:
+    """Each subject's test fold, 1..``k``, in :func:`subject_kfold`'s partition."""
+    return {s: i + 1 for i, (_, test) in enumerate(subject_kfold(subjects, k, seed)) for s in test}
