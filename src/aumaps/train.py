@@ -143,7 +143,6 @@ def validate(model: torch.nn.Module, loader: DataLoader, codec: AUHeatmapCodec, 
     ``pred_peaks`` (N, A, C, 2) and ``true_centres`` (N, A, C, 2) in crop pixels, and
     ``iod`` (N,) in crop pixels.
     """
-    from .aus import centres
 
     model.eval()
     total, count = 0.0, 0
