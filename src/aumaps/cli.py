@@ -316,14 +316,10 @@ def cmd_prepare(args) -> int:
         table.to_csv(temporary, index=False)
         os.replace(temporary, manifest)
         cache = out / ("cache" if shard is None else f"cache-shard-{shard[0]}-of-{shard[1]}")
-    source = manifest
     if len(args.path) > 1:  # several manifests: one data set
-        from .data.manifest import read_manifests
-
-        source = read_manifests(args.path)
         manifest = args.path
     aus = resolve_aus(args.aus) if args.aus else manifest_aus(manifest)
-    build_cache(source, cache, aus=aus, workers=args.workers, resume=not args.no_resume,
+    build_cache(manifest, cache, aus=aus, workers=args.workers, resume=not args.no_resume,
                 shard=shard, redetect_every=args.redetect_every)
     if shard is not None:
         print(f"shard {shard[0]} of {shard[1]} written to {cache}; when all are done: "

@@ -466,11 +466,9 @@ def _open_cache(cfg: dict) -> CropCache:
         if not data.get("manifest"):
             raise FileNotFoundError(f"no complete cache at {cache_dir} and no data.manifest to build it from")
         from .data.cache import build_cache
-        from .data.manifest import manifest_aus, read_manifests
+        from .data.manifest import manifest_aus
 
-        manifest = data["manifest"]
-        source = manifest if isinstance(manifest, str) else read_manifests(manifest)
-        build_cache(source, cache_dir, aus=manifest_aus(manifest))
+        build_cache(data["manifest"], cache_dir, aus=manifest_aus(data["manifest"]))
     return CropCache(cache_dir)
 
 

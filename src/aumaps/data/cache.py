@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, as_completed, wait
 from contextlib import closing
 from pathlib import Path
@@ -60,6 +60,7 @@ from .manifest import (
     au_columns,
     landmarks_array,
     read_manifest,
+    read_manifests,
     validate_manifest,
 )
 
@@ -111,7 +112,7 @@ def _array_specs(n: int, n_aus: int) -> dict[str, tuple[tuple[int, ...], type]]:
 
 
 def build_cache(
-    manifest: str | os.PathLike[str] | pd.DataFrame,
+    manifest: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | pd.DataFrame,
     out_dir: str | os.PathLike[str],
     aus: str | int | Iterable[int | str],
     landmarker: FaceLandmarker | None = None,
@@ -125,8 +126,9 @@ def build_cache(
     """Register every row of a manifest into a crop cache.
 
     Args:
-        manifest: A manifest CSV file (read with :func:`~aumaps.data.manifest.read_manifest`)
-            or a table (checked with :func:`~aumaps.data.manifest.validate_manifest`).
+        manifest: A manifest CSV file (read with :func:`~aumaps.data.manifest.read_manifest`),
+            a list of them (one data set: :func:`~aumaps.data.manifest.read_manifests`) or a
+            table (checked with :func:`~aumaps.data.manifest.validate_manifest`).
         out_dir: The cache folder; created if needed. Only the cache's own files in it are
             written.
         aus: The AUs whose intensities are stored, in this order (anything
@@ -169,6 +171,8 @@ def build_cache(
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
     if isinstance(manifest, pd.DataFrame):
         table = validate_manifest(manifest, aus)
+    elif isinstance(manifest, (list, tuple)):
+        table = validate_manifest(read_manifests(manifest), aus)
     else:
         table = read_manifest(manifest, aus)
     images = table["image"].tolist()
