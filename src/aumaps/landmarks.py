@@ -38,6 +38,7 @@ __all__ = [
     "get_detector",
     "get_landmark_predictor",
     "interocular_distance",
+    "landmark_extent",
     "landmark_model_path",
     "register_detector",
     "register_landmark_predictor",
@@ -108,6 +109,12 @@ class LandmarkPredictor(ABC):
         Returns:
             ``(68, 2)`` float64 ``x, y`` in image pixels, iBUG-300W order, 0-indexed.
         """
+
+
+def landmark_extent(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
+    """Centre ``(2,)`` and size (mean side) of the bounding box of ``(68, 2)`` landmarks."""
+    low, high = landmarks.min(axis=0), landmarks.max(axis=0)
+    return (low + high) / 2, float(np.mean(high - low))
 
 
 def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:

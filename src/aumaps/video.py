@@ -59,7 +59,7 @@ import numpy as np
 from . import align
 from .aus import column_name
 from .images import ImageReadError, list_images, read_image
-from .landmarks import DlibFaceDetector, FaceLandmarker, box_iou
+from .landmarks import DlibFaceDetector, FaceLandmarker, box_iou, landmark_extent
 from .predict import AUEstimator, FaceResult
 
 if TYPE_CHECKING:
@@ -414,12 +414,6 @@ _PATCH = 32
 _PATCH_REGION = (64.0, 64.0, 128.0)
 
 
-def _landmark_frame(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre and size (mean side) of the landmarks' bounding box."""
-    low, high = landmarks.min(axis=0), landmarks.max(axis=0)
-    return (low + high) / 2, float(np.mean(high - low))
-
-
 def _match(iou: np.ndarray, threshold: float) -> list[tuple[int, int]]:
     """Greedy one-to-one pairs (row, column) by decreasing IoU, each at least ``threshold``."""
     pairs = []
@@ -495,7 +489,7 @@ class FaceTracker:
 
     def _box_from(self, track: _Track, landmarks: np.ndarray) -> np.ndarray:
         """The detector-style box of a face with these landmarks, as calibrated for ``track``."""
-        centre, size = _landmark_frame(landmarks)
+        centre, size = landmark_extent(landmarks)
         offset, half = track.box_model[:2], track.box_model[2:]
         middle = centre + offset * size
         return np.concatenate([middle - half * size, middle + half * size])
@@ -505,7 +499,7 @@ class FaceTracker:
         template = self._patch(image, landmarks)
         if template is None:
             return None
-        centre, size = _landmark_frame(landmarks)
+        centre, size = landmark_extent(landmarks)
         size = max(size, 1.0)
         box = np.asarray(box, float)
         model = np.concatenate([((box[:2] + box[2:]) / 2 - centre) / size, (box[2:] - box[:2]) / 2 / size])
@@ -517,7 +511,7 @@ class FaceTracker:
         """Landmarks and box of ``track`` in ``image``, or None if tracking fails."""
         landmarks = self._predict(image, track.box)
         with self.times("track"):
-            (old_c, old_s), (new_c, new_s) = _landmark_frame(track.landmarks), _landmark_frame(landmarks)
+            (old_c, old_s), (new_c, new_s) = landmark_extent(track.landmarks), landmark_extent(landmarks)
             h, w = image.shape[:2]
             inside = np.mean((landmarks[:, 0] >= 0) & (landmarks[:, 0] < w) & (landmarks[:, 1] >= 0)
                              & (landmarks[:, 1] < h))

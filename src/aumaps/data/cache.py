@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from ..align import CROP_SIZE, registration_matrix, transform_points, warp_to_crop
 from ..aus import column_name, resolve_aus
 from ..images import ImageReadError, read_image
-from ..landmarks import DlibFaceDetector, Face, FaceLandmarker
+from ..landmarks import DlibFaceDetector, Face, FaceLandmarker, landmark_extent
 from .manifest import (
     LANDMARK_COLUMNS,
     SPLITS,
@@ -623,12 +623,6 @@ def _largest(faces: list[Face]) -> Face:
     return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
 
 
-def _landmark_box(points: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre ``(2,)`` and size (mean side) of the bounding box of ``(68, 2)`` landmarks."""
-    low, high = points.min(axis=0), points.max(axis=0)
-    return (low + high) / 2, float(np.mean(high - low))
-
-
 class _Tracker:
     """The largest face's landmarks frame after frame in one video, detecting only when
     needed.
@@ -664,7 +658,7 @@ class _Tracker:
         """``(68, 2)`` landmarks of the face in ``image`` (``H×W×3`` uint8 RGB), or
         ``None`` when the detector finds none."""
         if self._last is not None and self._since < self.redetect_every:
-            centre, size = _landmark_box(self._last)
+            centre, size = landmark_extent(self._last)
             box = np.tile(centre, 2) + self._box_model * size
             points = self.landmarker.landmarks_for_boxes(image, box[None])[0]
             if self._plausible(points, centre, size, image.shape):
@@ -677,7 +671,7 @@ class _Tracker:
             self._last = None
             return None
         face = _largest(faces)
-        centre, size = _landmark_box(face.landmarks)
+        centre, size = landmark_extent(face.landmarks)
         self._box_model = (face.box - np.tile(centre, 2)) / max(size, 1e-6)
         self._last = face.landmarks
         self._since = 1
@@ -686,7 +680,7 @@ class _Tracker:
     def _plausible(
         self, points: np.ndarray, centre: np.ndarray, size: float, shape: tuple[int, ...]
     ) -> bool:
-        new_centre, new_size = _landmark_box(points)
+        new_centre, new_size = landmark_extent(points)
         margin = 0.1 * new_size
         inside = bool(
             np.all(points >= -margin) and np.all(points[:, 0] <= shape[1] - 1 + margin)
