@@ -35,14 +35,15 @@ import pandas as pd
 
 from aumaps.data.cache import CropCache, build_cache
 from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence
-from aumaps.landmarks import Face, FaceLandmarker
+from aumaps.landmarks import DlibFaceDetector, Face, FaceLandmarker
 
 
 class _Counting(FaceLandmarker):
-    """The default landmarker, counting detector runs."""
+    """The cache builder's default landmarker (no small-face search: it keeps the largest
+    face), counting detector runs."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(detector=DlibFaceDetector(small_faces=False))
         self.detections = 0
 
     def __call__(self, image: np.ndarray) -> list[Face]:
