@@ -35,6 +35,7 @@ import pandas as pd
 
 from aumaps.data.cache import CropCache, build_cache
 from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence
+from aumaps.hardware import describe_machine
 from aumaps.landmarks import DlibFaceDetector, Face, FaceLandmarker
 
 
@@ -85,6 +86,7 @@ def main() -> None:
     parser.add_argument("--redetect", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
+    print(describe_machine())
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         manifest = _write_clip(folder, args.frames, args.size)

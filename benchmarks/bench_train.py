@@ -23,6 +23,7 @@ import yaml
 
 from aumaps.data.cache import build_cache
 from aumaps.data.synth import make_dataset
+from aumaps.hardware import describe_machine, resolve_precision
 from aumaps.train import load_config
 
 CONFIGS = {
@@ -48,8 +49,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=96, help="training samples timed per run")
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2])
-    ap.add_argument("--amp", default="bf16", help="bf16, fp16 or none")
+    ap.add_argument("--amp", default="auto", help="auto (bfloat16 where native, else float32), bf16, fp16 or fp32")
     args = ap.parse_args()
+    print(describe_machine())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         manifest = make_dataset(tmp / "synth", n_subjects=6, frames_per_subject=max(8, args.samples // 3),
@@ -66,7 +68,8 @@ def main() -> None:
                 path.write_text(yaml.safe_dump(cfg))
                 row[f"{n} process{'es' if n > 1 else ''} (samples/s)"] = round(_run(path, n), 2)
             rows.append(row)
-    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores, amp={args.amp}, {args.samples} samples per run, "
+    print(f"torch {torch.__version__}, {os.cpu_count()} CPU cores, amp={args.amp} -> {resolve_precision(args.amp)}, "
+          f"{args.samples} samples per run, "
           f"global batch as configured")
     print(pd.DataFrame(rows).to_string(index=False))
 

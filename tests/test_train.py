@@ -22,7 +22,7 @@ def _cfg(cache, out_dir, epochs=3, milestones=(2,)):
         "model": {"num_stacks": 1, "depth": 2, "width": 16},
         "optim": {"lr": 1e-3},
         "schedule": {"milestones": list(milestones), "gamma": 0.5},
-        "train": {"epochs": epochs, "batch_size": 4, "workers": 0, "amp": "bf16", "seed": 7, "out_dir": str(out_dir)},
+        "train": {"epochs": epochs, "batch_size": 4, "workers": 0, "amp": "auto", "seed": 7, "out_dir": str(out_dir)},
         "card": {"name": "tiny", "trained_on": "16 astronauts"},
     })
 
@@ -148,3 +148,14 @@ def test_cli_train_evaluate_robustness(tiny_cache, tmp_path):
     assert rob["noise_iod_pct"] == [0.0, 5.0]
     assert rob["mae"]["mean"][0] == pytest.approx(report["mean"]["mae"], abs=1e-9)
     assert rob["mae"]["mean"][1] != rob["mae"]["mean"][0]
+
+
+def test_schedules():
+    from aumaps.train import _schedule
+
+    step = _schedule({"name": "step", "milestones": [2, 4], "gamma": 0.5}, 6)
+    assert [step(e) for e in range(6)] == [1, 1, 0.5, 0.5, 0.25, 0.25]
+    cosine = _schedule({"name": "cosine", "warmup": 1}, 5)
+    assert [round(cosine(e), 4) for e in range(5)] == [0.5, 1.0, 0.8536, 0.5, 0.1464]
+    with pytest.raises(ValueError, match="step or cosine"):
+        _schedule({"name": "linear"}, 3)

@@ -397,7 +397,7 @@ def predict_cache(
     noise_iod: float = 0.0,
     seed: int = 0,
     batch_size: int = 32,
-    amp: str = "none",
+    amp: str = "auto",
     device: str = "cpu",
 ) -> dict:
     """Run a checkpoint over a crop cache's split, optionally misaligning the registration.
@@ -409,6 +409,8 @@ def predict_cache(
         noise_iod: σ of Gaussian noise added to the landmarks before registration, in % of
             the inter-ocular distance (the paper's misalignment study); labels keep the true
             landmarks.
+        amp: the network's precision (:func:`aumaps.hardware.resolve_precision`): ``"auto"``
+            is bfloat16 where this machine computes it natively, float32 elsewhere.
 
     Returns:
         The :func:`aumaps.train.validate` dict (``pred``, ``true``, ``pred_peaks``,

@@ -20,7 +20,19 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["AUHourglass", "Bottleneck", "Hourglass", "fuse_batchnorm"]
+__all__ = ["AUHourglass", "Bottleneck", "DeployableNet", "Hourglass", "fuse_batchnorm", "network_input"]
+
+
+def network_input(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The network's input from registered crops: the one place input scaling happens.
+
+    ``(N, S, S, 3)`` uint8 RGB crops (NHWC, as images are stored) become ``(N, 3, S, S)``
+    ``dtype`` values in [0, 1] (divided by 255, no mean subtraction: ``method.md`` §1) in
+    channels-last memory layout, a free view of the NHWC data. ``(S, S, 3)`` gives ``(3, S, S)``.
+    """
+    if crops.dtype != torch.uint8:
+        raise TypeError(f"crops must be uint8 RGB, got {crops.dtype}")
+    return crops.movedim(-1, -3).to(dtype).div(255.0)
 
 
 class Bottleneck(nn.Module):
@@ -168,12 +180,34 @@ def fuse_batchnorm(model: AUHourglass) -> AUHourglass:
     Each convolution becomes one with bias that computes conv + BN (running statistics),
     and the BatchNorm is replaced by ``nn.Identity``. The copy gives the same output as
     ``model.eval()`` up to float rounding (~1e-5) and is for inference only: its state dict
-    no longer has the BatchNorm keys. ``model`` itself is left unchanged.
+    no longer has the BatchNorm keys. ``model`` itself is left unchanged; a model already
+    folded comes back as a copy.
     """
     fused = copy.deepcopy(model).eval()
     for conv_name, bn_name in _conv_bn_pairs(fused):
         conv = fused.get_submodule(conv_name)
         bn = fused.get_submodule(bn_name)
+        if not isinstance(bn, nn.BatchNorm2d):  # folded already
+            continue
         _replace(fused, conv_name, fuse_conv_bn_eval(conv, bn))
         _replace(fused, bn_name, nn.Identity())
     return fused
+
+
+class DeployableNet(nn.Module):
+    """The network as deployed: uint8 NHWC crops in, the last stack's maps out.
+
+    ``forward`` takes ``(N, S, S, 3)`` uint8 RGB crops, scales them with
+    :func:`network_input` (in ``dtype``), runs ``model`` and returns its last stack's
+    ``(N, A, S/4, S/4)`` maps as float32. Every inference engine runs this module (eager,
+    traced, or exported to ONNX), so input scaling is the same everywhere.
+    """
+
+    def __init__(self, model: AUHourglass, dtype: torch.dtype = torch.float32) -> None:
+        super().__init__()
+        self.model = model
+        self.dtype = dtype
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """``(N, S, S, 3)`` uint8 -> ``(N, A, S/4, S/4)`` float32."""
+        return self.model(network_input(crops, self.dtype))[-1].float()

@@ -114,15 +114,20 @@ def augment(
     return out, lm
 
 
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+
 def _jitter(crop: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig) -> np.ndarray:
-    img = crop.astype(np.float32)
-    gray = img @ np.array([0.299, 0.587, 0.114], np.float32)
+    """Grayscale (sometimes), then saturation, contrast and brightness: all linear in the RGB
+    values, so they are composed into one 3x4 colour matrix applied in a single pass."""
+    matrix, offset = np.eye(3), np.zeros(3)
     if cfg.grayscale > 0 and rng.random() < cfg.grayscale:
-        img = np.repeat(gray[..., None], 3, axis=2)
+        matrix = np.repeat(_LUMA[None], 3, axis=0)
     if cfg.colour > 0:
         c = cfg.colour
         brightness, contrast, saturation = rng.uniform(1 - c, 1 + c, 3)
-        img = gray[..., None] + saturation * (img - gray[..., None])
-        img = gray.mean() + contrast * (img - gray.mean())
-        img = img * brightness
-    return np.clip(img + 0.5, 0, 255).astype(np.uint8)
+        gray = _LUMA @ matrix  # the luma of the (possibly grey) image, as a row over RGB
+        matrix = gray[None] + saturation * (matrix - gray[None])
+        grey_mean = float(gray @ np.asarray(cv2.mean(crop)[:3]))
+        matrix, offset = brightness * contrast * matrix, np.full(3, brightness * (1 - contrast) * grey_mean)
+    return cv2.transform(crop, np.hstack([matrix, offset[:, None]]).astype(np.float32))

@@ -11,6 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..codec import AUHeatmapCodec
+from ..model import network_input
 from .augment import AugmentConfig, augment
 from .cache import CropCache
 
@@ -69,7 +70,7 @@ class AUHeatmapDataset(Dataset):
             crop, landmarks = augment(crop, landmarks, rng, self.augment)
         maps, mask = self.codec.encode(landmarks, intensities)
         return {
-            "image": torch.from_numpy(np.array(crop)).permute(2, 0, 1).float().div_(255.0),
+            "image": network_input(torch.from_numpy(np.array(crop))).contiguous(),
             "heatmaps": torch.from_numpy(maps),
             "mask": torch.from_numpy(mask),
             "intensities": torch.from_numpy(intensities.astype(np.float32)),
