@@ -1,6 +1,6 @@
-"""End-to-end video speed: aumaps' video pipeline against a straightforward per-frame loop.
+"""End-to-end video speed: plain ``aumaps predict`` against a straightforward per-frame loop.
 
-    python benchmarks/bench_video.py [--frames 150] [--weights CKPT] [--backend fast]
+    python benchmarks/bench_video.py [--frames 150] [--weights CKPT] [--backend auto] [--repeat 2]
 
 The clip: 640×480, ``--frames`` frames at 25 fps (MPEG-4 Part 2, written to a temporary
 folder) of scikit-image's astronaut photo, zoomed so that her face is about 150 pixels wide
@@ -12,25 +12,31 @@ The model: the paper-sized hourglass (``AUHourglass()``: 1 stack, depth 4, width
 weights.
 
 * **baseline**, as the BMVC 2018 release runs a video: every frame decoded, dlib face
-  detection, 68 landmarks, registration, and the float32 network on that frame's crop,
-  one frame at a time;
-* **aumaps**: :func:`aumaps.video.process_video`: decoding in a background thread,
-  detection every ``--redetect`` frames with landmark tracking in between, crops batched
-  across frames (``--batch-size``) through the ``--backend`` network (``fast``: BatchNorm
-  folded, channels-last, bfloat16 where the CPU has it), CSV written as it goes.
+  detection, 68 landmarks, registration, and the float32 network (PyTorch, eager) on that
+  frame's crop, one frame at a time;
+* **aumaps**: :func:`aumaps.video.process_video` with the estimator ``aumaps predict`` builds
+  without flags (``--backend auto``: the fastest engine that holds its accuracy bound on this
+  CPU, e.g. bfloat16 where native, ONNX Runtime float32 elsewhere): decoding in a background
+  thread, detection every ``--redetect`` frames with landmark tracking in between, crops
+  batched across frames, CSV written as it goes.
 
-Both exclude one-off start-up (loading the landmark model, building and tracing the
-network and its first calls, which compile it). Each runs ``--repeat`` times, alternating, and the best run of each counts (the
+The machine's CPU kind is printed first: figures differ between CPUs with native bfloat16
+(AVX-512 BF16, AMX) and without (AVX2). To see an AVX2 machine's PyTorch figures on an
+AVX-512 one, run with ``ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`` (ONNX Runtime's
+own kernels ignore those switches and keep using AVX-512).
+
+Loop timings exclude one-off start-up, which is printed on its own: building the engine the
+first time (export, accuracy check on probe faces) and on later runs (from the engine store).
+Each pipeline runs ``--repeat`` times, alternating, and the best run of each counts (the
 machine may be shared). Printed: both frame rates, their ratio, per-stage milliseconds per
-frame, and
-how far the fast intensities are from float32 ones (the same crops through both networks,
-and the two pipelines' CSVs frame by frame).
+frame, and how far aumaps' intensities are from float32 ones.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +49,7 @@ from skimage import data
 
 from aumaps import align
 from aumaps.codec import AUHeatmapCodec
+from aumaps.hardware import describe_machine
 from aumaps.model import AUHourglass
 from aumaps.predict import AUEstimator
 from aumaps.video import StageTimes, VideoFileSource, process_video
@@ -119,8 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--weights", help="a checkpoint (default: paper-sized random network)")
-    parser.add_argument("--backend", default="fast", choices=["torch", "fast", "onnx"])
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "fast", "onnx", "openvino", "int8"])
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the engine's")
     parser.add_argument("--redetect", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each, interleaved; the best counts")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
@@ -128,17 +135,24 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    print(describe_machine())
     ckpt = paper_model(args.weights)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        os.environ["AUMAPS_CACHE"] = str(tmp / "user-cache")  # a first run, then a run from the store
         clip = make_clip(tmp / "clip.mp4", args.frames)
-        reference = AUEstimator(ckpt, batch_size=1)
+        reference = AUEstimator(ckpt, batch_size=1, backend="torch")
+        start = time.perf_counter()
         fast = AUEstimator(ckpt, batch_size=args.batch_size, backend=args.backend)
+        first_start = time.perf_counter() - start
+        start = time.perf_counter()
+        fast = AUEstimator(ckpt, batch_size=args.batch_size, backend=args.backend)
+        later_start = time.perf_counter() - start
         probe = cv2.cvtColor(cv2.VideoCapture(str(clip)).read()[1], cv2.COLOR_BGR2RGB)
         found = reference.predict(probe)  # loads the landmark model once, outside the timings
         assert found, "the benchmark clip should show a face"
         width = found[0].box[2] - found[0].box[0]
-        crops = np.stack([found[0].crop] * args.batch_size)
+        crops = np.stack([found[0].crop] * fast.batch_size)
         for _ in range(3):  # a traced network compiles each batch shape it meets on its first calls
             fast.heatmaps(crops)
             fast.heatmaps(crops[:1])
@@ -158,8 +172,8 @@ def main() -> None:
                   + "; aumaps " + ", ".join(f"{run.fps:.2f}" for run in fast_runs) + " (best of each below)")
 
         print(f"\nbaseline (per frame, detect + landmarks + float32 network): {base_fps:6.2f} frames/s")
-        print(f"aumaps   (tracking, batch {args.batch_size}, backend {args.backend}):{' ' * 10}"
-              f"{fast_fps:6.2f} frames/s")
+        print(f"aumaps   (tracking, batch {fast.batch_size}, {fast.engine.name}):".ljust(60)
+              + f"{fast_fps:6.2f} frames/s")
         print(f"speed-up: {fast_fps / base_fps:.2f}x   (detector ran on {summary.detections} of {summary.frames} frames)")
         print("\nper stage, ms per frame    baseline    aumaps")
         for stage in ("decode", "detect", "landmarks", "track", "register", "network", "readout", "write"):
@@ -179,8 +193,10 @@ def main() -> None:
         fast_rows = pd.read_csv(tmp / "fast.csv").query("success == 1").drop_duplicates("frame")
         both = base_rows.merge(fast_rows, on="frame", suffixes=("_base", "_fast"))
         csv_diff = max((both[f"{c}_base"] - both[f"{c}_fast"]).abs().max() for c in cols)
-        print(f"\nintensity |fast - float32|: same crops {same_crops:.4f}; pipelines frame by frame "
+        print(f"\nintensity |aumaps - float32|: same crops {same_crops:.4f}; pipelines frame by frame "
               f"(tracked landmarks vs detected, CSV rounding) {csv_diff:.4f}")
+        print(f"start-up of the engine ({fast.engine.describe()}): first run {first_start:.1f} s, "
+              f"later runs {later_start:.1f} s (from the engine store)")
 
 
 if __name__ == "__main__":

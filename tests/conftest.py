@@ -16,6 +16,21 @@ from aumaps.data.cache import build_cache
 from aumaps.landmarks import FaceLandmarker
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_user_cache(tmp_path_factory):
+    """Tests never read or write the user's real cache (downloaded weights, built engines)."""
+    import os
+
+    folder = tmp_path_factory.mktemp("user-cache")
+    previous = os.environ.get("AUMAPS_CACHE")
+    os.environ["AUMAPS_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("AUMAPS_CACHE", None)
+    else:
+        os.environ["AUMAPS_CACHE"] = previous
+
+
 @pytest.fixture(scope="session")
 def astronaut() -> np.ndarray:
     """scikit-image's astronaut: 512×512×3 uint8 RGB, one frontal face."""

@@ -32,7 +32,7 @@ def tiny_weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def estimator(tiny_weights):
-    return AUEstimator(weights=tiny_weights)
+    return AUEstimator(weights=tiny_weights, backend="torch")
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def photos(tmp_path_factory, grace_hopper_path):
 
 def test_published_checkpoint_matches_the_release_pipeline(published_file, photos):
     path, sd = published_file
-    estimator = AUEstimator(weights=path)
+    estimator = AUEstimator(weights=path, backend="torch")
     assert estimator.aus == (6, 10, 12, 14, 17) and estimator.checkpoint.kind == "official"
     for photo in photos:
         expected, expected_maps, coords = _release(photo, sd)

@@ -103,7 +103,7 @@ def tiny_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def estimator(tiny_weights) -> AUEstimator:
-    return AUEstimator(weights=tiny_weights, batch_size=8)
+    return AUEstimator(weights=tiny_weights, batch_size=8, backend="torch")
 
 
 @pytest.fixture(scope="module")
@@ -416,7 +416,7 @@ def test_onnx_export_and_backend(tiny_weights, tmp_path, capsys, clip_frames):
     assert "max |ONNX Runtime - PyTorch|" in capsys.readouterr().out
     props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert props["aumaps.aus"] == "6,10,12,14,17"
-    reference = AUEstimator(weights=tiny_weights)
+    reference = AUEstimator(weights=tiny_weights, backend="torch")
     ort = AUEstimator(weights=tiny_weights, backend="onnx")
     crops = np.stack([align.warp_to_crop(f, align.registration_matrix(reference.landmarker(f)[0].landmarks))
                       for f in clip_frames[:3]])

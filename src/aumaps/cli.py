@@ -10,6 +10,8 @@
     aumaps demo                     # the research pipeline end to end, offline, in minutes
     aumaps aus                      # the AU catalogue
     aumaps info WEIGHTS             # a checkpoint's model card
+    aumaps export --onnx OUT        # the network for other inference engines
+    aumaps quantize --weights W --data CACHE   # an int8 model, kept only if accurate enough
 """
 
 from __future__ import annotations
@@ -17,7 +19,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
+
+#: When the command started (this module is the first of aumaps a command imports), so that
+#: reported speeds count the whole run: imports, model loading, engine building included.
+_STARTED = time.perf_counter()
 
 __all__ = ["main", "build_parser"]
 
@@ -44,15 +51,17 @@ def _add_predict(sub) -> None:
     p.add_argument("--maps", metavar="DIR", help="write one overlay PNG per face into DIR")
     p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
     p.add_argument("--detector", default="dlib", help="face detector (default: %(default)s)")
-    p.add_argument("--batch-size", type=int, default=16, help="crops per network call")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="crops per network call (default: what the engine runs fastest with)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--fast", action="store_true",
-                   help="fast network: BatchNorm folded, channels-last, bfloat16 where the CPU has it "
-                   "(intensities within 0.05 of the default float32; a few seconds to start, worth it "
-                   "for videos and many images); same as --backend fast")
-    p.add_argument("--backend", choices=["torch", "fast", "onnx"], default="torch",
-                   help="network back-end: torch (float32 reference), fast, onnx (ONNX Runtime) "
-                   "(default: %(default)s)")
+    p.add_argument("--backend", choices=["auto", "torch", "fast", "onnx", "openvino", "int8"], default="auto",
+                   help="network engine: auto (the fastest one that keeps intensities within --max-error of "
+                   "float32 on this machine, built once and kept in the user cache), torch (the float32 "
+                   "reference), fast (PyTorch, bfloat16 where native), onnx (ONNX Runtime), openvino, int8 "
+                   "(a model made by `aumaps quantize`) (default: %(default)s)")
+    p.add_argument("--max-error", type=float, default=0.05,
+                   help="largest |intensity - float32| a fast engine may show (default: %(default)s)")
+    p.add_argument("--fast", action="store_const", const="auto", dest="backend", help=argparse.SUPPRESS)
     video = p.add_argument_group("videos, frame sequences and webcams")
     video.add_argument("--webcam", type=int, metavar="N", help="analyse camera N live (stop with Ctrl-C)")
     video.add_argument("--sequence", action="store_true",
@@ -77,6 +86,7 @@ def cmd_predict(args) -> int:
     import cv2
 
     from .predict import AUEstimator, predict_files, write_csv
+    from .runtime import EngineUnavailable
     from .video import IntensitySmoother, is_video_file
     from .visualise import overlay
 
@@ -91,11 +101,12 @@ def cmd_predict(args) -> int:
         IntensitySmoother.parse(args.smooth)  # a bad spec fails before any work
     try:
         est = AUEstimator(weights=args.weights, detector=args.detector, device=args.device,
-                          batch_size=args.batch_size, backend="fast" if args.fast else args.backend)
-    except ImportError as err:  # a back-end's optional packages
+                          batch_size=args.batch_size, backend=args.backend, max_error=args.max_error)
+    except EngineUnavailable as err:  # a back-end's optional packages, or no int8 model
         print(f"aumaps predict: error: {err}", file=sys.stderr)
         return 2
     _announce_model(est.checkpoint)
+    print(f"network: {est.engine.describe()}", file=sys.stderr)
     if videos or live:
         status = _predict_videos(est, videos, args, several=len(videos) + live + bool(images) > 1)
         if not images or status == 130:
@@ -153,6 +164,7 @@ def _predict_videos(est, videos: list[str], args, several: bool) -> int:
         jobs.append((f"webcam{args.webcam}", lambda: WebcamSource(args.webcam)))
     used: set[str] = set()
     status = 0
+    frames = 0
     for name, open_source in jobs:
         stem = _unique(Path(name).stem or Path(name).name, used)
         try:
@@ -173,9 +185,14 @@ def _predict_videos(est, videos: list[str], args, several: bool) -> int:
               f"{summary.face_ids} face track(s), {summary.unreadable} undecodable, "
               f"{summary.fps:.1f} frames/s -> {written}")
         status = max(status, 1 if summary.problems else 0)
+        frames += summary.frames
         if summary.interrupted and not source.live:
             print(f"interrupted: the frames analysed so far are written ({written})", file=sys.stderr)
             return 130
+    if frames:
+        wall = time.perf_counter() - _STARTED
+        print(f"{frames} frame(s) in {wall:.1f} s: {frames / wall:.1f} frames/s for the whole run "
+              "(start-up, model and engine loading included)")
     return status
 
 
@@ -206,7 +223,7 @@ def _add_export(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from .export import export_onnx
+    from .runtime.export import export_onnx
 
     try:
         result = export_onnx(args.weights, args.onnx, verify=not args.no_verify)
@@ -216,6 +233,71 @@ def cmd_export(args) -> int:
     check = "not verified" if result.max_abs_diff is None else f"max |ONNX Runtime - PyTorch| {result.max_abs_diff:.2e}"
     print(f"{result.path}: input 'crops' (N, S, S, 3) uint8 RGB registered crops, output 'maps' "
           f"(N, {len(result.aus)}, S/4, S/4) for AUs {', '.join(map(str, result.aus))}; {check}")
+    return 0
+
+
+def _add_quantize(sub) -> None:
+    p = sub.add_parser(
+        "quantize", help="make an int8 model of a checkpoint, check its accuracy, keep it only if it holds",
+        description="Quantize the network to int8 (ONNX Runtime, static, calibrated on crops of --data), "
+        "compare its intensities with float32 on held-out crops, and keep it for this machine only if the "
+        "worst difference is within --max-error; `aumaps predict --backend int8` (and auto) then use it. "
+        "Without --data, synthetic probe faces are used for both steps.")
+    p.add_argument("--weights", default="default", help="checkpoint (default: %(default)s)")
+    p.add_argument("--data", metavar="CACHE", help="crop cache (aumaps prepare) of the data the model is for")
+    p.add_argument("--calibration-split", default="train", help="split to calibrate on (default: %(default)s)")
+    p.add_argument("--split", default="val", help="held-out split to check on (default: %(default)s)")
+    p.add_argument("--crops", type=int, default=256, help="crops for each step, at most (default: %(default)s)")
+    p.add_argument("--max-error", type=float, default=0.05,
+                   help="largest |intensity - float32| accepted on the held-out crops (default: %(default)s)")
+    p.add_argument("--out", metavar="FILE", help="also write the accepted int8 model (ONNX) there")
+    p.set_defaults(func=cmd_quantize)
+
+
+def _crops_for_quantizing(args) -> tuple:
+    import numpy as np
+
+    from .runtime.probe import probe_crops
+
+    if not args.data:
+        return probe_crops(args.crops, seed=1), probe_crops(args.crops, seed=2), "synthetic probe faces"
+    from .data.cache import CropCache
+
+    cache = CropCache(args.data)
+    rng = np.random.default_rng(0)
+    chosen = []
+    for split in (args.calibration_split, args.split):
+        rows = cache.indices(None if split == "all" else split)
+        if len(rows) == 0:
+            raise ValueError(f"the cache at {args.data} has no valid rows in split {split!r}")
+        rows = np.sort(rng.choice(rows, min(args.crops, len(rows)), replace=False))
+        chosen.append(np.asarray(cache.crops[rows]))
+    return chosen[0], chosen[1], f"{args.data} ({args.calibration_split} / {args.split})"
+
+
+def cmd_quantize(args) -> int:
+    from .runtime import EngineUnavailable
+    from .runtime.quantize import Refused, quantize_int8
+    from .weights import load_checkpoint
+
+    ckpt = load_checkpoint(args.weights)
+    crop_size = int((ckpt.codec or {}).get("crop_size", 256))
+    calibration, held_out, source = _crops_for_quantizing(args)
+    print(f"calibrating on {len(calibration)} crops, checking on {len(held_out)} held-out crops of {source}")
+    try:
+        result = quantize_int8(ckpt.model, calibration, held_out, max_error=args.max_error, crop_size=crop_size,
+                               out=args.out)
+    except Refused as refused:
+        r = refused.result
+        print(f"refused: int8 {r.accuracy}; ONNX Runtime here: float32 {r.ms_float32:.1f} ms/crop, "
+              f"int8 {r.ms_int8:.1f} ms/crop. Nothing was kept: predictions stay in float32 or bfloat16.")
+        return 1
+    except EngineUnavailable as err:
+        print(f"aumaps quantize: error: {err}", file=sys.stderr)
+        return 2
+    print(f"accepted: int8 {result.accuracy}; ONNX Runtime here: float32 {result.ms_float32:.1f} ms/crop, "
+          f"int8 {result.ms_int8:.1f} ms/crop. Kept at {result.path}" + (f" and {args.out}" if args.out else "")
+          + "; `aumaps predict --backend int8` (and auto) use it on this machine.")
     return 0
 
 
@@ -370,6 +452,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--split", default="test", help="train, val, test or all (default: %(default)s)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="network precision; auto: bfloat16 where this machine computes it natively, "
+                   "else float32 (default: %(default)s)")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -378,7 +463,7 @@ def cmd_evaluate(args) -> int:
 
     split = None if args.split == "all" else args.split
     report = evaluate_checkpoint(args.weights, args.data, split=split, out_dir=args.out, device=args.device,
-                                 title=f"{Path(args.weights).name} on {Path(args.data).name} ({args.split})")
+                                 amp=args.amp, title=f"{Path(args.weights).name} on {Path(args.data).name} ({args.split})")
     print(report["table"].round(3).to_string())
     print(f"report: {args.out} (metrics.json, metrics.md, scatter.png, error_by_intensity.png)")
     return 0
@@ -393,6 +478,9 @@ def _add_robustness(sub) -> None:
                    help="landmark noise levels, %% of inter-ocular distance")
     p.add_argument("--out", required=True)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                   help="network precision; auto: bfloat16 where this machine computes it natively, "
+                   "else float32 (default: %(default)s)")
     p.set_defaults(func=cmd_robustness)
 
 
@@ -400,7 +488,8 @@ def cmd_robustness(args) -> int:
     from .evaluate import robustness_study
 
     split = None if args.split == "all" else args.split
-    table = robustness_study(args.weights, args.data, args.noise, split=split, out_dir=args.out, device=args.device)
+    table = robustness_study(args.weights, args.data, args.noise, split=split, out_dir=args.out, device=args.device,
+                               amp=args.amp)
     print(table.round(3).to_string())
     print(f"report: {args.out} (robustness.json, robustness.md, robustness.png)")
     return 0
@@ -476,6 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aus(sub)
     _add_info(sub)
     _add_export(sub)
+    _add_quantize(sub)
     return parser
 
 

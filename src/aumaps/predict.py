@@ -28,7 +28,7 @@ import torch
 
 from . import align
 from .aus import column_name
-from .backends import create_backend
+from .runtime import DEFAULT_MAX_ERROR, create_engine
 from .codec import AUHeatmapCodec
 from .images import ImageReadError, list_images, read_image, to_rgb_uint8
 from .landmarks import Face, FaceLandmarker
@@ -104,11 +104,12 @@ class AUEstimator:
         detector, predictor: face detector and landmark predictor, by registered name or
             instance (see :mod:`aumaps.landmarks`).
         device: torch device for the network.
-        batch_size: crops per network call.
-        backend: how crops go through the network (see :mod:`aumaps.backends`):
-            ``"torch"`` (float32, the release's computation), ``"fast"`` (BatchNorm folded,
-            channels-last, bfloat16 where the CPU has it; intensities within 0.05) or
-            ``"onnx"`` (ONNX Runtime).
+        batch_size: crops per network call (default: what the engine runs fastest with).
+        backend: the inference engine (see :mod:`aumaps.runtime.engines`): ``"auto"`` (the
+            fastest one that keeps intensities within ``max_error`` of float32 on this
+            machine), ``"torch"`` (float32, the release's computation), ``"fast"``,
+            ``"onnx"``, ``"openvino"`` or ``"int8"``.
+        max_error: the accuracy bound a fast engine must hold.
     """
 
     def __init__(
@@ -117,8 +118,9 @@ class AUEstimator:
         detector="dlib",
         predictor="dlib",
         device: str | torch.device = "cpu",
-        batch_size: int = 16,
-        backend: str = "torch",
+        batch_size: int | None = None,
+        backend: str = "auto",
+        max_error: float = DEFAULT_MAX_ERROR,
     ) -> None:
         self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self.aus = tuple(self.checkpoint.aus)
@@ -132,9 +134,9 @@ class AUEstimator:
         self.device = torch.device(device)
         self.model = self.checkpoint.model.to(self.device).eval()
         self.landmarker = FaceLandmarker(detector=detector, predictor=predictor)
-        self.batch_size = int(batch_size)
+        self.engine = create_engine(backend, self.model, self.device, self.codec.crop_size, max_error)
         self.backend = backend
-        self._network = create_backend(backend, self.model, self.device, self.codec.crop_size, self.batch_size)
+        self.batch_size = int(batch_size or self.engine.batch_size)
 
     # -- network ---------------------------------------------------------------------------
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
@@ -150,7 +152,7 @@ class AUEstimator:
         if crops.ndim != 4 or crops.shape[1:] != (self.codec.crop_size, self.codec.crop_size, 3):
             raise ValueError(f"crops must be (N, {self.codec.crop_size}, {self.codec.crop_size}, 3), got {crops.shape}")
         out = [
-            self._network(crops[start : start + self.batch_size])
+            self.engine(crops[start : start + self.batch_size])
             for start in range(0, len(crops), self.batch_size)
         ]
         if not out:

@@ -1,6 +1,6 @@
 """Export a checkpoint to ONNX, for ONNX Runtime and other inference engines.
 
-The exported graph is :class:`aumaps.backends.DeployableNet` with BatchNorm folded: input
+The exported graph is :class:`aumaps.model.DeployableNet` with BatchNorm folded: input
 ``crops``, ``(N, S, S, 3)`` uint8 RGB registered crops (S = 256 for the published layout; N
 free), output ``maps``, ``(N, A, S/4, S/4)`` float32, the last stack's heatmaps. A consumer
 therefore needs only the registration (:mod:`aumaps.align`) and the decoding (each map's
@@ -23,9 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends import DeployableNet
-from .model import AUHourglass, fuse_batchnorm
-from .weights import Checkpoint, load_checkpoint
+from ..model import AUHourglass, DeployableNet, fuse_batchnorm
+from ..weights import Checkpoint, load_checkpoint
 
 __all__ = ["ExportResult", "export_onnx", "onnx_model_bytes"]
 
@@ -131,5 +130,5 @@ def _verify(path: Path, model: AUHourglass, crop_size: int) -> float | None:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     got = session.run(None, {"crops": crops})[0]
     with torch.inference_mode():
-        want = model.eval()(torch.from_numpy(crops).permute(0, 3, 1, 2).float().div_(255.0))[-1]
+        want = DeployableNet(model.eval())(torch.from_numpy(crops))
     return float(np.abs(got - want.numpy()).max())
