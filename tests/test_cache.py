@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import aumaps.data.cache as cache_module
+import aumaps.data.cache.build as cache_build
+import aumaps.data.cache.frames as cache_frames
 from aumaps import align
 from aumaps.data.cache import CacheError, CropCache, build_cache
 from aumaps.data.manifest import (
@@ -194,7 +195,7 @@ def test_interrupted_build_resumes_without_redoing_rows(
 ):
     out = tmp_path / "c"
     first = _CountingReader(stop=5)  # chunks of 3: rows 0-2 are saved, row 4 is being read
-    monkeypatch.setattr(cache_module, "read_image", first)
+    monkeypatch.setattr(cache_frames, "read_image", first)
     with pytest.raises(KeyboardInterrupt):
         build_cache(dataset, out, AUS, progress=False, chunk=3)
     assert "run build_cache again" in capsys.readouterr().err
@@ -203,13 +204,13 @@ def test_interrupted_build_resumes_without_redoing_rows(
         CropCache(out)
 
     second = _CountingReader()
-    monkeypatch.setattr(cache_module, "read_image", second)
+    monkeypatch.setattr(cache_frames, "read_image", second)
     build_cache(dataset, out, AUS, progress=False, chunk=3)
     assert second.paths == ["broken.png", "3.png", "4.png", "5.png"]  # rows 3-6 only
     _assert_same_cache(out, built)
 
     third = _CountingReader()
-    monkeypatch.setattr(cache_module, "read_image", third)
+    monkeypatch.setattr(cache_frames, "read_image", third)
     build_cache(dataset, out, AUS, progress=False, chunk=3)  # complete: nothing to do
     assert third.paths == []
 
@@ -219,15 +220,15 @@ def test_a_kill_between_info_and_done_leaves_no_stale_rows(dataset, tmp_path, mo
     them; the images change before the resume, so all of rows 3-5 must be taken afresh."""
     folder = tmp_path / "dataset"
     shutil.copytree(dataset.parent, folder)
-    write_info, calls = cache_module._write_info, []
+    write_info, calls = cache_build.write_info, []
 
     def write_then_die(*args):
         write_info(*args)
         calls.append(args)
-        if len(calls) == 3:  # the layout, chunk 1, chunk 2
+        if len(calls) == 2:  # chunk 1, chunk 2 (the empty layout is written by format.create)
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module, "_write_info", write_then_die)
+    monkeypatch.setattr(cache_build, "write_info", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         build_cache(folder / "manifest.csv", tmp_path / "c", AUS, progress=False, chunk=3)
     assert [

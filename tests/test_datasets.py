@@ -20,7 +20,7 @@ from aumaps.data.dataset import AUHeatmapDataset
 from aumaps.data.disfa import DISFA_AUS, DISFA_FOLDS, read_disfa
 from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence
 from aumaps.evaluate import evaluate_checkpoint
-from aumaps.landmarks import FaceLandmarker
+from aumaps.landmarks import DlibFaceDetector, FaceDetector, FaceLandmarker
 from aumaps.train import load_config, train
 
 ARRAYS = ("crops", "landmarks", "intensities", "matrices", "done", "valid")
@@ -258,25 +258,32 @@ def test_disfa_prepare_train_evaluate_by_fold(disfa_prepared, tmp_path):
     assert fold3["counts"]["AU09"] == 0  # the missing file's AU is never scored
 
 
-class _CountingLandmarker(FaceLandmarker):
-    """Counts detector runs; raises KeyboardInterrupt on detection number ``stop``."""
+class _CountingDetector(FaceDetector):
+    """dlib's detector as preparation uses it (no small-face search), counting its runs;
+    raises KeyboardInterrupt on run number ``stop``."""
+
+    small_face_search = True
 
     def __init__(self, stop: int | None = None) -> None:
-        super().__init__()
+        self.inner = DlibFaceDetector(small_faces=False)
         self.detections = 0
         self.stop = stop
 
-    def __call__(self, image):
+    def detect(self, image, small_faces=None):
         self.detections += 1
         if self.detections == self.stop:
             raise KeyboardInterrupt
-        return super().__call__(image)
+        return self.inner.detect(image, small_faces=small_faces)
+
+
+def _counting_landmarker(stop: int | None = None) -> FaceLandmarker:
+    return FaceLandmarker(detector=_CountingDetector(stop))
 
 
 def test_interrupted_disfa_prepare_resumes_to_the_same_cache(disfa_prepared, tmp_path):
     manifest, out = disfa_prepared / "manifest.csv", tmp_path / "c"
     with pytest.raises(KeyboardInterrupt):  # the first video has one detection: stop in the second
-        build_cache(manifest, out, DISFA_AUS, landmarker=_CountingLandmarker(stop=2), progress=False)
+        build_cache(manifest, out, DISFA_AUS, landmarker=_counting_landmarker(stop=2), progress=False)
     done = np.load(out / "done.npy")
     assert done[:FRAMES].all() and not done[FRAMES:].any()
     with pytest.raises(CacheError, match="incomplete"):
@@ -301,9 +308,10 @@ def test_sharded_prepare_merged_equals_unsharded(disfa_prepared, tmp_path):
 
 def test_tracking_detects_less_and_stays_close_to_detection(disfa_prepared, tmp_path):
     manifest = disfa_prepared / "manifest.csv"
-    tracked, detected = _CountingLandmarker(), _CountingLandmarker()
+    tracked, detected = _counting_landmarker(), _counting_landmarker()
     build_cache(manifest, tmp_path / "t", DISFA_AUS, landmarker=tracked, progress=False)
     build_cache(manifest, tmp_path / "d", DISFA_AUS, landmarker=detected, progress=False, redetect_every=1)
+    tracked, detected = tracked.detector, detected.detector
     assert detected.detections == 3 * FRAMES and tracked.detections < detected.detections / 2
     a, b = CropCache(tmp_path / "t"), CropCache(tmp_path / "d")
     error = np.linalg.norm(a.landmarks - b.landmarks, axis=-1).mean()

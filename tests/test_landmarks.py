@@ -15,6 +15,7 @@ from PIL import Image
 
 import aumaps.landmarks as landmarks_module
 from aumaps.images import read_image
+from aumaps.geometry import interocular_distance
 from aumaps.landmarks import (
     LANDMARK_MODEL_ENV,
     DlibFaceDetector,
@@ -27,7 +28,6 @@ from aumaps.landmarks import (
     available_landmark_predictors,
     get_detector,
     get_landmark_predictor,
-    interocular_distance,
     landmark_model_path,
     register_detector,
     register_landmark_predictor,
@@ -69,7 +69,7 @@ def test_astronaut_one_face_anatomy(astronaut: np.ndarray, landmarker: FaceLandm
     x0, y0, x1, y1 = face.box
     assert 0 <= x0 < x1 <= 512 and 0 <= y0 < y1 <= 512
     assert 60 < x1 - x0 < 150 and 60 < y1 - y0 < 150
-    assert face.score > 0.5
+    assert face.confidence > 0.5
     points = face.landmarks
     assert points.shape == (68, 2) and points.dtype == np.float64
     assert np.all(points >= [x0 - 20, y0 - 20]) and np.all(points <= [x1 + 20, y1 + 20])
@@ -288,7 +288,7 @@ def test_registered_detector_box_flows_into_landmarks(
     register_detector("fixed", lambda: _FixedBoxDetector(box))
     assert "fixed" in available_detectors()
     faces = FaceLandmarker(detector="fixed")(astronaut)
-    assert len(faces) == 1 and faces[0].score == 0.25
+    assert len(faces) == 1 and faces[0].confidence == 0.25
     np.testing.assert_array_equal(faces[0].box, box)
     # dlib's predictor got the box (rounded to whole pixels, the same as dlib's own here)
     np.testing.assert_array_equal(
@@ -364,8 +364,8 @@ def test_interocular_distance_shapes() -> None:
 
 
 def test_face_validates_shapes() -> None:
-    face = Face(box=[1, 2, 3, 4], score=np.float32(0.5), landmarks=np.zeros((68, 2), int))
+    face = Face(box=[1, 2, 3, 4], confidence=np.float32(0.5), landmarks=np.zeros((68, 2), int))
     assert face.box.dtype == np.float64 and face.landmarks.dtype == np.float64
-    assert isinstance(face.score, float)
+    assert isinstance(face.confidence, float)
     with pytest.raises(ValueError, match="landmarks"):
-        Face(box=np.zeros(4), score=1.0, landmarks=np.zeros((5, 2)))
+        Face(box=np.zeros(4), confidence=1.0, landmarks=np.zeros((5, 2)))

@@ -13,7 +13,8 @@ from aumaps import align
 from aumaps.cli import main
 from aumaps.codec import AUHeatmapCodec
 from aumaps.model import AUHourglass
-from aumaps.predict import AUEstimator, csv_columns
+from aumaps.predict import AUEstimator
+from aumaps.results import csv_columns
 from aumaps.weights import save_checkpoint
 
 
@@ -117,10 +118,11 @@ def test_cli_writes_csv_and_overlays(tiny_weights, astronaut_png, grace_hopper_p
     cv2.imwrite(str(folder / "blank.png"), np.full((120, 160, 3), 90, np.uint8))
     out, maps = tmp_path / "res.csv", tmp_path / "maps"
     rc = main(["predict", str(astronaut_png), str(grace_hopper_path), str(folder),
-               "--weights", str(tiny_weights), "--out", str(out), "--maps", str(maps), "--quiet"])
+               "--weights", str(tiny_weights), "--out", str(out), "--maps", str(maps), "--quiet",
+               "--backend", "torch"])
     assert rc == 0
     df = pd.read_csv(out)
-    assert list(df.columns) == csv_columns((6, 10, 12, 14, 17))
+    assert list(df.columns) == csv_columns((6, 10, 12, 14, 17), file_column=True)
     assert list(df["file"].map(lambda p: p.rsplit("/", 1)[-1])) == ["astronaut.png", "grace_hopper.jpg", "blank.png"]
     assert df["success"].tolist() == [1, 1, 0]
     au = df[["AU06_r", "AU10_r", "AU12_r", "AU14_r", "AU17_r"]]
@@ -134,6 +136,14 @@ def test_cli_writes_csv_and_overlays(tiny_weights, astronaut_png, grace_hopper_p
     picture = cv2.imread(str(maps / "astronaut_face0.png"))
     assert picture.shape[0] >= 512 and picture.shape[1] > 512  # image plus legend panel
     assert "1 without a face" in capsys.readouterr().out
+    assert df["AU06_c"].tolist()[:2] == [int(v >= 1.0) for v in df["AU06_r"].iloc[:2]]
+    assert df["frame"].tolist() == [1, 2, 3] and df["face_id"].tolist() == [0, 0, -1]
+
+    # the Python API gives the same table as the CSV
+    table = AUEstimator(weights=tiny_weights, backend="torch").predict_images(
+        [str(astronaut_png), str(grace_hopper_path), str(folder)])
+    assert list(table.columns) == list(df.columns)
+    pd.testing.assert_frame_equal(table.drop(columns="file"), df.drop(columns="file"), check_dtype=False)
 
 
 def test_cli_bad_files_reported_rest_processed(tiny_weights, astronaut_png, tmp_path, capsys):

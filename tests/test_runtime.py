@@ -4,7 +4,6 @@ damaged, and int8 is refused when it misses its accuracy bound."""
 from __future__ import annotations
 
 import importlib.util
-import json
 
 import numpy as np
 import pytest

@@ -15,7 +15,8 @@ from aumaps.aus import CATALOGUE, centres, column_name
 from aumaps.codec import AUHeatmapCodec
 from aumaps.data import synth
 from aumaps.data.manifest import SPLITS, landmarks_array, read_manifest
-from aumaps.landmarks import FaceLandmarker, interocular_distance
+from aumaps.geometry import interocular_distance
+from aumaps.landmarks import FaceLandmarker
 
 BP4D = (6, 10, 12, 14, 17)
 

@@ -69,7 +69,7 @@ def test_loss_decreases_and_resume_is_bit_identical(tiny_cache, tmp_path):
     pd.testing.assert_frame_equal(log.drop(columns=["samples_per_s", "epoch_s"]),
                                   pd.read_csv(part / "metrics.csv").drop(columns=["samples_per_s", "epoch_s"]))
     ckpt = load_checkpoint(full / "model.pt")
-    assert ckpt.aus == AUS and ckpt.card["name"] == "tiny" and ckpt.codec["sigma"] == 1.0
+    assert ckpt.aus == AUS and ckpt.card["name"] == "tiny" and ckpt.codec.sigma == 1.0
 
 
 def test_resume_with_a_longer_schedule_equals_a_run_started_with_it(tiny_cache, tmp_path):

@@ -21,13 +21,13 @@ from aumaps import align
 from aumaps.cli import main
 from aumaps.codec import AUHeatmapCodec
 from aumaps.model import AUHourglass
-from aumaps.predict import AUEstimator, FaceResult
+from aumaps.predict import AUEstimator
 from aumaps.report import au_statistics, load_series
+from aumaps.results import FaceResult, FrameResult, csv_columns
+from aumaps.tracking import FaceTracker
 from aumaps.video import (
     Frame,
-    FrameResult,
     FrameSource,
-    FaceTracker,
     ImageSequenceSource,
     IntensitySmoother,
     VideoAnalyser,
@@ -35,7 +35,6 @@ from aumaps.video import (
     VideoOpenError,
     WebcamSource,
     process_video,
-    video_csv_columns,
 )
 from aumaps.weights import save_checkpoint
 
@@ -129,7 +128,7 @@ def processed(estimator, clip, tmp_path_factory):
 def test_csv_has_one_row_per_frame(processed):
     summary, out = processed
     df = pd.read_csv(out / "clip.csv")
-    assert list(df.columns) == video_csv_columns(AUS)
+    assert list(df.columns) == csv_columns(AUS)
     assert df["frame"].tolist() == list(range(1, len(SCRIPT) + 1))  # one face: one row per frame
     np.testing.assert_allclose(df["timestamp"], (df["frame"] - 1) / FPS, atol=1e-3)
     gone = df["frame"].isin([i + 1 for i in NO_FACE])
@@ -362,9 +361,9 @@ def _results(series: list[list[tuple[int, float]]]) -> list[FrameResult]:
     out = []
     for index, faces in enumerate(series):
         out.append(FrameResult(index, index / FPS, [
-            FaceResult(face=i, aus=AUS, intensities=np.full(len(AUS), v), heatmaps=np.zeros((5, 64, 64)),
+            FaceResult(face_id=i, aus=AUS, intensities=np.full(len(AUS), v), heatmaps=np.zeros((5, 64, 64)),
                        peaks=np.zeros((5, 3, 2)), argmax=np.zeros((5, 2)), landmarks=np.zeros((68, 2)),
-                       box=np.zeros(4), score=1.0, matrix=np.eye(2, 3), crop=np.empty(0))
+                       box=np.zeros(4), confidence=1.0, matrix=np.eye(2, 3), crop=np.empty(0))
             for i, v in faces], None))
     return out
 

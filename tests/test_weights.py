@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from aumaps.codec import AUHeatmapCodec
 from aumaps.model import AUHourglass
 from aumaps.weights import (
     OFFICIAL_AUS,
@@ -73,7 +74,7 @@ def forward(model: AUHourglass, size: int = 64) -> torch.Tensor:
 )
 def test_aumaps_checkpoint_round_trips_bit_identically(tmp_path, config, aus) -> None:
     model = randomized(AUHourglass(**config), seed=1)
-    codec = {"name": "AUHeatmapCodec", "sigma": 1.5, "centres": {"12": [[48], [54]]}, "map_size": 64}
+    codec = AUHeatmapCodec(aus, sigma=1.5, sigma_growth=0.1, window=5.0, peak_threshold=0.25)
     card = {"name": "test model", "trained_on": "nothing", "crop_size": 256, "tags": ["a", "b"], "note": None}
     path = save_checkpoint(tmp_path / "sub" / "model.pt", model, list(aus), codec=codec, card=card)
 
@@ -84,7 +85,7 @@ def test_aumaps_checkpoint_round_trips_bit_identically(tmp_path, config, aus) ->
     assert ckpt.kind == "aumaps"
     assert ckpt.path == path
     assert ckpt.aus == aus
-    assert ckpt.codec == codec
+    assert isinstance(ckpt.codec, AUHeatmapCodec) and ckpt.codec.to_dict() == codec.to_dict()
     assert ckpt.card == card
     assert ckpt.model.config == config
     assert not ckpt.model.training
@@ -165,7 +166,7 @@ def test_release_layout_loads_and_infers_the_architecture(tmp_path, bare) -> Non
     assert ckpt.kind == "official"
     assert ckpt.model.config == SMALL
     assert ckpt.aus == OFFICIAL_AUS
-    assert ckpt.codec is None
+    assert ckpt.codec.to_dict() == AUHeatmapCodec(OFFICIAL_AUS).to_dict()  # the release states none: defaults
     assert ckpt.card == {"name": "release.pth.tar"}  # not the published architecture
     loaded = ckpt.model.state_dict()
     for key, value in sd.items():
@@ -344,11 +345,14 @@ def test_official_published_card(monkeypatch, tmp_path) -> None:
     sd = {f"module.{k}": v for k, v in AUHourglass().state_dict().items()}
     torch.save({"state_dict": sd, "epoch": 10}, tmp_path / "AUdetector.pth.tar")
     ckpt = load_checkpoint("official", url=UNREACHABLE)
-    assert ckpt.card == {
+    assert {k: ckpt.card[k] for k in ("name", "trained_on", "source")} == {
         "name": "BMVC 2018 release (AUdetector.pth.tar)",
         "trained_on": "BP4D (FERA 2015)",
         "source": OFFICIAL_URL,
     }
+    # the registry's card comes with it: licence, paper, input normalisation
+    assert ckpt.card["registry"] == "official" and "BMVC 2018" in ckpt.card["paper"]
+    assert "licence" in ckpt.card and "/ 255" in ckpt.card["input"]
 
 
 def test_damaged_official_download_says_to_delete_it(monkeypatch, tmp_path) -> None:
@@ -371,4 +375,46 @@ def test_bundled_default_model_states_what_it_is() -> None:
     assert ckpt.path == DEFAULT_WEIGHTS and ckpt.kind == "aumaps"
     assert ckpt.aus == (6, 10, 12, 14, 17) and ckpt.model.config["width"] == 64
     assert "synthetic" in ckpt.card["trained_on"] and "not on BP4D" in ckpt.card["warning"]
-    assert ckpt.codec["sigma"] == 2.0  # the codec it was trained with travels with it
+    assert ckpt.codec.sigma == 2.0  # the codec it was trained with travels with it
+
+
+def test_codec_sizes_the_network_cannot_honour_are_errors(tmp_path) -> None:
+    model = AUHourglass(**SMALL)
+    for codec, match in ((AUHeatmapCodec(OFFICIAL_AUS, crop_size=256, map_size=32), "quarter of its input"),
+                         (AUHeatmapCodec(OFFICIAL_AUS, crop_size=200, map_size=50), "multiple of")):
+        path = save_checkpoint(tmp_path / "m.pt", model, OFFICIAL_AUS, codec=codec)
+        with pytest.raises(WeightsError, match=match):
+            load_checkpoint(path)
+    path = save_checkpoint(tmp_path / "m.pt", model, OFFICIAL_AUS, codec=AUHeatmapCodec((6, 12, 10, 14, 17)))
+    with pytest.raises(WeightsError, match="codec lists AUs"):
+        load_checkpoint(path)
+    # a smaller crop the network can honour: registration frames the face the same way in it
+    small = AUHeatmapCodec(OFFICIAL_AUS, crop_size=128, map_size=32)
+    ckpt = load_checkpoint(save_checkpoint(tmp_path / "s.pt", model, OFFICIAL_AUS, codec=small))
+    assert (ckpt.codec.crop_size, ckpt.codec.map_size) == (128, 32)
+
+
+def test_pretrained_registry_cards() -> None:
+    from aumaps.pretrained import get_pretrained, list_pretrained
+
+    names = [entry.name for entry in list_pretrained()]
+    assert names == ["default", "official"]
+    default = get_pretrained("default")
+    assert default.bundled and default.path().is_file() and default.aus == (6, 10, 12, 14, 17)
+    card = default.card()
+    assert {"source", "sha256", "licence", "aus", "input", "paper", "trained_on"} <= set(card)
+    assert "/ 255" in card["input"] and "BMVC 2018" in card["paper"]
+    assert get_pretrained("official").url.endswith("AUdetector.pth.tar")
+    with pytest.raises(KeyError, match="registered: default, official"):
+        get_pretrained("nope")
+
+
+def test_bundled_file_that_does_not_match_its_checksum_is_refused(tmp_path, monkeypatch) -> None:
+    from aumaps import pretrained
+
+    fake = tmp_path / "aumaps-demo.pt"
+    save_checkpoint(fake, AUHourglass(**SMALL), OFFICIAL_AUS)
+    entry = pretrained.get_pretrained("default")
+    monkeypatch.setattr(type(entry), "path", lambda self: fake)
+    with pytest.raises(WeightsError, match="SHA-256"):
+        load_checkpoint("default")

@@ -25,6 +25,8 @@ __all__ = [
     "transform_points",
     "warp_to_crop",
     "warp_from_crop",
+    "register_faces",
+    "reference_points",
 ]
 
 #: Side of the square registered crop, in pixels.
@@ -65,12 +67,23 @@ TEMPLATE_68 = np.array(
 )
 
 
-def registration_matrix(landmarks: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+def reference_points(crop_size: int = CROP_SIZE) -> np.ndarray:
+    """Where :data:`ANCHORS` land in a ``crop_size`` crop: :data:`REFERENCE_POINTS` scaled
+    (the same face framing at another resolution). ``(3, 2)`` float32."""
+    if crop_size == CROP_SIZE:
+        return REFERENCE_POINTS
+    return (REFERENCE_POINTS * np.float32(crop_size / CROP_SIZE)).astype(np.float32)
+
+
+def registration_matrix(
+    landmarks: np.ndarray, reference: np.ndarray | None = None, crop_size: int = CROP_SIZE
+) -> np.ndarray:
     """The affine that takes a face's landmarks 8, 36, 45 onto the crop's reference points.
 
     Args:
         landmarks: ``(68, 2)`` or ``(N, 68, 2)`` image coordinates.
-        reference: ``(3, 2)`` target points; defaults to :data:`REFERENCE_POINTS`.
+        reference: ``(3, 2)`` target points; defaults to :func:`reference_points` of
+            ``crop_size`` (:data:`REFERENCE_POINTS` for the published 256×256 crop).
 
     Returns:
         ``(2, 3)`` or ``(N, 2, 3)`` float64 image→crop matrices. For a single face this is
@@ -82,7 +95,7 @@ def registration_matrix(landmarks: np.ndarray, reference: np.ndarray | None = No
     lms = np.asarray(landmarks)
     if lms.shape[-2:] != (68, 2):
         raise ValueError(f"landmarks must have shape (68, 2) or (N, 68, 2), got {lms.shape}")
-    dst = REFERENCE_POINTS if reference is None else np.asarray(reference, dtype=np.float32)
+    dst = reference_points(crop_size) if reference is None else np.asarray(reference, dtype=np.float32)
     src = np.ascontiguousarray(lms[..., list(ANCHORS), :], dtype=np.float32)
     flat = src.reshape(-1, 3, 2)
     u, v = flat[:, 1] - flat[:, 0], flat[:, 2] - flat[:, 0]
@@ -114,15 +127,44 @@ def warp_to_crop(image: np.ndarray, matrix: np.ndarray, size: int = CROP_SIZE) -
     return cv2.warpAffine(image, np.asarray(matrix, dtype=np.float64), (size, size))
 
 
+def register_faces(
+    image: np.ndarray, landmarks: np.ndarray, crop_size: int = CROP_SIZE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Register every face of one image whose landmarks allow it.
+
+    Args:
+        image: ``(H, W, 3)`` image.
+        landmarks: ``(F, 68, 2)`` image landmarks of F faces.
+        crop_size: side of the crops.
+
+    Returns:
+        kept: ``(K,)`` indices of the faces registered (those whose anchors are collinear or
+        not finite are left out); matrices ``(K, 2, 3)``; crops ``(K, S, S, 3)``.
+    """
+    kept, matrices, crops = [], [], []
+    for index, points in enumerate(np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)):
+        try:
+            matrix = registration_matrix(points, crop_size=crop_size)
+        except ValueError:
+            continue
+        kept.append(index)
+        matrices.append(matrix)
+        crops.append(warp_to_crop(image, matrix, crop_size))
+    channels = image.shape[2:] if image is not None else (3,)
+    return (np.array(kept, dtype=np.int64), np.array(matrices, dtype=np.float64).reshape(-1, 2, 3),
+            np.array(crops, dtype=np.uint8).reshape(-1, crop_size, crop_size, *channels))
+
+
 def warp_from_crop(
-    crop_image: np.ndarray, matrix: np.ndarray, image_shape: tuple[int, int]
+    crop_image: np.ndarray, matrix: np.ndarray, image_shape: tuple[int, int], crop_size: int = CROP_SIZE
 ) -> np.ndarray:
     """Carry a crop-frame array (crop, upsampled heatmap; H'×W'[×C]) back onto the image.
 
-    ``matrix`` is the image→crop affine; if ``crop_image`` is not ``CROP_SIZE`` wide (a 64×64
-    heatmap), it is scaled accordingly. Pixels outside the crop come out as 0.
+    ``matrix`` is the image→crop affine of a ``crop_size`` crop; if ``crop_image`` is not
+    ``crop_size`` wide (a 64×64 heatmap), it is scaled accordingly. Pixels outside the crop
+    come out as 0.
     """
-    scale = crop_image.shape[1] / CROP_SIZE
+    scale = crop_image.shape[1] / crop_size
     m = np.asarray(matrix, dtype=np.float64) * scale  # image -> array pixels
     h, w = image_shape[:2]
     return cv2.warpAffine(crop_image, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)

@@ -21,6 +21,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 __all__ = [
+    "MAX_INTENSITY",
     "ActionUnit",
     "Centre",
     "CATALOGUE",
@@ -32,6 +33,10 @@ __all__ = [
     "centres",
     "max_centres",
 ]
+
+
+#: Upper end of the FACS intensity scale (levels A–E coded 1–5; 0 = absent).
+MAX_INTENSITY = 5.0
 
 
 @dataclass(frozen=True)

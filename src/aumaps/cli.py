@@ -85,7 +85,7 @@ def _add_predict(sub) -> None:
 def cmd_predict(args) -> int:
     import cv2
 
-    from .predict import AUEstimator, predict_files, write_csv
+    from .predict import AUEstimator, predict_files, write_image_csv
     from .runtime import EngineUnavailable
     from .video import IntensitySmoother, is_video_file
     from .visualise import overlay
@@ -119,7 +119,7 @@ def cmd_predict(args) -> int:
     n_files = n_faces = n_empty = 0
     errors: list[str] = []
     try:
-        for result in write_csv(predict_files(est, images, progress=not args.quiet), args.out, est.aus):
+        for result in write_image_csv(predict_files(est, images, progress=not args.quiet), args.out, est.aus):
             if result.error:
                 errors.append(result.error)
                 log.error(result.error)
@@ -132,8 +132,9 @@ def cmd_predict(args) -> int:
             if maps_dir and result.faces:
                 stem = _unique(result.path.stem, used_names)
                 for face in result.faces:
-                    picture = overlay(result.image, result.faces, face_index=face.face)
-                    cv2.imwrite(str(maps_dir / f"{stem}_face{face.face}.png"), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                    picture = overlay(result.image, result.faces, face_index=face.face_id)
+                    cv2.imwrite(str(maps_dir / f"{stem}_face{face.face_id}.png"),
+                                cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     except KeyboardInterrupt:
         print(f"\ninterrupted: rows written so far are in {args.out}", file=sys.stderr)
         return 130
@@ -281,7 +282,7 @@ def cmd_quantize(args) -> int:
     from .weights import load_checkpoint
 
     ckpt = load_checkpoint(args.weights)
-    crop_size = int((ckpt.codec or {}).get("crop_size", 256))
+    crop_size = ckpt.codec.crop_size
     calibration, held_out, source = _crops_for_quantizing(args)
     print(f"calibrating on {len(calibration)} crops, checking on {len(held_out)} held-out crops of {source}")
     try:
@@ -334,7 +335,7 @@ def cmd_info(args) -> int:
     ckpt = load_checkpoint(args.weights)
     n_params = sum(p.numel() for p in ckpt.model.parameters())
     print(json.dumps({"path": str(ckpt.path), "kind": ckpt.kind, "aus": list(ckpt.aus),
-                      "arch": ckpt.model.config, "parameters": n_params, "codec": ckpt.codec,
+                      "arch": ckpt.model.config, "parameters": n_params, "codec": ckpt.codec.to_dict(),
                       "card": ckpt.card}, indent=2))
     return 0
 

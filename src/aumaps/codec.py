@@ -27,12 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from . import align
-from .aus import centres, get_au, resolve_aus
+from .aus import MAX_INTENSITY, centres, get_au, resolve_aus
 
 __all__ = ["AUHeatmapCodec", "Decoded", "MAX_INTENSITY"]
-
-#: Upper end of the FACS intensity scale (A–E coded 1–5).
-MAX_INTENSITY = 5.0
 
 
 @dataclass

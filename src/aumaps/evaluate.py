@@ -32,8 +32,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .aus import AU_SETS, get_au, resolve_aus
-from .codec import MAX_INTENSITY
+from .aus import AU_SETS, MAX_INTENSITY, get_au, resolve_aus
 from .metrics import au_metrics, mae_by_intensity
 from .visualise import au_colour
 
@@ -418,7 +417,6 @@ def predict_cache(
     """
     import torch
 
-    from .codec import AUHeatmapCodec
     from .data.augment import AugmentConfig
     from .data.cache import CropCache
     from .data.dataset import AUHeatmapDataset
@@ -427,7 +425,7 @@ def predict_cache(
 
     ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
     cache = cache if isinstance(cache, CropCache) else CropCache(cache)
-    codec = AUHeatmapCodec.from_dict(ckpt.codec) if ckpt.codec else AUHeatmapCodec(ckpt.aus)
+    codec = ckpt.codec
     aug = None
     if noise_iod > 0:
         aug = AugmentConfig(rotation=0, scale=0, translation=0, flip=0, landmark_noise=noise_iod / 100.0,

@@ -24,6 +24,8 @@ from typing import TypeVar, cast
 import dlib
 import numpy as np
 
+from .geometry import NUM_LANDMARKS, box_iou
+
 __all__ = [
     "LANDMARK_MODEL_ENV",
     "DlibFaceDetector",
@@ -34,17 +36,13 @@ __all__ = [
     "LandmarkPredictor",
     "available_detectors",
     "available_landmark_predictors",
-    "box_iou",
     "get_detector",
     "get_landmark_predictor",
-    "interocular_distance",
-    "landmark_extent",
     "landmark_model_path",
     "register_detector",
     "register_landmark_predictor",
 ]
 
-NUM_LANDMARKS = 68
 #: Environment variable naming dlib's ``shape_predictor_68_face_landmarks.dat``.
 LANDMARK_MODEL_ENV = "AUMAPS_DLIB_LANDMARKS"
 _LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
@@ -60,19 +58,19 @@ class Face:
     Attributes:
         box: ``(4,)`` float64 ``x0, y0, x1, y1`` in image pixels, as the detector gave it
             (dlib's ``x1, y1`` are inclusive and may lie outside the image).
-        score: The detector's confidence; its scale depends on the detector.
+        confidence: The detector's score; its scale depends on the detector.
         landmarks: ``(68, 2)`` float64 ``x, y`` in image pixels, iBUG-300W order,
             0-indexed.
     """
 
     box: np.ndarray
-    score: float
+    confidence: float
     landmarks: np.ndarray
 
     def __post_init__(self) -> None:
         self.box = np.asarray(self.box, dtype=np.float64)
         self.landmarks = np.asarray(self.landmarks, dtype=np.float64)
-        self.score = float(self.score)
+        self.confidence = float(self.confidence)
         if self.box.shape != (4,):
             raise ValueError(f"box must have shape (4,), got {self.box.shape}")
         if self.landmarks.shape != (NUM_LANDMARKS, 2):
@@ -80,7 +78,15 @@ class Face:
 
 
 class FaceDetector(ABC):
-    """Finds faces in an image."""
+    """Finds faces in an image.
+
+    Attributes:
+        small_face_search: whether :meth:`detect` takes ``small_faces=False`` to skip a
+            slower search for small faces. Trackers use it on periodic re-detections; a
+            detector without such a search leaves it False and ``detect`` takes the image only.
+    """
+
+    small_face_search: bool = False
 
     @abstractmethod
     def detect(self, image: np.ndarray) -> list[Detection]:
@@ -90,8 +96,9 @@ class FaceDetector(ABC):
             image: ``H×W×3`` ``uint8`` RGB.
 
         Returns:
-            One ``(box, score)`` per face, most relevant first: ``box`` is a ``(4,)``
-            float array ``x0, y0, x1, y1`` in image pixels, ``score`` a float.
+            One ``(box, confidence)`` per face, most relevant first: ``box`` is a ``(4,)``
+            float array ``x0, y0, x1, y1`` in image pixels, ``confidence`` the detector's
+            score (a float).
         """
 
 
@@ -109,23 +116,6 @@ class LandmarkPredictor(ABC):
         Returns:
             ``(68, 2)`` float64 ``x, y`` in image pixels, iBUG-300W order, 0-indexed.
         """
-
-
-def landmark_extent(landmarks: np.ndarray) -> tuple[np.ndarray, float]:
-    """Centre ``(2,)`` and size (mean side) of the bounding box of ``(68, 2)`` landmarks."""
-    low, high = landmarks.min(axis=0), landmarks.max(axis=0)
-    return (low + high) / 2, float(np.mean(high - low))
-
-
-def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``(N, M)`` intersection over union of ``(N, 4)`` and ``(M, 4)`` ``x0, y0, x1, y1`` boxes."""
-    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
-    lo = np.maximum(a[:, None, :2], b[None, :, :2])
-    hi = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(hi - lo, 0, None), axis=-1)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=-1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=-1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 class DlibFaceDetector(FaceDetector):
@@ -154,6 +144,8 @@ class DlibFaceDetector(FaceDetector):
             times the detection time). The video pipeline turns it off on its periodic
             re-detections, which run while faces are tracked.
     """
+
+    small_face_search = True
 
     def __init__(
         self,
@@ -408,8 +400,8 @@ class FaceLandmarker:
         image = _check_image(image)
         detections = self.detector.detect(image)[: self.max_faces]
         return [
-            Face(box=box, score=score, landmarks=self.predictor.predict(image, box))
-            for box, score in detections
+            Face(box=box, confidence=confidence, landmarks=self.predictor.predict(image, box))
+            for box, confidence in detections
         ]
 
     def landmarks_for_boxes(self, image: np.ndarray, boxes: Sequence | np.ndarray) -> np.ndarray:
@@ -435,22 +427,6 @@ class FaceLandmarker:
         for index, box in enumerate(boxes):
             landmarks[index] = self.predictor.predict(image, box)
         return landmarks
-
-
-def interocular_distance(landmarks: np.ndarray) -> float | np.ndarray:
-    """Distance between the outer eye corners, landmarks 36 and 45.
-
-    Args:
-        landmarks: ``(..., 68, 2)`` ``x, y``.
-
-    Returns:
-        A float for one face, else an array of shape ``(...)``.
-    """
-    landmarks = np.asarray(landmarks, dtype=np.float64)
-    if landmarks.shape[-2:] != (NUM_LANDMARKS, 2):
-        raise ValueError(f"expected landmarks of shape (..., 68, 2), got {landmarks.shape}")
-    distance = np.linalg.norm(landmarks[..., 45, :] - landmarks[..., 36, :], axis=-1)
-    return float(distance) if distance.ndim == 0 else distance
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -28,14 +28,12 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .aus import column_name, get_au
-from .codec import MAX_INTENSITY
+from .aus import MAX_INTENSITY, column_name, get_au
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .predict import FaceResult
-    from .video import FrameResult
+    from .results import FaceResult, FrameResult
 
 __all__ = ["Peak", "PeakFrames", "au_statistics", "load_series", "plot_series", "write_report"]
 
@@ -240,7 +238,7 @@ class PeakFrames:
             scale = self.size / max(picture.shape[:2])
             picture = cv2.resize(picture, None, fx=scale, fy=scale,
                                  interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-            out.append(Peak(au, value, frame, timestamp, face.face, picture))
+            out.append(Peak(au, value, frame, timestamp, face.face_id, picture))
         return out
 
 

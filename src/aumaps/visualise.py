@@ -13,8 +13,7 @@ import cv2
 import numpy as np
 
 from . import align
-from .aus import CATALOGUE, get_au
-from .codec import MAX_INTENSITY
+from .aus import CATALOGUE, MAX_INTENSITY, get_au
 
 __all__ = ["au_colour", "maps_on_image", "draw_faces", "draw_legend", "overlay", "figure_maps"]
 
@@ -97,7 +96,7 @@ def draw_faces(
         if draw_box:
             bx = np.round(face.box).astype(int)
             cv2.rectangle(out, (bx[0], bx[1]), (bx[2], bx[3]), (255, 255, 255), thickness)
-            cv2.putText(out, f"face {face.face}", (bx[0], max(bx[1] - 4 * thickness, 10)), _FONT,
+            cv2.putText(out, f"face {face.face_id}", (bx[0], max(bx[1] - 4 * thickness, 10)), _FONT,
                         0.4 * thickness, (255, 255, 255), thickness, cv2.LINE_AA)
         if draw_peaks:
             for a, au in enumerate(face.aus):
@@ -154,7 +153,7 @@ def overlay(image: np.ndarray, faces: Sequence, face_index: int | None = None,
             ``None`` draws all faces with the legend of the first.
         min_side, max_side: the image is rescaled so its long side lies in this range.
     """
-    chosen = [f for f in faces if face_index is None or f.face == face_index]
+    chosen = [f for f in faces if face_index is None or f.face_id == face_index]
     long_side = max(image.shape[:2])
     s = min(max(1.0, min_side / long_side), max_side / long_side)
     if s != 1.0:
@@ -164,7 +163,7 @@ def overlay(image: np.ndarray, faces: Sequence, face_index: int | None = None,
     if not chosen:
         return canvas
     face = chosen[0]
-    legend = draw_legend(face.aus, face.intensities, canvas.shape[0], title=f"face {face.face}: AU intensity (0-5)")
+    legend = draw_legend(face.aus, face.intensities, canvas.shape[0], title=f"face {face.face_id}: AU intensity (0-5)")
     if legend.shape[0] > canvas.shape[0]:
         pad = np.zeros((legend.shape[0] - canvas.shape[0],) + canvas.shape[1:], np.uint8)
         canvas = np.concatenate([canvas, pad])

@@ -21,7 +21,6 @@ from __future__ import annotations
 import http.client
 import os
 import re
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -31,7 +30,10 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from aumaps.model import AUHourglass
+from .atomic import atomic_path
+from .codec import AUHeatmapCodec
+from .model import AUHourglass
+from .pretrained import REGISTRY, get_pretrained
 
 __all__ = [
     "FORMAT",
@@ -49,17 +51,16 @@ __all__ = [
     "save_checkpoint",
 ]
 
-OFFICIAL_URL = "https://esanchezlozano.github.io/files/AUdetector.pth.tar"
-OFFICIAL_FILENAME = "AUdetector.pth.tar"
-OFFICIAL_AUS = (6, 10, 12, 14, 17)
+OFFICIAL_URL = get_pretrained("official").url
+OFFICIAL_FILENAME = get_pretrained("official").filename
+OFFICIAL_AUS = get_pretrained("official").aus
 OFFICIAL_CARD = {
     "name": "BMVC 2018 release (AUdetector.pth.tar)",
-    "trained_on": "BP4D (FERA 2015)",
+    "trained_on": get_pretrained("official").trained_on,
     "source": OFFICIAL_URL,
 }
-#: The demo model shipped inside the package (``--weights default``), trained by
-#: ``configs/demo.yaml`` on synthetic faces; see the README's model card.
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "pretrained" / "aumaps-demo.pt"
+#: The model shipped inside the package (``--weights default``), see :mod:`aumaps.pretrained`.
+DEFAULT_WEIGHTS = get_pretrained("default").path()
 _PUBLISHED_ARCH = {"num_aus": 5, "num_stacks": 1, "depth": 4, "width": 256}
 FORMAT = "aumaps-checkpoint"
 FORMAT_VERSION = 1
@@ -79,20 +80,57 @@ class Checkpoint:
     Attributes:
         model: the network, in eval mode, on the CPU.
         aus: AU numbers in the channel order of the model's maps (length A).
-        codec: the heatmap codec parameters it was trained with (``None`` when unknown,
-            e.g. for the BMVC 2018 release).
+        codec: the heatmap codec it was trained with (an :class:`~aumaps.codec.AUHeatmapCodec`;
+            a plain dict of its parameters is turned into one; ``None`` means the defaults for
+            ``aus``, as for the BMVC 2018 release, which states none). Its crop and map sizes
+            must be ones the network can honour.
         card: free-form model card (name, training data, source...); may be empty.
         path: the file it was read from.
         kind: ``"aumaps"`` for a file written by :func:`save_checkpoint`, ``"official"``
             for the BMVC 2018 release layout.
+
+    Raises:
+        WeightsError: the codec cannot be built, lists other AUs than ``aus``, or has a
+            crop or map size the network cannot honour.
     """
 
     model: AUHourglass
     aus: tuple[int, ...]
-    codec: dict[str, Any] | None
+    codec: AUHeatmapCodec | dict[str, Any] | None
     card: dict[str, Any]
     path: Path
     kind: str
+
+    def __post_init__(self) -> None:
+        self.aus = tuple(int(a) for a in self.aus)
+        self.codec = _codec(self.path, self.codec, self.aus)
+        _check_geometry(self.path, self.model, self.codec)
+
+
+def _codec(path: Path, codec: AUHeatmapCodec | dict[str, Any] | None, aus: tuple[int, ...]) -> AUHeatmapCodec:
+    if codec is None:
+        return AUHeatmapCodec(aus)
+    if isinstance(codec, dict):
+        try:
+            codec = AUHeatmapCodec.from_dict({"aus": list(aus), **codec})
+        except (TypeError, ValueError, KeyError) as err:
+            raise WeightsError(f"{path} states a heatmap codec aumaps cannot build ({codec}): {err}") from err
+    if codec.aus != aus:
+        raise WeightsError(f"{path} is inconsistent: its codec lists AUs {list(codec.aus)} but its model outputs "
+                           f"AUs {list(aus)}")
+    return codec
+
+
+def _check_geometry(path: Path, model: AUHourglass, codec: AUHeatmapCodec) -> None:
+    """The network maps an S×S crop to (S/4)×(S/4) maps and halves its input ``depth`` times
+    in the hourglass: a codec whose sizes it cannot honour is an error, not wrong numbers."""
+    depth = int(getattr(model, "config", {}).get("depth", 4))
+    if codec.map_size * 4 != codec.crop_size:
+        raise WeightsError(f"{path}: the network's maps are a quarter of its input, so a {codec.crop_size}-pixel "
+                           f"crop gives {codec.crop_size / 4:g}-pixel maps, but the codec says {codec.map_size}")
+    if codec.crop_size % (4 * 2**depth):
+        raise WeightsError(f"{path}: a hourglass of depth {depth} needs crops whose side is a multiple of "
+                           f"{4 * 2**depth}; the codec asks for {codec.crop_size}")
 
 
 def cache_dir() -> Path:
@@ -123,23 +161,15 @@ def download_official(dest: Path | None = None, timeout: float = 30, url: str = 
     dest = Path(dest) if dest is not None else cache_dir() / OFFICIAL_FILENAME
     if dest.is_file():
         return dest
-    tmp_name: str | None = None
     try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part", delete=False) as tmp:
-            tmp_name = tmp.name
-            _fetch(url, tmp, timeout)
-        os.replace(tmp_name, dest)
-        tmp_name = None
+        with atomic_path(dest) as temporary, open(temporary, "wb") as out:
+            _fetch(url, out, timeout)
     except (OSError, http.client.HTTPException, ValueError) as err:
         raise WeightsError(
             f"Downloading the published weights from {url} failed ({_reason(err)}); this machine may be "
             f"offline or unable to reach the server. Download {url} by hand (a browser will do), then either "
-            f"put the file at {dest} or pass `--weights /path/to/{OFFICIAL_FILENAME}`."
+            f"put the file at {dest} or pass `--weights /path/to/{dest.name}`."
         ) from err
-    finally:
-        if tmp_name is not None:
-            Path(tmp_name).unlink(missing_ok=True)
     return dest
 
 
@@ -169,7 +199,7 @@ def save_checkpoint(
     path: str | os.PathLike[str],
     model: AUHourglass,
     aus: tuple[int, ...] | list[int],
-    codec: dict[str, Any] | None = None,
+    codec: AUHeatmapCodec | dict[str, Any] | None = None,
     card: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` and its description to ``path`` in the aumaps format; return the path.
@@ -181,8 +211,9 @@ def save_checkpoint(
          "aus": [int, ...], "codec": dict | None, "card": dict | None, "state_dict": {...}}
 
     ``aus`` gives the AU of each output channel (length A = ``model.config["num_aus"]``).
-    ``codec`` and ``card`` may contain only dicts with string keys, lists, tuples, strings,
-    numbers, booleans and None. The write is atomic (temporary file + ``os.replace``).
+    ``codec`` is the :class:`~aumaps.codec.AUHeatmapCodec` the model was trained with (or
+    its ``to_dict()``). ``card`` may contain only dicts with string keys, lists, tuples,
+    strings, numbers, booleans and None. The write is atomic (temporary file + rename).
 
     Raises:
         WeightsError: the AU list does not match the model's channels, or ``codec``/``card``
@@ -195,6 +226,8 @@ def save_checkpoint(
             f"Cannot save {path}: the model has {model.config['num_aus']} AU channels, "
             f"the AU list {aus} has {len(aus)}."
         )
+    if isinstance(codec, AUHeatmapCodec):
+        codec = codec.to_dict()
     for field, value in (("codec", codec), ("card", card)):
         bad = _first_non_plain(value)
         if bad is not None:
@@ -211,14 +244,8 @@ def save_checkpoint(
         "card": card,
         "state_dict": {key: value.detach().cpu().clone() for key, value in model.state_dict().items()},
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", suffix=".part", delete=False) as tmp:
-        tmp_name = tmp.name
-    try:
-        torch.save(payload, tmp_name)
-        os.replace(tmp_name, path)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        torch.save(payload, temporary)
     return path
 
 
@@ -240,16 +267,16 @@ def _first_non_plain(value: Any) -> Any | None:
 def load_checkpoint(
     weights: str | os.PathLike[str],
     map_location: str | torch.device = "cpu",
-    url: str = OFFICIAL_URL,
+    url: str | None = OFFICIAL_URL,
     aus: tuple[int, ...] | list[int] | None = None,
 ) -> Checkpoint:
     """Load a checkpoint into a ready-to-use :class:`Checkpoint`.
 
     Args:
-        weights: ``"official"`` for the BMVC 2018 release (downloaded into
-            :func:`cache_dir` on first use), ``"default"`` for the demo model bundled with
-            aumaps (:data:`DEFAULT_WEIGHTS`), or the path of an aumaps checkpoint or of a
-            file in the release's layout.
+        weights: a name of the pretrained registry (:mod:`aumaps.pretrained`:
+            ``"default"``, the model bundled with aumaps; ``"official"``, the BMVC 2018
+            release, downloaded into :func:`cache_dir` on first use), or the path of an
+            aumaps checkpoint or of a file in the release's layout.
         map_location: passed to ``torch.load``; the returned model is on the CPU.
         url: where ``"official"`` is downloaded from.
         aus: the AU list the caller expects; if given and different from the checkpoint's,
@@ -261,19 +288,25 @@ def load_checkpoint(
             states no AU list for a number of AUs other than the release's, or does not
             match ``aus``.
     """
-    if isinstance(weights, str) and weights == "official":
-        path = download_official(url=url)
-        try:
-            return _load_file(path, map_location, aus)
-        except WeightsError as err:
-            raise WeightsError(f"{err} If the download was damaged, delete {path} and try again.") from err
-    if isinstance(weights, str) and weights == "default":
-        if not DEFAULT_WEIGHTS.is_file():
+    if isinstance(weights, str) and weights in REGISTRY:
+        entry = get_pretrained(weights)
+        path = entry.path()
+        if entry.bundled and not path.is_file():
             raise WeightsError(
-                f"this installation of aumaps has no bundled demo model ({DEFAULT_WEIGHTS} is missing). "
-                "Pass `--weights official` (the BMVC 2018 release) or the path of a checkpoint."
-            )
-        return _load_file(DEFAULT_WEIGHTS, map_location, aus)
+                f"this installation of aumaps has no bundled '{weights}' model ({path} is missing). Pass "
+                "`--weights official` (the BMVC 2018 release) or the path of a checkpoint.")
+        if not entry.bundled:
+            path = download_official(path, url=url if weights == "official" else entry.url)
+        entry.verify(path)
+        try:
+            ckpt = _load_file(path, map_location, aus)
+        except WeightsError as err:
+            if entry.bundled:
+                raise
+            raise WeightsError(f"{err} If the download was damaged, delete {path} and try again.") from err
+        ckpt.card = {**{k: v for k, v in entry.card().items() if k in ("licence", "paper", "input", "source")},
+                     **ckpt.card, "registry": weights}
+        return ckpt
     return _load_file(Path(weights), map_location, aus)
 
 

@@ -41,7 +41,8 @@ import numpy as np
 import pandas as pd
 
 from ..aus import column_name, resolve_aus
-from .manifest import MAX_INTENSITY, SPLITS, ManifestError, subject_fold_numbers
+from ..aus import MAX_INTENSITY
+from .manifest import SPLITS, ManifestError, subject_fold_numbers
 
 __all__ = [
     "BP4D_AUS",

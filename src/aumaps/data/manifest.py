@@ -24,11 +24,10 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from ..aus import column_name, resolve_aus
+from ..aus import MAX_INTENSITY, column_name, resolve_aus
 
 __all__ = [
     "LANDMARK_COLUMNS",
-    "MAX_INTENSITY",
     "META_COLUMNS",
     "SPLITS",
     "ManifestError",
@@ -51,8 +50,6 @@ LANDMARK_COLUMNS: tuple[str, ...] = tuple(f"x_{i}" for i in range(68)) + tuple(
 META_COLUMNS: tuple[str, ...] = ("image", "subject", "sequence", "frame", "split")
 #: The values the ``split`` column may take.
 SPLITS: tuple[str, ...] = ("train", "val", "test")
-#: Intensities lie in ``[0, MAX_INTENSITY]`` (FACS A–E coded 1–5, 0 = absent).
-MAX_INTENSITY = 5.0
 
 _REQUIRED = ("image", "subject")
 _AU_COLUMN = re.compile(r"AU\d+_r")

@@ -102,13 +102,13 @@ def export_onnx(
     import onnx
 
     ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
-    crop_size = int((ckpt.codec or {}).get("crop_size", 256))
+    crop_size = ckpt.codec.crop_size
     proto = _onnx_program(ckpt.model, crop_size).model_proto
     onnx.helper.set_model_props(
         proto,
         {
             "aumaps.aus": ",".join(map(str, ckpt.aus)),
-            "aumaps.codec": json.dumps(ckpt.codec),
+            "aumaps.codec": json.dumps(ckpt.codec.to_dict()),
             "aumaps.card": json.dumps(ckpt.card),
         },
     )

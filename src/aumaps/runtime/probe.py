@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..codec import MAX_INTENSITY
+from ..aus import MAX_INTENSITY
 
 __all__ = ["DEFAULT_MAX_ERROR", "AccuracyReport", "compare", "intensities_of", "probe_crops"]
 

@@ -1,0 +1,143 @@
+"""The model side of prediction: faces in, :class:`~aumaps.results.FaceResult` out.
+
+:class:`Estimator` holds what turns a face into AU results: the checkpoint and its codec,
+the inference engine chosen for the machine (:mod:`aumaps.runtime`), and the face detector
+and landmark predictor (:mod:`aumaps.landmarks`). Per face the pipeline is the BMVC 2018
+release's: dlib detection and 68 landmarks, the 3-point registration into the codec's crop
+(:mod:`aumaps.align`), the crop through the network, and the readout
+(:mod:`aumaps.readout`). Crops of all faces go through the network as one batch.
+
+Images, videos (:mod:`aumaps.video`) and the browser app share this object;
+:class:`aumaps.predict.AUEstimator` adds the user-facing API (files, videos, data frames).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from . import align
+from .geometry import bounding_box
+from .images import read_image, to_rgb_uint8
+from .landmarks import Face, FaceLandmarker
+from .readout import FaceInput, read_faces
+from .results import FaceResult
+from .runtime import DEFAULT_MAX_ERROR, create_engine
+from .weights import Checkpoint, load_checkpoint
+
+__all__ = ["Estimator"]
+
+
+class Estimator:
+    """Detect faces, register them and estimate AU intensities and maps.
+
+    Args:
+        weights: a name of the pretrained registry (``"default"``, the model bundled with
+            aumaps; ``"official"``, the BMVC 2018 release, downloaded once into the user
+            cache; ``aumaps info`` lists them), a path to a checkpoint, or a
+            :class:`~aumaps.weights.Checkpoint` already loaded.
+        detector, predictor: face detector and landmark predictor, by registered name or
+            instance (see :mod:`aumaps.landmarks`).
+        device: torch device for the network.
+        batch_size: crops per network call (default: what the engine runs fastest with).
+        backend: the inference engine (see :mod:`aumaps.runtime.engines`): ``"auto"`` (the
+            fastest one that keeps intensities within ``max_error`` of float32 on this
+            machine), ``"torch"`` (float32, the release's computation), ``"fast"``,
+            ``"onnx"``, ``"openvino"`` or ``"int8"``.
+        max_error: the accuracy bound a fast engine must hold.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | Checkpoint = "default",
+        detector="dlib",
+        predictor="dlib",
+        device: str | torch.device = "cpu",
+        batch_size: int | None = None,
+        backend: str = "auto",
+        max_error: float = DEFAULT_MAX_ERROR,
+    ) -> None:
+        self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
+        self.codec = self.checkpoint.codec
+        self.aus = tuple(self.codec.aus)
+        self.device = torch.device(device)
+        self.model = self.checkpoint.model.to(self.device).eval()
+        self.landmarker = FaceLandmarker(detector=detector, predictor=predictor)
+        self.engine = create_engine(backend, self.model, self.device, self.codec.crop_size, max_error)
+        self.backend = backend
+        self.batch_size = int(batch_size or self.engine.batch_size)
+
+    # -- network ---------------------------------------------------------------------------
+    def heatmaps(self, crops: np.ndarray) -> np.ndarray:
+        """Network maps for registered crops.
+
+        Args:
+            crops: ``(N, S, S, 3)`` uint8 RGB registered crops (S = the codec's crop size).
+
+        Returns:
+            ``(N, A, H, W)`` float32 maps (the last stack's output).
+        """
+        crops = np.asarray(crops)
+        size = self.codec.crop_size
+        if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
+            raise ValueError(f"crops must be (N, {size}, {size}, 3), got {crops.shape}")
+        out = [self.engine(crops[start : start + self.batch_size]) for start in range(0, len(crops), self.batch_size)]
+        if not out:
+            return np.zeros((0, len(self.aus), self.codec.map_size, self.codec.map_size), np.float32)
+        return np.concatenate(out)
+
+    def register(self, image: np.ndarray, faces: Sequence[FaceInput]) -> tuple[list[FaceInput], np.ndarray, np.ndarray]:
+        """The faces that can be registered, their ``(K, 2, 3)`` matrices and ``(K, S, S, 3)`` crops."""
+        if not faces:
+            size = self.codec.crop_size
+            return [], np.zeros((0, 2, 3)), np.zeros((0, size, size, 3), np.uint8)
+        kept, matrices, crops = align.register_faces(image, np.stack([f.landmarks for f in faces]),
+                                                     self.codec.crop_size)
+        return [faces[k] for k in kept], matrices, crops
+
+    def read(self, maps: np.ndarray, matrices: np.ndarray, crops: np.ndarray,
+             faces: Sequence[FaceInput]) -> list[FaceResult]:
+        """The readout of network ``maps`` (:func:`aumaps.readout.read_faces`)."""
+        return read_faces(self.codec, maps, matrices, crops, faces)
+
+    # -- faces -----------------------------------------------------------------------------
+    def analyse(self, image: np.ndarray, faces: Sequence[FaceInput]) -> list[FaceResult]:
+        """Register ``faces`` of an RGB uint8 image and run the network once for all of them.
+
+        Faces whose landmarks cannot register one (collinear anchors) are left out.
+        """
+        kept, matrices, crops = self.register(image, faces)
+        return self.read(self.heatmaps(crops), matrices, crops, kept)
+
+    def find_faces(self, image: np.ndarray) -> list[FaceInput]:
+        """The faces in ``image`` (RGB uint8), in the detector's order, with their landmarks."""
+        return [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(self.landmarker(image))]
+
+    def predict(
+        self, image: str | os.PathLike | np.ndarray, landmarks: np.ndarray | None = None
+    ) -> list[FaceResult]:
+        """AU intensities and maps for every face of one image.
+
+        Args:
+            image: a path, or an array (H×W, H×W×3 RGB, H×W×4; uint8, uint16 or float in [0, 1]).
+            landmarks: optional ``(68, 2)`` or ``(F, 68, 2)`` landmarks to use instead of
+                detecting faces (e.g. from another landmarker).
+
+        Returns:
+            One :class:`~aumaps.results.FaceResult` per face, in the detector's order; empty
+            if no face.
+        """
+        rgb = read_image(image) if isinstance(image, (str, os.PathLike)) else to_rgb_uint8(image)
+        if landmarks is None:
+            faces = self.find_faces(rgb)
+        else:
+            lms = np.asarray(landmarks, dtype=np.float64).reshape(-1, 68, 2)
+            faces = [FaceInput(i, bounding_box(lm), float("nan"), lm) for i, lm in enumerate(lms)]
+        return self.analyse(rgb, faces)
+
+    def predict_faces(self, rgb: np.ndarray, faces: Sequence[Face]) -> list[FaceResult]:
+        """:meth:`analyse` for :class:`~aumaps.landmarks.Face` objects (index = ``face_id``)."""
+        return self.analyse(rgb, [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(faces)])

@@ -1,0 +1,146 @@
+"""The pretrained registry: named models, each with its card, in the manner of timm.
+
+``--weights NAME`` / ``AUEstimator(weights=NAME)`` accepts every name registered here;
+``aumaps info`` lists them with their cards. An entry says where the weights come from
+(bundled with the package, or downloaded once into the user cache), their SHA-256 where it is
+pinned (a file that does not match is refused), the licence, the AUs of the output channels,
+the input the network expects, the paper, and what it was trained on.
+
+Checkpoint files written by aumaps carry their own card and codec; an entry's card is what
+is known about the file before it is read (and all that is known for the BMVC 2018 release,
+which carries none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PAPER", "REGISTRY", "PretrainedModel", "get_pretrained", "list_pretrained", "register_pretrained"]
+
+#: The method every registered model implements.
+PAPER = ("Sanchez-Lozano, Tzimiropoulos, Valstar: Joint Action Unit localisation and intensity estimation "
+         "through heatmap regression, BMVC 2018 (arXiv 1805.03487)")
+#: What the network takes, for every model of this architecture.
+INPUT = ("256x256 RGB crop registered on landmarks 8, 36, 45 (aumaps.align), values / 255 in [0, 1], "
+         "no mean subtraction")
+_PACKAGE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class PretrainedModel:
+    """One registered model.
+
+    Attributes:
+        name: the name ``--weights`` takes.
+        description: one line.
+        filename: the file's name (in the package, or in the user cache once downloaded).
+        url: where it is downloaded from; ``None`` when it ships with aumaps.
+        sha256: the file's SHA-256, or ``None`` where the publisher gives none to pin.
+        licence: the terms the weights come under.
+        aus: AU numbers of the output channels, in order.
+        trained_on: the training data.
+        input: the input normalisation the network expects.
+        paper: the method.
+        notes: anything a user must know before trusting its numbers.
+    """
+
+    name: str
+    description: str
+    filename: str
+    url: str | None
+    sha256: str | None
+    licence: str
+    aus: tuple[int, ...]
+    trained_on: str
+    input: str = INPUT
+    paper: str = PAPER
+    notes: str = ""
+
+    @property
+    def bundled(self) -> bool:
+        """Whether the file ships inside the aumaps package."""
+        return self.url is None
+
+    def path(self) -> Path:
+        """Where the file is (bundled) or goes (downloaded, in the user cache)."""
+        if self.bundled:
+            return _PACKAGE / "pretrained" / self.filename
+        from .weights import cache_dir
+
+        return cache_dir() / self.filename
+
+    def card(self) -> dict[str, Any]:
+        """The entry as a plain dict (what ``aumaps info`` prints)."""
+        card = asdict(self)
+        card["aus"] = list(self.aus)
+        card["source"] = self.url or f"bundled with aumaps ({self.path()})"
+        return card
+
+    def verify(self, path: Path) -> None:
+        """Raise :class:`~aumaps.weights.WeightsError` if ``path`` does not match the pinned SHA-256."""
+        if self.sha256 is None:
+            return
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != self.sha256:
+            from .weights import WeightsError
+
+            raise WeightsError(f"{path} is not the '{self.name}' model: its SHA-256 is {digest}, expected "
+                               f"{self.sha256}. Delete it and let aumaps fetch it again, or reinstall aumaps.")
+
+
+REGISTRY: dict[str, PretrainedModel] = {}
+
+
+def register_pretrained(entry: PretrainedModel, overwrite: bool = False) -> None:
+    """Add ``entry`` to the registry under ``entry.name``."""
+    if entry.name in REGISTRY and not overwrite:
+        raise ValueError(f"a pretrained model named {entry.name!r} is already registered")
+    REGISTRY[entry.name] = entry
+
+
+def get_pretrained(name: str) -> PretrainedModel:
+    """The registered entry ``name``.
+
+    Raises:
+        KeyError: no such entry (the message lists the registered names).
+    """
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"no pretrained model named {name!r}; registered: {', '.join(sorted(REGISTRY))}") from None
+
+
+def list_pretrained() -> list[PretrainedModel]:
+    """Every registered entry, by name."""
+    return [REGISTRY[name] for name in sorted(REGISTRY)]
+
+
+register_pretrained(PretrainedModel(
+    name="default",
+    description="small hourglass (width 64) bundled with aumaps, trained on aumaps' synthetic AU faces",
+    filename="aumaps-demo.pt",
+    url=None,
+    sha256="513a2b221d68be2a7f37b53753d316ce959c342d76ff7599cd966f57d6a48d1c",
+    licence="MIT (as aumaps)",
+    aus=(6, 10, 12, 14, 17),
+    trained_on="aumaps synthetic AU faces only (configs/synthetic.yaml then configs/synthetic-more.yaml; 4,500 "
+               "training images); held-out synthetic identities: mean ICC 0.870, localisation error 1.27 px",
+    notes="not trained on any real AU data: for trying aumaps end to end, not for research results",
+))
+
+register_pretrained(PretrainedModel(
+    name="official",
+    description="the BMVC 2018 release (AUdetector.pth.tar): the paper's hourglass, width 256",
+    filename="AUdetector.pth.tar",
+    url="https://esanchezlozano.github.io/files/AUdetector.pth.tar",
+    sha256=None,
+    licence="no licence stated by the authors (release repository ESanchezLozano/Action-Units-Heatmaps): "
+            "research use, cite the paper",
+    aus=(6, 10, 12, 14, 17),
+    trained_on="BP4D (FERA 2015)",
+    notes="the publisher gives no checksum, so none is pinned; the file is checked against the published "
+          "architecture when it is read",
+))
