@@ -44,7 +44,8 @@ def test_protocol_subject_lists_are_the_published_ones():
 
 
 def test_split_and_fold_files_and_subjects_they_omit(tmp_path):
-    from aumaps.data.bp4d import Problems, _apply_split
+    from aumaps.data.bp4d import _apply_split
+    from aumaps.data.labels import Problems
     from aumaps.data.disfa import _apply_folds
     from aumaps.data.manifest import ManifestError
 

@@ -10,7 +10,8 @@ import torch
 from aumaps.data.cache import CropCache
 from aumaps.data.dataset import AUHeatmapDataset
 from aumaps.codec import AUHeatmapCodec
-from aumaps.train import heatmap_loss, load_config, train
+from aumaps.loss import heatmap_loss
+from aumaps.train import load_config, train
 from aumaps.weights import load_checkpoint
 
 AUS = (6, 10, 12, 14, 17)

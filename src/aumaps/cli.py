@@ -322,14 +322,27 @@ def cmd_aus(args) -> int:
 
 
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="show a checkpoint's model card, AUs and architecture")
-    p.add_argument("weights", nargs="?", default="default")
+    p = sub.add_parser("info", help="the pretrained models, or a checkpoint's model card, AUs and architecture")
+    p.add_argument("weights", nargs="?", default=None,
+                   help="a registered name (default, official) or a checkpoint file; none: list the registry")
     p.set_defaults(func=cmd_info)
 
 
 def cmd_info(args) -> int:
     import json
 
+    from .pretrained import list_pretrained
+
+    if args.weights is None:
+        for entry in list_pretrained():
+            state = "bundled" if entry.bundled else ("in the cache" if entry.path().is_file() else "downloaded on use")
+            print(f"{entry.name:<10} {entry.description} [{state}]")
+            for key in ("aus", "trained_on", "licence", "source", "sha256", "input", "paper", "notes"):
+                value = entry.card()[key]
+                if value:
+                    print(f"{'':<10}   {key}: {', '.join(map(str, value)) if key == 'aus' else value}")
+        print("aumaps info NAME|FILE shows one model's full card.")
+        return 0
     from .weights import load_checkpoint
 
     ckpt = load_checkpoint(args.weights)
@@ -366,44 +379,26 @@ def _add_prepare(sub) -> None:
 
 
 def cmd_prepare(args) -> int:
-    import os
-
-    from .aus import resolve_aus
-    from .data.cache import build_cache, merge_caches
-    from .data.manifest import manifest_aus
+    from .data.cache import merge_caches
+    from .data.prepare import parse_shard, prepare_dataset, prepare_manifests
 
     if args.source == "merge":
         merge_caches(args.path, args.out)
         return 0
-    shard = None
-    if args.shard:
-        i, _, n = args.shard.partition("/")
-        if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
-            raise SystemExit(f"--shard must be I/N with 0 <= I < N, got {args.shard!r}")
-        shard = (int(i), int(n))
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as err:
+        raise SystemExit(f"--shard: {err}") from None
     if len(args.path) != 1 and args.source != "manifest":
         raise SystemExit(f"aumaps prepare {args.source} takes one path, got {len(args.path)}")
-    manifest, cache = Path(args.path[0]), Path(args.out)
-    if args.source in ("bp4d", "disfa"):
-        from .data.bp4d import read_bp4d
-        from .data.disfa import read_disfa
-
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        if args.source == "bp4d":
-            table = read_bp4d(manifest, split=None if args.split == "none" else args.split)
-        else:
-            table = read_disfa(manifest, args.camera, folds=None if args.folds == "none" else args.folds)
-        manifest = out / "manifest.csv"
-        temporary = out / f"manifest.csv.{os.getpid()}.tmp"  # shards may write it at once
-        table.to_csv(temporary, index=False)
-        os.replace(temporary, manifest)
-        cache = out / ("cache" if shard is None else f"cache-shard-{shard[0]}-of-{shard[1]}")
-    if len(args.path) > 1:  # several manifests: one data set
-        manifest = args.path
-    aus = resolve_aus(args.aus) if args.aus else manifest_aus(manifest)
-    build_cache(manifest, cache, aus=aus, workers=args.workers, resume=not args.no_resume,
-                shard=shard, redetect_every=args.redetect_every)
+    build = {"workers": args.workers, "resume": not args.no_resume, "shard": shard,
+             "redetect_every": args.redetect_every}
+    if args.source == "manifest":
+        cache = prepare_manifests(args.path, args.out, args.aus, **build)
+    else:
+        cache = prepare_dataset(args.source, args.path[0], args.out, args.aus,
+                                split=None if args.split == "none" else args.split,
+                                folds=None if args.folds == "none" else args.folds, camera=args.camera, **build)
     if shard is not None:
         print(f"shard {shard[0]} of {shard[1]} written to {cache}; when all are done: "
               f"aumaps prepare merge <the {shard[1]} shard folders> --out <cache>")

@@ -25,14 +25,20 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+import torch
+
 from .aus import AU_SETS, MAX_INTENSITY, get_au, resolve_aus
+from .codec import AUHeatmapCodec
+from .geometry import interocular_distance
+from .hardware import Precision, resolve_precision
+from .loss import heatmap_loss
 from .metrics import au_metrics, mae_by_intensity
 from .visualise import au_colour
 
@@ -42,6 +48,7 @@ __all__ = [
     "evaluate_predictions",
     "robustness_table",
     "predict_cache",
+    "predict_loader",
     "evaluate_checkpoint",
     "robustness_study",
 ]
@@ -389,6 +396,54 @@ def robustness_table(results: Mapping[float, pd.DataFrame], out_dir: str | Path)
 # -- running a checkpoint over a preprocessed data set -------------------------------------
 
 
+@torch.no_grad()
+def predict_loader(model: torch.nn.Module, loader: Iterable[dict], codec: AUHeatmapCodec, amp: str | Precision,
+                   device: torch.device, layout: torch.memory_format = torch.channels_last) -> dict:
+    """Loss and predictions of ``model`` over ``loader`` (validation during training, and
+    evaluation).
+
+    ``amp`` is a :class:`~aumaps.hardware.Precision` or a name for
+    :func:`~aumaps.hardware.resolve_precision` (``"auto"``: what this machine computes fast).
+
+    Returns a dict with ``loss``, ``pred`` (N, A), ``true`` (N, A; NaN = not coded),
+    ``pred_peaks`` (N, A, C, 2) and ``true_centres`` (N, A, C, 2) in crop pixels, and
+    ``iod`` (N,) in crop pixels. Intensities and peaks are the codec's readout, as in
+    prediction.
+    """
+
+    precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
+    model.eval()
+    total, count = 0.0, 0
+    pred, true, peaks, true_c, iod = [], [], [], [], []
+    for batch in loader:
+        x = batch["image"].to(device, memory_format=layout)
+        with precision.autocast():
+            out = model(x)[-1]
+        out = out.float().cpu()
+        n = len(x)
+        total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
+        count += n
+        dec = codec.decode(out)
+        pred.append(dec.intensities)
+        no_peak = np.isnan(dec.peaks[:, :, 0, 0])
+        dec.peaks[:, :, 0][no_peak] = dec.argmax[no_peak]  # a weak map still has a location
+        peaks.append(dec.peaks)
+        true.append(batch["intensities"].numpy().astype(np.float64))
+        lms = batch["landmarks"].numpy().astype(np.float64)
+        true_c.append(codec.centres_in_map(lms) * codec.stride)
+        iod.append(interocular_distance(lms))
+    return {
+        "loss": total / max(count, 1),
+        "pred": np.concatenate(pred),
+        "true": np.concatenate(true),
+        "pred_peaks": np.concatenate(peaks),
+        "true_centres": np.concatenate(true_c),
+        "iod": np.concatenate(iod),
+    }
+
+
+
+
 def predict_cache(
     weights,
     cache,
@@ -412,7 +467,7 @@ def predict_cache(
             is bfloat16 where this machine computes it natively, float32 elsewhere.
 
     Returns:
-        The :func:`aumaps.train.validate` dict (``pred``, ``true``, ``pred_peaks``,
+        The :func:`predict_loader` dict (``pred``, ``true``, ``pred_peaks``,
         ``true_centres`` in crop pixels, ``iod``) plus ``aus``.
     """
     import torch
@@ -420,7 +475,6 @@ def predict_cache(
     from .data.augment import AugmentConfig
     from .data.cache import CropCache
     from .data.dataset import AUHeatmapDataset
-    from .train import validate
     from .weights import Checkpoint, load_checkpoint
 
     ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
@@ -432,7 +486,7 @@ def predict_cache(
                             colour=0, grayscale=0)
     dataset = AUHeatmapDataset(cache, cache.indices(split), codec, aug, seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    out = validate(ckpt.model.to(device), loader, codec, amp, torch.device(device))
+    out = predict_loader(ckpt.model.to(device), loader, codec, amp, torch.device(device))
     out["aus"] = codec.aus
     return out
 

@@ -14,11 +14,12 @@ which carries none).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAPER", "REGISTRY", "PretrainedModel", "get_pretrained", "list_pretrained", "register_pretrained"]
+__all__ = ["PAPER", "REGISTRY", "cache_dir", "PretrainedModel", "get_pretrained", "list_pretrained", "register_pretrained"]
 
 #: The method every registered model implements.
 PAPER = ("Sanchez-Lozano, Tzimiropoulos, Valstar: Joint Action Unit localisation and intensity estimation "
@@ -68,8 +69,6 @@ class PretrainedModel:
         """Where the file is (bundled) or goes (downloaded, in the user cache)."""
         if self.bundled:
             return _PACKAGE / "pretrained" / self.filename
-        from .weights import cache_dir
-
         return cache_dir() / self.filename
 
     def card(self) -> dict[str, Any]:
@@ -79,16 +78,26 @@ class PretrainedModel:
         card["source"] = self.url or f"bundled with aumaps ({self.path()})"
         return card
 
-    def verify(self, path: Path) -> None:
-        """Raise :class:`~aumaps.weights.WeightsError` if ``path`` does not match the pinned SHA-256."""
+    def mismatch(self, path: Path) -> str | None:
+        """Why ``path`` is not this model's file (its SHA-256 differs from the pinned one), or
+        None when it matches or nothing is pinned."""
         if self.sha256 is None:
-            return
+            return None
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
-        if digest != self.sha256:
-            from .weights import WeightsError
+        if digest == self.sha256:
+            return None
+        return (f"{path} is not the '{self.name}' model: its SHA-256 is {digest}, expected {self.sha256}. "
+                "Delete it and let aumaps fetch it again, or reinstall aumaps.")
 
-            raise WeightsError(f"{path} is not the '{self.name}' model: its SHA-256 is {digest}, expected "
-                               f"{self.sha256}. Delete it and let aumaps fetch it again, or reinstall aumaps.")
+
+def cache_dir() -> Path:
+    """The user cache (downloaded weights, built engines): ``$AUMAPS_CACHE``, else
+    ``$XDG_CACHE_HOME/aumaps``, else ``~/.cache/aumaps``. It is not created here."""
+    if os.environ.get("AUMAPS_CACHE"):
+        return Path(os.environ["AUMAPS_CACHE"]).expanduser()
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "aumaps"
+    return Path.home() / ".cache" / "aumaps"
 
 
 REGISTRY: dict[str, PretrainedModel] = {}

@@ -30,15 +30,18 @@ import torch
 import yaml
 from torch.utils.data import DataLoader
 
+from .atomic import atomic_path, atomic_write
 from .codec import AUHeatmapCodec
 from .data.augment import AugmentConfig
 from .data.cache import CropCache
 from .data.dataset import AUHeatmapDataset
-from .hardware import Precision, resolve_precision
+from .evaluate import predict_loader
+from .hardware import resolve_precision
+from .loss import heatmap_loss
 from .model import AUHourglass
 from .weights import save_checkpoint
 
-__all__ = ["DEFAULTS", "load_config", "train", "heatmap_loss", "validate"]
+__all__ = ["DEFAULTS", "load_config", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -84,35 +87,9 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict | None = 
     return _merge(cfg, overrides or {})
 
 
-def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 foreground_weight: float = 1.0, count: torch.Tensor | float | None = None) -> torch.Tensor:
-    """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
-
-    Args:
-        pred, target: ``(N, A, H, W)``.
-        mask: ``(N, A)`` bool; False maps contribute nothing.
-        count: the number of coded maps to divide by; default ``mask.sum()``. Data-parallel
-            training passes the global count divided by the number of processes, so that the
-            averaged gradients equal one process's over the whole batch.
-        foreground_weight: weight of the pixels where the target is non-zero (the Gaussians)
-            relative to the background. 1 is the paper's plain L2. Larger values stop a
-            network from settling on all-zero maps early, when the Gaussians cover a small
-            part of the map; the minimum is still at the target, so the peaks stay calibrated.
-    """
-    err = (pred.float() - target) ** 2
-    if foreground_weight != 1.0:
-        err = err * torch.where(target > 0, foreground_weight, 1.0)
-    per_map = err.mean(dim=(2, 3))
-    m = mask.float()
-    if count is None:
-        count = m.sum()
-    return (per_map * m).sum() / torch.as_tensor(count, dtype=per_map.dtype).clamp_min(1.0)
-
-
 def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as temporary:
+        torch.save(obj, temporary)
 
 
 def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
@@ -124,50 +101,6 @@ def _optimizer(params, cfg: dict) -> torch.optim.Optimizer:
     if name == "sgd":
         return torch.optim.SGD(params, lr=cfg["lr"], weight_decay=cfg["weight_decay"], momentum=cfg["momentum"])
     raise ValueError(f"optim.name must be rmsprop, adam or sgd, not {cfg['name']!r}")
-
-
-@torch.no_grad()
-def validate(model: torch.nn.Module, loader: DataLoader, codec: AUHeatmapCodec, amp: str | Precision,
-             device: torch.device, layout: torch.memory_format = torch.channels_last) -> dict[str, Any]:
-    """Validation loss and predictions of ``model`` over ``loader``.
-
-    ``amp`` is a :class:`~aumaps.hardware.Precision` or a name for
-    :func:`~aumaps.hardware.resolve_precision` (``"auto"``: what this machine computes fast).
-
-    Returns a dict with ``loss``, ``pred`` (N, A), ``true`` (N, A; NaN = not coded),
-    ``pred_peaks`` (N, A, C, 2) and ``true_centres`` (N, A, C, 2) in crop pixels, and
-    ``iod`` (N,) in crop pixels.
-    """
-
-    precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
-    model.eval()
-    total, count = 0.0, 0
-    pred, true, peaks, true_c, iod = [], [], [], [], []
-    for batch in loader:
-        x = batch["image"].to(device, memory_format=layout)
-        with precision.autocast():
-            out = model(x)[-1]
-        out = out.float().cpu()
-        n = len(x)
-        total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
-        count += n
-        dec = codec.decode(out)
-        pred.append(dec.intensities)
-        no_peak = np.isnan(dec.peaks[:, :, 0, 0])
-        dec.peaks[:, :, 0][no_peak] = dec.argmax[no_peak]  # a weak map still has a location
-        peaks.append(dec.peaks)
-        true.append(batch["intensities"].numpy().astype(np.float64))
-        lms = batch["landmarks"].numpy().astype(np.float64)
-        true_c.append(codec.centres_in_map(lms) * codec.stride)
-        iod.append(np.linalg.norm(lms[:, 45] - lms[:, 36], axis=1))
-    return {
-        "loss": total / max(count, 1),
-        "pred": np.concatenate(pred),
-        "true": np.concatenate(true),
-        "pred_peaks": np.concatenate(peaks),
-        "true_centres": np.concatenate(true_c),
-        "iod": np.concatenate(iod),
-    }
 
 
 def _summary(val: dict, codec: AUHeatmapCodec):
@@ -320,7 +253,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         lr = optimizer.param_groups[0]["lr"]  # the rate this epoch trained with
         scheduler.step()
 
-        val = validate(raw, _loader(val_set, batch, tcfg["workers"], None), codec, precision, device, layout) \
+        val = predict_loader(raw, _loader(val_set, batch, tcfg["workers"], None), codec, precision, device, layout) \
             if len(val_idx) else None
         row = {"epoch": epoch + 1, "train_loss": all_mean(running / max(seen, 1), ctx),
                "lr": lr,
@@ -491,10 +424,9 @@ def _open_cache(cfg: dict) -> CropCache:
     if not info.exists() or not json.loads(info.read_text()).get("complete", False):
         if not data.get("manifest"):
             raise FileNotFoundError(f"no complete cache at {cache_dir} and no data.manifest to build it from")
-        from .data.cache import build_cache
-        from .data.manifest import manifest_aus
+        from .data.prepare import prepare_manifests
 
-        build_cache(data["manifest"], cache_dir, aus=manifest_aus(data["manifest"]))
+        prepare_manifests(data["manifest"], cache_dir)
     return CropCache(cache_dir)
 
 
@@ -508,12 +440,10 @@ def _write_history(path: Path, history: list[dict]) -> None:
     fields: list[str] = []
     for row in history:
         fields += [k for k in row if k not in fields]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
+    with atomic_write(path, newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(history)
-    os.replace(tmp, path)
 
 
 def _tensorboard(out_dir: Path):

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .codec import AUHeatmapCodec
 from .model import AUHourglass
-from .pretrained import REGISTRY, get_pretrained
+from .pretrained import REGISTRY, cache_dir, get_pretrained
 
 __all__ = [
     "FORMAT",
@@ -131,16 +131,6 @@ def _check_geometry(path: Path, model: AUHourglass, codec: AUHeatmapCodec) -> No
     if codec.crop_size % (4 * 2**depth):
         raise WeightsError(f"{path}: a hourglass of depth {depth} needs crops whose side is a multiple of "
                            f"{4 * 2**depth}; the codec asks for {codec.crop_size}")
-
-
-def cache_dir() -> Path:
-    """Directory for downloaded weights: ``$AUMAPS_CACHE``, else ``$XDG_CACHE_HOME/aumaps``,
-    else ``~/.cache/aumaps``. It is not created here."""
-    if os.environ.get("AUMAPS_CACHE"):
-        return Path(os.environ["AUMAPS_CACHE"]).expanduser()
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "aumaps"
-    return Path.home() / ".cache" / "aumaps"
 
 
 def download_official(dest: Path | None = None, timeout: float = 30, url: str = OFFICIAL_URL) -> Path:
@@ -297,7 +287,9 @@ def load_checkpoint(
                 "`--weights official` (the BMVC 2018 release) or the path of a checkpoint.")
         if not entry.bundled:
             path = download_official(path, url=url if weights == "official" else entry.url)
-        entry.verify(path)
+        mismatch = entry.mismatch(path)
+        if mismatch:
+            raise WeightsError(mismatch)
         try:
             ckpt = _load_file(path, map_location, aus)
         except WeightsError as err:

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from .. import align
+from ..geometry import interocular_distance
 from ..aus import MIRROR_68
 
 __all__ = ["AugmentConfig", "augment", "flip_crop", "similarity"]
@@ -98,7 +99,7 @@ def augment(
     lm = np.asarray(landmarks, dtype=np.float64)
     m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     if cfg.landmark_noise > 0:
-        iod = float(np.linalg.norm(lm[45] - lm[36]))
+        iod = interocular_distance(lm)
         noisy = lm + rng.normal(0.0, cfg.landmark_noise * iod, lm.shape)
         m = align.registration_matrix(noisy)
     angle = rng.uniform(-cfg.rotation, cfg.rotation) if cfg.rotation > 0 else 0.0

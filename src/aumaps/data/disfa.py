@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..aus import column_name
-from .bp4d import Problems, attach_subject_column, read_label_file, read_subject_table
+from .labels import Problems, attach_subject_column, read_label_file, read_subject_table
 from .manifest import ManifestError, subject_fold_numbers
 
 __all__ = ["DISFA_AUS", "DISFA_FOLDS", "read_disfa", "video_length"]

@@ -84,12 +84,12 @@ class EngineStore:
     """Entries keyed by plain dicts (see the module docstring).
 
     Args:
-        root: the store's folder; default ``aumaps.weights.cache_dir() / "engines"``.
+        root: the store's folder; default ``aumaps.pretrained.cache_dir() / "engines"``.
     """
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         if root is None:
-            from ..weights import cache_dir
+            from ..pretrained import cache_dir
 
             root = cache_dir() / "engines"
         self.root = Path(root)

@@ -1,0 +1,100 @@
+"""One output schema for images and videos: OpenFace 2.2's columns, in OpenFace's order."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from aumaps.results import (
+    OCCURRENCE_THRESHOLD,
+    FaceResult,
+    FrameResult,
+    ResultWriter,
+    csv_columns,
+    result_rows,
+    results_frame,
+)
+
+
+def _openface_22_header() -> str:
+    """The header OpenFace 2.2's FeatureExtraction writes with every output on, written out
+    section by section as OpenFace's RecorderCSV does (a space after each comma)."""
+    eye = [f"eye_lmk_{axis}_{i}" for axis in ("x", "y") for i in range(56)]
+    eye += [f"eye_lmk_{axis}_{i}" for axis in ("X", "Y", "Z") for i in range(56)]
+    sections = [
+        ["frame", "face_id", "timestamp", "confidence", "success"],
+        ["gaze_0_x", "gaze_0_y", "gaze_0_z", "gaze_1_x", "gaze_1_y", "gaze_1_z", "gaze_angle_x", "gaze_angle_y"],
+        eye,
+        ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"],
+        [f"{axis}_{i}" for axis in ("x", "y") for i in range(68)],
+        [f"{axis}_{i}" for axis in ("X", "Y", "Z") for i in range(68)],
+        ["p_scale", "p_rx", "p_ry", "p_rz", "p_tx", "p_ty"] + [f"p_{i}" for i in range(34)],
+        [f"AU{a:02d}_r" for a in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)],
+        [f"AU{a:02d}_c" for a in (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 28, 45)],
+    ]
+    return ", ".join(name for section in sections for name in section)
+
+
+@pytest.mark.parametrize("aus", [(6, 10, 12, 14, 17), (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)])
+@pytest.mark.parametrize("file_column", [False, True])
+def test_columns_follow_openface_22_column_for_column(aus, file_column):
+    openface = [name.strip() for name in _openface_22_header().split(",")]  # readers strip the spaces
+    ours = csv_columns(aus, file_column)
+    shared = [c for c in ours if c in openface]
+    # every OpenFace column aumaps has keeps OpenFace's name and relative order...
+    assert shared == [c for c in openface if c in shared]
+    # ...and they are all of OpenFace's identification, landmark and AU columns for these AUs
+    expected = ["frame", "face_id", "timestamp", "confidence", "success"]
+    expected += [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+    expected += [f"AU{a:02d}_r" for a in aus] + [f"AU{a:02d}_c" for a in aus]
+    assert shared == expected
+    # images add the file in front; aumaps' own columns (peaks, box) come after OpenFace's
+    assert (ours[0] == "file") == file_column
+    extras = ours[ours.index(f"AU{aus[-1]:02d}_c") + 1:]
+    assert extras == [f"AU{a:02d}_{xy}" for a in aus for xy in "xy"] + ["box_x0", "box_y0", "box_x1", "box_y1"]
+    assert len(ours) == len(set(ours))
+
+
+def _face(face_id: int, intensities, seed: int = 0) -> FaceResult:
+    rng = np.random.default_rng(seed)
+    aus = (6, 12)
+    return FaceResult(
+        face_id=face_id, aus=aus, intensities=np.asarray(intensities, float), heatmaps=np.zeros((2, 64, 64)),
+        peaks=np.full((2, 2, 2), np.nan), argmax=np.array([[10.123456, 20.0], [np.nan, np.nan]]),
+        landmarks=rng.uniform(0, 100, (68, 2)), box=np.array([1.0, 2.0, 3.0, 4.0]), confidence=0.987654321,
+        matrix=np.eye(2, 3), crop=np.zeros((4, 4, 3), np.uint8))
+
+
+def test_rows_round_once_and_presence_follows_the_threshold():
+    below, at = OCCURRENCE_THRESHOLD - 1e-6, OCCURRENCE_THRESHOLD
+    frame = FrameResult(4, 0.123456789, [_face(3, [below, at])])
+    (row,) = result_rows(frame, (6, 12))
+    assert row["frame"] == 5 and row["face_id"] == 3 and row["success"] == 1
+    assert row["timestamp"] == 0.1235 and row["confidence"] == 0.9877 and row["AU06_x"] == 10.1235
+    assert (row["AU06_c"], row["AU12_c"]) == (0, 1)
+    assert row["AU06_r"] == round(below, 4)
+    assert np.isnan(row["AU12_x"])  # an empty map has no location
+
+
+def test_images_and_videos_share_one_writer_and_the_frame_agrees():
+    results = [FrameResult(0, 0.0, [_face(0, [2.5, 0.5]), _face(1, [0.0, 4.0], seed=1)]),
+               FrameResult(1, 0.04, [])]
+    buffer = io.StringIO()
+    with ResultWriter(buffer, (6, 12)) as writer:
+        for result in results:
+            writer.write(result)
+    text = buffer.getvalue()
+    table = pd.read_csv(io.StringIO(text))
+    assert list(table.columns) == csv_columns((6, 12))
+    assert table["success"].tolist() == [1, 1, 0] and table["face_id"].tolist() == [0, 1, -1]
+    assert table.loc[2, ["confidence", "AU06_r", "x_0"]].isna().all()  # no face: empty cells, not zeros
+    frame = results_frame(results, (6, 12))
+    pd.testing.assert_frame_equal(frame, table, check_dtype=False)
+
+    image = FrameResult(0, 0.0, [_face(0, [1.0, 2.0])], path=Path("a/b.jpg"))
+    (row,) = result_rows(image, (6, 12), file_column=True)
+    assert row["file"] == "a/b.jpg" and list(row)[0] == "file"
