@@ -125,6 +125,18 @@ def processed(estimator, clip, tmp_path_factory):
     return summary, out
 
 
+def test_python_api_gives_the_csv_as_a_data_frame(estimator, processed, clip):
+    _, out = processed
+    table = estimator.predict_video(clip)
+    pd.testing.assert_frame_equal(table, pd.read_csv(out / "clip.csv"), check_dtype=False)
+    live = list(estimator.stream(str(clip)))  # the iterator form, as for a webcam
+    assert [r.index for r in live] == list(range(len(SCRIPT)))
+    assert all(r.image is not None for r in live)
+    first = next(r for r in live if r.faces)
+    np.testing.assert_allclose(first.faces[0].intensities,
+                               table.loc[table["frame"] == first.index + 1, AU_COLUMNS].to_numpy()[0], atol=1e-4)
+
+
 def test_csv_has_one_row_per_frame(processed):
     summary, out = processed
     df = pd.read_csv(out / "clip.csv")

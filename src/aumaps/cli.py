@@ -441,16 +441,22 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _add_evaluate(sub) -> None:
-    p = sub.add_parser("evaluate", help="ICC, MAE, F1 and localisation error of a model on a cache split")
-    p.add_argument("--weights", required=True)
+def _add_model_over_data(p) -> None:
+    """The options of a command that runs a checkpoint over a crop cache's split."""
+    p.add_argument("--weights", required=True, help="a registered name (default, official) or a checkpoint")
     p.add_argument("--data", required=True, help="crop cache folder (aumaps prepare)")
-    p.add_argument("--split", default="test", help="train, val, test or all (default: %(default)s)")
+    p.add_argument("--split", default="test",
+                   help="train, val, test, all, or COLUMN=VALUE such as fold=1 (default: %(default)s)")
     p.add_argument("--out", required=True, help="report folder")
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
                    help="network precision; auto: bfloat16 where this machine computes it natively, "
                    "else float32 (default: %(default)s)")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="ICC, MAE, F1 and localisation error of a model on a cache split")
+    _add_model_over_data(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -467,16 +473,9 @@ def cmd_evaluate(args) -> int:
 
 def _add_robustness(sub) -> None:
     p = sub.add_parser("robustness", help="the paper's misalignment study: metrics vs landmark noise")
-    p.add_argument("--weights", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--split", default="test")
+    _add_model_over_data(p)
     p.add_argument("--noise", type=float, nargs="+", default=[0, 2.5, 5, 7.5, 10],
                    help="landmark noise levels, %% of inter-ocular distance")
-    p.add_argument("--out", required=True)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
-                   help="network precision; auto: bfloat16 where this machine computes it natively, "
-                   "else float32 (default: %(default)s)")
     p.set_defaults(func=cmd_robustness)
 
 
