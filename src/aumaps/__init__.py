@@ -2,7 +2,7 @@
 
 The main entry points are imported lazily (``import aumaps`` stays cheap)::
 
-    from aumaps import AUEstimator, AUHeatmapCodec, AUHourglass, load_checkpoint
+    from aumaps import AUEstimator, AUHeatmapCodec, AUHourglass, load_checkpoint, list_pretrained
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "AUEstimator": "aumaps.predict",
-    "FaceResult": "aumaps.predict",
+    "FaceResult": "aumaps.results",
+    "FrameResult": "aumaps.results",
+    "list_pretrained": "aumaps.pretrained",
     "AUHeatmapCodec": "aumaps.codec",
     "AUHourglass": "aumaps.model",
     "load_checkpoint": "aumaps.weights",
