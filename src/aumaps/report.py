@@ -211,16 +211,14 @@ class PeakFrames:
 
     def _region(self, image: np.ndarray, face: FaceResult) -> tuple[FaceResult, np.ndarray]:
         """A copy of the image around ``face`` and the face moved into its coordinates."""
+        from .visualise import face_in_view
+
         centre = (face.box[:2] + face.box[2:]) / 2
         half = self.margin * float(np.max(face.box[2:] - face.box[:2])) / 2
         h, w = image.shape[:2]
         x0, y0 = np.clip(np.floor(centre - half).astype(int), 0, [w - 1, h - 1])
         x1, y1 = np.clip(np.ceil(centre + half).astype(int), [x0 + 1, y0 + 1], [w, h])
-        shift = np.array([x0, y0], float)
-        matrix = face.matrix.copy()
-        matrix[:, 2] += matrix[:, :2] @ shift
-        moved = replace(face, matrix=matrix, box=face.box - np.tile(shift, 2), peaks=face.peaks - shift,
-                        argmax=face.argmax - shift, landmarks=face.landmarks - shift, crop=np.empty(0))
+        moved = replace(face_in_view(face, 1.0, (x0, y0)), crop=np.empty(0))
         return moved, image[y0:y1, x0:x1].copy()
 
     def peaks(self) -> list[Peak]:

@@ -7,6 +7,7 @@ warping only the region of the image the crop covers (cheap on large photos and 
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import cv2
@@ -15,7 +16,8 @@ import numpy as np
 from . import align
 from .aus import CATALOGUE, MAX_INTENSITY, get_au
 
-__all__ = ["au_colour", "maps_on_image", "draw_faces", "draw_legend", "overlay", "figure_maps"]
+__all__ = ["au_colour", "maps_on_image", "draw_faces", "draw_legend", "legend_panel", "overlay", "figure_maps",
+           "face_in_view"]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -142,42 +144,82 @@ def draw_legend(
     return panel
 
 
+def legend_panel(faces: Sequence, aus: Sequence[int], height: int, width: int | None = None) -> np.ndarray:
+    """The intensity bars of every face, side by side in a grid (RGB uint8, ``height`` high and
+    ``width`` wide, default one legend's width); "no face" bars when ``faces`` is empty."""
+    width = width or draw_legend(aus, None, height).shape[1]
+    panel = np.full((height, width, 3), 32, np.uint8)
+    legends = [draw_legend(f.aus, f.intensities, height, title=f"face {f.face_id}") for f in faces]
+    legends = legends or [draw_legend(aus, None, height, title="no face")]
+    cols = math.ceil(math.sqrt(len(legends)))
+    cell_w, cell_h = width // cols, height // math.ceil(len(legends) / cols)
+    for i, legend in enumerate(legends):
+        scale = min(cell_w / legend.shape[1], cell_h / legend.shape[0], 1.0)
+        size = (max(int(legend.shape[1] * scale), 1), max(int(legend.shape[0] * scale), 1))
+        small = cv2.resize(legend, size, interpolation=cv2.INTER_AREA) if scale < 1 else legend
+        row, col = divmod(i, cols)
+        panel[row * cell_h : row * cell_h + size[1], col * cell_w : col * cell_w + size[0]] = small
+    return panel
+
+
 def overlay(image: np.ndarray, faces: Sequence, face_index: int | None = None,
-            min_side: int = 480, max_side: int = 1600) -> np.ndarray:
-    """The picture ``aumaps predict --maps`` writes: image with maps, plus a legend panel.
+            min_side: int = 480, max_side: int = 1600, zoom: bool = False) -> np.ndarray:
+    """The picture ``aumaps predict --maps`` writes: the image with every face's AU maps, and
+    the intensity bars of every face beside it.
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB original image.
-        faces: the image's :class:`~aumaps.predict.FaceResult` objects.
-        face_index: draw and describe only this face (the legend lists its intensities);
-            ``None`` draws all faces with the legend of the first.
+        faces: the image's :class:`~aumaps.results.FaceResult` objects.
+        face_index: draw and describe only this face; ``None``: every face (a group photo
+            gives one picture with all of them).
         min_side, max_side: the image is rescaled so its long side lies in this range.
+        zoom: show only the region around the faces (small faces in large photos).
     """
     chosen = [f for f in faces if face_index is None or f.face_id == face_index]
+    if zoom and chosen:
+        image, chosen = _around_faces(image, chosen)
     long_side = max(image.shape[:2])
     s = min(max(1.0, min_side / long_side), max_side / long_side)
     if s != 1.0:
         image = cv2.resize(image, None, fx=s, fy=s, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
-        chosen = [_scaled(f, s) for f in chosen]
+        chosen = [face_in_view(f, s) for f in chosen]
     canvas = draw_faces(image, chosen)
     if not chosen:
         return canvas
-    face = chosen[0]
-    legend = draw_legend(face.aus, face.intensities, canvas.shape[0], title=f"face {face.face_id}: AU intensity (0-5)")
-    if legend.shape[0] > canvas.shape[0]:
-        pad = np.zeros((legend.shape[0] - canvas.shape[0],) + canvas.shape[1:], np.uint8)
-        canvas = np.concatenate([canvas, pad])
+    aus = chosen[0].aus
+    width = draw_legend(aus, None, canvas.shape[0]).shape[1] * (1 if len(chosen) == 1 else 2)
+    legend = legend_panel(chosen, aus, canvas.shape[0], width)
     return np.concatenate([canvas, legend], axis=1)
 
 
-def _scaled(face, s: float):
-    """A shallow copy of a FaceResult for the image scaled by ``s``."""
+def _around_faces(image: np.ndarray, faces: Sequence, margin: float = 0.6):
+    """The part of ``image`` around ``faces`` (their boxes grown by ``margin`` box sides) and
+    the faces moved into it."""
+    boxes = np.array([f.box for f in faces])
+    side = float(np.max(boxes[:, 2:] - boxes[:, :2]))
+    h, w = image.shape[:2]
+    x0, y0 = np.clip(np.floor(boxes[:, :2].min(axis=0) - margin * side).astype(int), 0, [w - 1, h - 1])
+    x1, y1 = np.clip(np.ceil(boxes[:, 2:].max(axis=0) + margin * side).astype(int), [x0 + 1, y0 + 1], [w, h])
+    return np.ascontiguousarray(image[y0:y1, x0:x1]), [face_in_view(f, 1.0, (x0, y0)) for f in faces]
+
+
+def face_in_view(face, scale: float | tuple[float, float] = 1.0, origin: tuple[float, float] = (0.0, 0.0)):
+    """A copy of a :class:`~aumaps.results.FaceResult` in the coordinates of a view of its
+    image: the image resized by ``scale`` (one factor, or ``(sx, sy)``), then cut at ``origin``
+    (the view's top-left corner, in resized pixels). Points, box and registration follow."""
     from dataclasses import replace
 
-    m = face.matrix.copy()
-    m[:, :2] /= s
-    return replace(face, matrix=m, box=face.box * s, peaks=face.peaks * s, argmax=face.argmax * s,
-                   landmarks=face.landmarks * s)
+    s = np.broadcast_to(np.asarray(scale, dtype=np.float64), (2,))
+    o = np.asarray(origin, dtype=np.float64)
+    view_to_image = np.array([[1 / s[0], 0, o[0] / s[0]], [0, 1 / s[1], o[1] / s[1]], [0, 0, 1]])
+    matrix = (np.vstack([face.matrix, [0, 0, 1]]) @ view_to_image)[:2]
+
+    def points(p: np.ndarray) -> np.ndarray:
+        return np.asarray(p, dtype=np.float64) * s - o
+
+    box = np.concatenate([points(face.box[:2]), points(face.box[2:])])
+    return replace(face, matrix=matrix, box=box, peaks=points(face.peaks), argmax=points(face.argmax),
+                   landmarks=points(face.landmarks))
 
 
 def figure_maps(face, title: str | None = None):

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -57,25 +55,13 @@ class OverlayWriter:
 
     def _panel(self, faces: Sequence[FaceResult], height: int) -> np.ndarray:
         """The intensity bars of each face (a grid of legends when there are several)."""
-        from ..visualise import draw_legend
+        from ..visualise import legend_panel
 
-        width = self._panel_width
-        panel = np.full((height, width, 3), 32, np.uint8)
-        legends = [draw_legend(f.aus, f.intensities, height, title=f"face {f.face_id}") for f in faces]
-        legends = legends or [draw_legend(self.aus, None, height, title="no face")]
-        cols = math.ceil(math.sqrt(len(legends)))
-        cell_w, cell_h = width // cols, height // math.ceil(len(legends) / cols)
-        for i, legend in enumerate(legends):
-            scale = min(cell_w / legend.shape[1], cell_h / legend.shape[0], 1.0)
-            size = (max(int(legend.shape[1] * scale), 1), max(int(legend.shape[0] * scale), 1))
-            small = cv2.resize(legend, size, interpolation=cv2.INTER_AREA) if scale < 1 else legend
-            row, col = divmod(i, cols)
-            panel[row * cell_h : row * cell_h + size[1], col * cell_w : col * cell_w + size[0]] = small
-        return panel
+        return legend_panel(faces, self.aus, height, self._panel_width)
 
     def write(self, result: FrameResult) -> None:
         """Add the frame of ``result``."""
-        from ..visualise import draw_faces
+        from ..visualise import draw_faces, face_in_view
 
         if result.image is None:
             if self._size is None:
@@ -89,7 +75,7 @@ class OverlayWriter:
         if image.shape[:2] != self._size:  # image sequences may change size
             scale = (self._size[1] / image.shape[1], self._size[0] / image.shape[0])
             image = cv2.resize(image, self._size[::-1], interpolation=cv2.INTER_AREA)
-            faces = [_rescaled(f, scale) for f in faces]
+            faces = [face_in_view(f, scale) for f in faces]
         while self._waiting:
             self._waiting -= 1
             self._put(np.full((*self._size, 3), 16, np.uint8), [], "frame could not be decoded")
@@ -108,12 +94,3 @@ class OverlayWriter:
             log.warning("%s: no frame could be decoded, no overlay written", self.path)
         if self._writer is not None:
             self._writer.release()
-
-
-def _rescaled(face: FaceResult, scale: tuple[float, float]) -> FaceResult:
-    """``face`` for its image resized by ``scale`` (sx, sy)."""
-    s = np.array(scale)
-    to_old = np.diag([1 / s[0], 1 / s[1], 1.0])
-    matrix = np.vstack([face.matrix, [0, 0, 1]]) @ to_old
-    return replace(face, matrix=matrix[:2], box=face.box * np.tile(s, 2), peaks=face.peaks * s,
-                   argmax=face.argmax * s, landmarks=face.landmarks * s)
