@@ -149,10 +149,11 @@ def legend_panel(faces: Sequence, aus: Sequence[int], height: int, width: int | 
     ``width`` wide, default one legend's width); "no face" bars when ``faces`` is empty."""
     width = width or draw_legend(aus, None, height).shape[1]
     panel = np.full((height, width, 3), 32, np.uint8)
-    legends = [draw_legend(f.aus, f.intensities, height, title=f"face {f.face_id}") for f in faces]
-    legends = legends or [draw_legend(aus, None, height, title="no face")]
-    cols = math.ceil(math.sqrt(len(legends)))
-    cell_w, cell_h = width // cols, height // math.ceil(len(legends) / cols)
+    count = max(len(faces), 1)
+    cols = math.ceil(math.sqrt(count))
+    cell_w, cell_h = width // cols, height // math.ceil(count / cols)
+    legends = [draw_legend(f.aus, f.intensities, cell_h, title=f"face {f.face_id}") for f in faces]
+    legends = legends or [draw_legend(aus, None, cell_h, title="no face")]
     for i, legend in enumerate(legends):
         scale = min(cell_w / legend.shape[1], cell_h / legend.shape[0], 1.0)
         size = (max(int(legend.shape[1] * scale), 1), max(int(legend.shape[0] * scale), 1))
