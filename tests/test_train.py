@@ -160,3 +160,28 @@ def test_schedules():
     assert [round(cosine(e), 4) for e in range(5)] == [0.5, 1.0, 0.8536, 0.5, 0.1464]
     with pytest.raises(ValueError, match="step or cosine"):
         _schedule({"name": "linear"}, 3)
+
+
+def test_weight_average_is_saved_and_resumes_bit_identically(tiny_cache, tmp_path):
+    def cfg(out, epochs):
+        c = _cfg(tiny_cache, out, epochs=epochs, milestones=())
+        c["train"]["ema"] = 0.9
+        return c
+
+    full = train(cfg(tmp_path / "full", 2), progress=False)
+    part = tmp_path / "part"
+    train(cfg(part, 2), progress=False, max_epochs=1)
+    train(cfg(part, 2), resume=True, progress=False)
+    a = torch.load(full / "train_state.pt", weights_only=True)
+    b = torch.load(part / "train_state.pt", weights_only=True)
+    for key in a["ema"]:
+        assert torch.equal(a["ema"][key], b["ema"][key]), key
+    saved = load_checkpoint(full / "model.pt").model.state_dict()
+    raw = a["model"]
+    averaged = {k.removeprefix("module."): v for k, v in a["ema"].items() if k != "n_averaged"}
+    weight = "conv1.weight"
+    assert torch.equal(saved[weight], averaged[weight]) and not torch.equal(saved[weight], raw[weight])
+    with pytest.raises(ValueError, match="train.ema"):
+        c = cfg(tmp_path / "bad", 1)
+        c["train"]["ema"] = 1.5
+        train(c, progress=False)
