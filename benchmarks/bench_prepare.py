@@ -36,20 +36,20 @@ import pandas as pd
 from aumaps.data.cache import CropCache, build_cache
 from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence
 from aumaps.hardware import describe_machine
-from aumaps.landmarks import DlibFaceDetector, Face, FaceLandmarker
+from aumaps.landmarks import DlibFaceDetector, FaceLandmarker
 
 
-class _Counting(FaceLandmarker):
-    """The cache builder's default landmarker (no small-face search: it keeps the largest
-    face), counting detector runs."""
+class _Counting(DlibFaceDetector):
+    """The cache builder's default detector (no small-face search: it keeps the largest
+    face), counting its runs."""
 
     def __init__(self) -> None:
-        super().__init__(detector=DlibFaceDetector(small_faces=False))
+        super().__init__(small_faces=False)
         self.detections = 0
 
-    def __call__(self, image: np.ndarray) -> list[Face]:
+    def detect(self, image: np.ndarray, small_faces: bool | None = None):
         self.detections += 1
-        return super().__call__(image)
+        return super().detect(image, small_faces)
 
 
 def _write_clip(folder: Path, frames: int, size: int) -> Path:
@@ -71,7 +71,7 @@ def _write_clip(folder: Path, frames: int, size: int) -> Path:
     return folder / "manifest.csv"
 
 
-def _build(manifest: Path, out: Path, redetect_every: int, landmarker: _Counting) -> float:
+def _build(manifest: Path, out: Path, redetect_every: int, landmarker: FaceLandmarker) -> float:
     """Seconds to build the cache into ``out`` (rebuilt from scratch)."""
     start = time.perf_counter()
     build_cache(manifest, out, (12,), landmarker=landmarker, progress=False, resume=False,
@@ -93,12 +93,13 @@ def main() -> None:
         rows = []
         caches = {}
         for name, every in (("detect every frame", 1), (f"tracking (detect >= every {args.redetect})", args.redetect)):
-            landmarker = _Counting()
+            detector = _Counting()
+            landmarker = FaceLandmarker(detector=detector)
             landmarker(np.zeros((64, 64, 3), np.uint8))  # load the models before timing
             seconds = min(_build(manifest, folder / f"cache{every}", every, landmarker) for _ in range(args.repeat))
             cache = CropCache(folder / f"cache{every}")
             caches[every] = cache
-            rows.append((name, args.frames / seconds, (landmarker.detections - 1) // args.repeat,
+            rows.append((name, args.frames / seconds, (detector.detections - 1) // args.repeat,
                          int(cache.valid.sum())))
         error = np.linalg.norm(caches[args.redetect].landmarks - caches[1].landmarks, axis=-1)
         print(f"clip: {args.frames} frames, {args.size}x{args.size}, synthetic face, MJPG; workers=1")
