@@ -25,6 +25,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
+    "decode_image",
     "list_images",
     "read_image",
     "to_rgb_uint8",
@@ -89,10 +90,29 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageReadError(path, error.strerror or str(error)) from None
     if not data:
         raise ImageReadError(path, "the file is empty")
+    return decode_image(data, path)
 
+
+def decode_image(data: bytes, name: PathLike = "<bytes>") -> np.ndarray:
+    """Decode an image file's contents (uploads, archive members) exactly as :func:`read_image`
+    reads a file: OpenCV first, Pillow for what OpenCV cannot decode; the type is decided by the
+    content, never by a name.
+
+    Args:
+        data: the encoded image.
+        name: how error messages refer to it.
+
+    Returns:
+        ``H×W×3`` C-contiguous ``uint8`` array, RGB.
+
+    Raises:
+        ImageReadError: empty, not an image OpenCV or Pillow reads, truncated or corrupt.
+    """
+    if not data:
+        raise ImageReadError(Path(name), "the file is empty")
     image = _decode_with_opencv(data)
     if image is None:
-        image = _decode_with_pillow(data, path)
+        image = _decode_with_pillow(data, Path(name))
     return image
 
 

@@ -15,6 +15,10 @@ from .sources import VideoOpenError
 
 __all__ = ["OverlayWriter"]
 
+#: The codec of each overlay suffix: MJPG for ``.avi``, VP8 for ``.webm`` (what browsers
+#: play), MPEG-4 Part 2 (``mp4v``) otherwise.
+_FOURCC = {".avi": "MJPG", ".webm": "VP80"}
+
 log = logging.getLogger(__name__)
 
 
@@ -24,7 +28,7 @@ class OverlayWriter:
 
     Every input frame gives one output frame (an undecodable frame a dark one), so the
     overlay has the input's frame count. The codec follows the suffix: MJPG for ``.avi``,
-    MPEG-4 Part 2 (``mp4v``) otherwise.
+    VP8 for ``.webm`` (plays in browsers), MPEG-4 Part 2 (``mp4v``) otherwise.
 
     Raises:
         VideoOpenError: OpenCV cannot create the file.
@@ -45,7 +49,7 @@ class OverlayWriter:
 
         self._size = (height, width)
         self._panel_width = draw_legend(self.aus, None, height).shape[1]
-        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
+        fourcc = _FOURCC.get(self.path.suffix.lower(), "mp4v")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._writer = cv2.VideoWriter(
             str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps, (width + self._panel_width, height)

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from ...images import ImageReadError, read_image
+from ...images import ImageReadError, decode_image, read_image
 
 __all__ = ["InvalidRow", "RowImages", "frame_ref"]
 
@@ -67,10 +67,10 @@ class RowImages:
             data = self._archives[archive].read(name)
         except (OSError, KeyError, zipfile.BadZipFile) as error:
             return InvalidRow("unreadable", f"cannot read '{name}' from '{archive}': {error}")
-        bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            return InvalidRow("unreadable", f"'{name}' in '{archive}' is not a decodable image")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        try:
+            return decode_image(data, f"{archive}#{name}")
+        except ImageReadError as error:
+            return InvalidRow("unreadable", f"'{name}' in '{archive}' is not a decodable image ({error.reason})")
 
     @staticmethod
     def video_frames(path: str, images: list[str]) -> Iterator[np.ndarray | InvalidRow]:
