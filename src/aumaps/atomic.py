@@ -10,7 +10,7 @@ names are unique per process, so parallel jobs writing the same file do not coll
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,12 +22,12 @@ __all__ = ["atomic_path", "atomic_write", "write_text"]
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """A temporary path beside ``path`` to write to; it replaces ``path`` when the block ends
-    without an error, and is removed otherwise. Parent folders are created."""
+    without an error, and is removed otherwise. Parent folders are created. The temporary
+    file is not created here, so whatever writes it gives it the usual permissions (0666 less
+    the umask), which the final file keeps."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    os.close(fd)
-    temporary = Path(name)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
     try:
         yield temporary
         os.replace(temporary, path)

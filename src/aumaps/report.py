@@ -9,7 +9,10 @@
 * :class:`PeakFrames` follows a stream of frame results and keeps, per AU, the frame and
   face where it was strongest, drawn as a thumbnail with that AU's heatmap;
 * :func:`write_report` puts all of it in one self-contained HTML page (images embedded as
-  base64 PNG), readable offline and in any browser.
+  base64 PNG), readable offline and in any browser;
+* :func:`write_study_page` is the page of a whole study (:mod:`aumaps.study`): one row per
+  video with a sparkline per AU (inline SVG, :func:`sparkline_svg`) and a link to the
+  video's report.
 
 Statistics are over the frames where the face was found (``success = 1``).
 """
@@ -20,9 +23,11 @@ import base64
 import html
 import io
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -35,7 +40,18 @@ if TYPE_CHECKING:
 
     from .results import FaceResult, FrameResult
 
-__all__ = ["Peak", "PeakFrames", "au_statistics", "load_series", "plot_series", "write_report"]
+__all__ = [
+    "Peak",
+    "PeakFrames",
+    "StudyVideo",
+    "au_statistics",
+    "load_series",
+    "plot_series",
+    "runs",
+    "sparkline_svg",
+    "write_report",
+    "write_study_page",
+]
 
 #: Intensity from which an AU counts as active (FACS level A).
 ACTIVE = 1.0
@@ -124,7 +140,7 @@ def plot_series(
     step = float(np.median(np.diff(frames.to_numpy()))) if len(frames) > 1 else 1.0
     for ax, au in zip(axes[:, 0], aus, strict=True):
         colour = np.array(au_colour(au)) / 255
-        for start, stop in _runs(no_face.to_numpy()):
+        for start, stop in runs(no_face.to_numpy()):
             ax.axvspan(frames.iloc[start], frames.iloc[stop - 1] + step, color="0.85", lw=0)
         for k, face_id in enumerate(faces):
             face = table[(table["face_id"] == face_id) & (table["success"] == 1)].set_index("frame")
@@ -149,8 +165,10 @@ def plot_series(
     return out
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """``[start, stop)`` index ranges where ``mask`` is true."""
+def runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` index ranges where the ``(T,)`` bool ``mask`` is true: the shaded
+    stretches without a face in the plot, the activation episodes of a summary
+    (:func:`aumaps.study.summarize`)."""
     edges = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True))
 
@@ -367,3 +385,114 @@ def write_report(
     path = out / "index.html"
     path.write_text("\n".join(parts), encoding="utf-8")
     return path
+
+
+# -- the study page ----------------------------------------------------------------------
+
+
+@dataclass
+class StudyVideo:
+    """One row of the study page.
+
+    Attributes:
+        name: the video (its path within the study).
+        frames: frames in its CSV.
+        frames_with_face: frames with at least one face.
+        tracks: face tracks.
+        series: AU → ``(T,)`` intensity over the video's frames of its main face (the
+            track seen in most frames), NaN where that face is absent.
+        csv: link to its CSV, relative to the page.
+        report: link to its report, relative to the page (None: no report).
+    """
+
+    name: str
+    frames: int
+    frames_with_face: int
+    tracks: int
+    series: Mapping[int, np.ndarray]
+    csv: str
+    report: str | None = None
+
+
+def sparkline_svg(values: np.ndarray, colour: tuple[int, int, int], width: int = 120, height: int = 24,
+                  points: int = 120) -> str:
+    """An inline SVG line of ``(T,)`` intensities on the 0–5 scale; longer series are cut
+    into ``points`` bins, each drawn at its maximum (so that short activations stay
+    visible); NaN (no face) leaves a gap. A dashed line marks intensity 1 (active)."""
+    values = np.asarray(values, dtype=float)
+    if len(values) > points:
+        edges = np.linspace(0, len(values), points + 1).astype(int)
+        chunks = [values[a:b] for a, b in pairwise(edges)]
+        values = np.array([np.nanmax(c) if np.isfinite(c).any() else np.nan for c in chunks])
+    n = len(values)
+    x = np.linspace(1, width - 1, n) if n > 1 else np.array([width / 2])
+    y = height - 1 - np.clip(values, 0, MAX_INTENSITY) / MAX_INTENSITY * (height - 2)
+    stroke = "rgb({},{},{})".format(*(int(c) for c in colour))
+    lines = []
+    for start, stop in runs(np.isfinite(values)):
+        pts = " ".join(f"{x[i]:.1f},{y[i]:.1f}" for i in range(start, stop))
+        if stop - start == 1:
+            lines.append(f'<circle cx="{x[start]:.1f}" cy="{y[start]:.1f}" r="1.2" fill="{stroke}"/>')
+        else:
+            lines.append(f'<polyline points="{pts}" fill="none" stroke="{stroke}" stroke-width="1.2"/>')
+    active = height - 1 - (height - 2) / MAX_INTENSITY
+    finite = values[np.isfinite(values)]
+    label = f"mean {finite.mean():.2f}, max {finite.max():.2f}" if finite.size else "no face"
+    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+            f'aria-label="{label}"><title>{label}</title>'
+            f'<line x1="0" x2="{width}" y1="{active:.1f}" y2="{active:.1f}" stroke="#ccc" stroke-dasharray="2,2"/>'
+            + "".join(lines) + "</svg>")
+
+
+def write_study_page(
+    path: str | os.PathLike[str],
+    videos: Sequence[StudyVideo],
+    aus: Sequence[int],
+    title: str = "",
+    facts: Mapping[str, str] | None = None,
+    failures: Mapping[str, str] | None = None,
+) -> Path:
+    """Write the study page: one row per video (its name linking to its report when there
+    is one), frames, share with a face, tracks, a sparkline per AU and a link to the CSV;
+    then the items that failed, with why. Written atomically; returns ``path``."""
+    from . import __version__
+    from .atomic import write_text
+    from .visualise import au_colour
+
+    head = ["video", "frames", "with a face", "tracks"]
+    cells = "".join(f'<th class="name">{h}</th>' if h == "video" else f"<th>{h}</th>" for h in head)
+    for au in aus:
+        r, g, b = au_colour(au)
+        cells += (f'<th title="{html.escape(get_au(au).name)}"><span class="swatch" style="background: '
+                  f'rgb({r},{g},{b})"></span>AU{au:02d}</th>')
+    body = []
+    for video in videos:
+        name = html.escape(video.name)
+        link = f'<a href="{html.escape(video.report)}">{name}</a>' if video.report else name
+        share = 100.0 * video.frames_with_face / max(video.frames, 1)
+        row = [f'<td class="name">{link}</td>', f"<td>{video.frames}</td>", f"<td>{share:.0f} %</td>",
+               f"<td>{video.tracks}</td>"]
+        row += [f"<td>{sparkline_svg(video.series[au], au_colour(au))}</td>" if au in video.series else "<td>–</td>"
+                for au in aus]
+        row.append(f'<td><a href="{html.escape(video.csv)}">CSV</a></td>')
+        body.append("<tr>" + "".join(row) + "</tr>")
+    shown = {"videos": str(len(videos)), **(facts or {})}
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        (f"<title>aumaps study: {html.escape(title)}</title><style>{_CSS}"
+         "td svg.spark { display: block; } td, th { vertical-align: middle; }</style></head><body>"),
+        f"<h1>Action Units across a study</h1><p><strong>{html.escape(title)}</strong></p>",
+        '<p class="facts">' + " ".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
+                                      for k, v in shown.items()) + "</p>",
+        f'<table id="study"><thead><tr>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody></table>',
+        (f"<p>Each line: the intensity (0–5) of the video's main face (the track seen in most frames) over the "
+         f"video's length; dashed: intensity {ACTIVE:g} (active); gaps: frames without that face. Longer videos "
+         "are drawn at each stretch's maximum.</p>"),
+    ]
+    if failures:
+        parts.append("<h2>Failed</h2><ul>" + "".join(
+            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in failures.items()) + "</ul>")
+    parts.append(f"<footer>aumaps {__version__}</footer></body></html>")
+    return write_text(path, "\n".join(parts))

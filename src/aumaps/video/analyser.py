@@ -289,6 +289,7 @@ def process_video(
     smoother: IntensitySmoother | None = None,
     redetect_every: int = 30,
     progress: bool = True,
+    on_result: Callable[[FrameResult], None] | None = None,
 ) -> VideoSummary:
     """Analyse every frame of ``source`` and write the outputs asked for.
 
@@ -302,6 +303,8 @@ def process_video(
         smoother: optional temporal smoothing of the intensities.
         redetect_every: run the face detector at least every this many frames.
         progress: show a progress bar with the frame rate.
+        on_result: called with every frame's final result, in frame order, once its rows
+            are written (progress of a larger job, the AU maps for a per-person baseline...).
 
     Ctrl-C (SIGINT, when called from the main thread) stops decoding: frames already decoded
     are analysed and written, the overlay, plot and report cover them, and the summary says
@@ -333,6 +336,8 @@ def process_video(
                         overlay_writer.write(result)
                     if peaks is not None:
                         peaks.update(result)
+                if on_result is not None:
+                    on_result(result)
                 summary.frames += 1
                 summary.frames_with_face += bool(result.faces)
                 summary.unreadable += result.image is None

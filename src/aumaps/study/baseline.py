@@ -1,0 +1,213 @@
+"""Per-person baselines: each face track's neutral, estimated from the video itself.
+
+People differ at rest: one face reads AU6 1.0 when neutral, the next 0.2, which blurs every
+comparison between people. OpenFace's video mode corrects each person against their own
+neutral; aumaps offers two ways to estimate it, both per face track (``face_id``) of a video
+and both assuming the person is at rest in at least ``percentile`` % of the track's frames:
+
+``scalar``
+    per AU, the ``percentile``-th percentile ``b`` of the track's intensities; the corrected
+    intensity is ``clip(I_t - b, 0, 5)``. A shift of each AU's series: it cannot change
+    which frames of a video rank higher.
+``map``
+    per AU and map pixel (in the registered crop, so the same point of the face in every
+    frame), the ``percentile``-th percentile ``N(x)`` of the track's AU maps (at most
+    :data:`MAX_NEUTRAL_FRAMES` frames, evenly spread), floored at 0; the corrected intensity
+    is the peak of what the frame shows beyond that neutral, ``clip(max_x (M_t(x) - N(x)),
+    0, 5)``. Needs every frame's maps (kept, as float16, in a temporary file during the
+    video), and can change rankings within a video.
+
+The default, :data:`DEFAULT_FORM`, is the form that measured better on synthetic videos with
+known per-person offsets (``benchmarks/bench_baseline.py``; ``docs/study.md`` has the
+figures). Corrected intensities go into the CSV beside the raw ones, as ``AUxx_r_corr``
+columns after the schema's (:func:`correct_csv`); the raw columns stay as they are.
+
+Shapes: T frames of one track, A AUs, H×W maps.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from ..aus import MAX_INTENSITY, column_name
+from ..results import DECIMALS, FaceResult
+
+__all__ = [
+    "BASELINE_FORMS",
+    "DEFAULT_FORM",
+    "DEFAULT_PERCENTILE",
+    "MapStore",
+    "correct_csv",
+    "corrected_column",
+    "neutral_map",
+    "scalar_neutral",
+    "subtract_map",
+    "subtract_scalar",
+]
+
+#: The ways of estimating a neutral (see the module docstring).
+BASELINE_FORMS = ("scalar", "map")
+#: The form ``--baseline`` uses when none is named: the better one in ``bench_baseline.py``.
+DEFAULT_FORM = "scalar"
+#: The low percentile of a track's values taken as its neutral.
+DEFAULT_PERCENTILE = 5.0
+#: The map form estimates each track's neutral map from at most this many frames.
+MAX_NEUTRAL_FRAMES = 1000
+
+
+def corrected_column(au: int) -> str:
+    """The CSV column of an AU's corrected intensity: ``AU06_r_corr``."""
+    return f"{column_name(au)}_corr"
+
+
+def scalar_neutral(intensities: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+    """``(A,)`` each AU's neutral: the ``percentile``-th percentile of the ``(T, A)`` intensities."""
+    return np.percentile(np.asarray(intensities, dtype=np.float64), percentile, axis=0)
+
+
+def subtract_scalar(intensities: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """``(T, A)`` intensities above the ``(A,)`` neutral, clipped to [0, 5]."""
+    return np.clip(np.asarray(intensities, dtype=np.float64) - neutral, 0.0, MAX_INTENSITY)
+
+
+def neutral_map(maps: np.ndarray, percentile: float = DEFAULT_PERCENTILE) -> np.ndarray:
+    """``(A, H, W)`` the neutral maps: per pixel, the ``percentile``-th percentile of the
+    ``(T, A, H, W)`` maps, floored at 0 (so a correction never adds)."""
+    return np.maximum(np.percentile(np.asarray(maps, dtype=np.float32), percentile, axis=0), 0.0)
+
+
+def subtract_map(maps: np.ndarray, neutral: np.ndarray) -> np.ndarray:
+    """``(T, A)`` the peak of each ``(T, A, H, W)`` map above the ``(A, H, W)`` neutral,
+    clipped to [0, 5]."""
+    maps = np.asarray(maps, dtype=np.float32)
+    above = (maps - neutral[None]).reshape(len(maps), maps.shape[1], -1).max(axis=-1)
+    return np.clip(above.astype(np.float64), 0.0, MAX_INTENSITY)
+
+
+class MapStore:
+    """The AU maps of a video's faces, in the order of the CSV's ``success = 1`` rows, kept
+    as float16 in an anonymous temporary file (gone with the process, whatever ends it).
+
+    Args:
+        folder: where the temporary file lives (the output folder: the disk that has room).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by close()
+        self.face_ids: list[int] = []
+        self.shape: tuple[int, ...] | None = None
+
+    def add(self, faces: Sequence[FaceResult]) -> None:
+        """Append the ``(A, H, W)`` maps of ``faces``."""
+        for face in faces:
+            maps = np.asarray(face.heatmaps, dtype=np.float16)
+            if self.shape is None:
+                self.shape = maps.shape
+            elif maps.shape != self.shape:
+                raise ValueError(f"maps of shape {maps.shape} after {self.shape}")
+            self._file.write(np.ascontiguousarray(maps).tobytes())
+            self.face_ids.append(int(face.face_id))
+
+    def __len__(self) -> int:
+        return len(self.face_ids)
+
+    def maps(self, rows: np.ndarray) -> np.ndarray:
+        """``(len(rows), A, H, W)`` float32 maps of the stored faces ``rows``."""
+        self._file.flush()
+        stored = np.memmap(self._file, dtype=np.float16, mode="r", shape=(len(self), *self.shape))
+        return np.asarray(stored[np.asarray(rows)], dtype=np.float32)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _map_correction(store: MapStore, rows: np.ndarray, percentile: float, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(A, H, W)`` neutral of the stored faces ``rows`` (one track) and their
+    ``(len(rows), A)`` corrected intensities."""
+    chosen = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), MAX_NEUTRAL_FRAMES)).round().astype(int))
+    neutral = neutral_map(store.maps(rows[chosen]), percentile)
+    corrected = [subtract_map(store.maps(rows[start: start + block]), neutral) for start in range(0, len(rows), block)]
+    return neutral, np.concatenate(corrected)
+
+
+def correct_csv(
+    csv_in: str | os.PathLike[str],
+    csv_out: str | os.PathLike[str],
+    aus: Sequence[int],
+    form: str = DEFAULT_FORM,
+    percentile: float = DEFAULT_PERCENTILE,
+    maps: MapStore | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Copy a video's CSV adding one ``AUxx_r_corr`` column per AU after the schema's, the
+    intensity above the face track's neutral (empty where ``success = 0``). The schema's
+    columns are copied byte for byte.
+
+    Args:
+        csv_in, csv_out: the video's CSV, and where to write the copy (may not be the same).
+        aus: the CSV's AUs.
+        form: ``"scalar"`` or ``"map"`` (see the module docstring).
+        percentile: the low percentile taken as the neutral.
+        maps: the ``"map"`` form: the faces' maps in the order of the ``success = 1`` rows.
+
+    Returns:
+        Per face track (its ``face_id`` as a string): ``frames`` (frames with the face) and
+        the neutral: ``{"AU06": b, ...}`` for the scalar form; for the map form the peak of
+        each AU's neutral map (``neutral_peak``) and the frames it was estimated from.
+    """
+    if form not in BASELINE_FORMS:
+        raise ValueError(f"baseline form must be one of {', '.join(BASELINE_FORMS)}, got {form!r}")
+    if form == "map" and maps is None:
+        raise ValueError("the map baseline needs the faces' maps (a MapStore)")
+    if not 0 <= percentile <= 100:
+        raise ValueError(f"the baseline percentile must lie in [0, 100], got {percentile}")
+    with open(csv_in, newline="") as fh:
+        reader = csv.reader(fh)
+        header = next(reader)
+        rows = list(reader)
+    index = {name: k for k, name in enumerate(header)}
+    au_cols = [index[column_name(a)] for a in aus]
+    faces = [r for r, row in enumerate(rows) if row[index["success"]] == "1"]
+    if form == "map" and len(faces) != len(maps):
+        raise ValueError(f"{len(maps)} stored maps for {len(faces)} face rows in {csv_in}")
+    tracks: dict[int, list[int]] = {}
+    for k, r in enumerate(faces):
+        tracks.setdefault(int(rows[r][index["face_id"]]), []).append(k)
+    corrected = np.full((len(faces), len(aus)), np.nan)
+    estimates: dict[str, dict[str, Any]] = {}
+    for face_id, members in sorted(tracks.items()):
+        members = np.asarray(members)
+        entry: dict[str, Any] = {"frames": len(members)}
+        if form == "scalar":
+            values = np.array([[float(rows[faces[k]][c]) for c in au_cols] for k in members])
+            neutral = scalar_neutral(values, percentile)
+            corrected[members] = subtract_scalar(values, neutral)
+            entry |= {f"AU{a:02d}": round(float(b), DECIMALS) for a, b in zip(aus, neutral)}
+        else:
+            neutral, corrected[members] = _map_correction(maps, members, percentile)
+            entry["neutral_frames"] = min(len(members), MAX_NEUTRAL_FRAMES)
+            entry["neutral_peak"] = {f"AU{a:02d}": round(float(n.max()), DECIMALS) for a, n in zip(aus, neutral)}
+        estimates[str(face_id)] = entry
+    extra = [""] * len(aus)
+    by_row = dict(zip(faces, corrected))
+    with open(csv_out, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header + [corrected_column(a) for a in aus])
+        for r, row in enumerate(rows):
+            values = by_row.get(r)
+            writer.writerow(row + (extra if values is None else [round(float(v), DECIMALS) for v in values]))
+    return estimates
