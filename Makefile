@@ -22,7 +22,7 @@ test: install
 demo: install
 	$(BIN)/aumaps predict "$$($(BIN)/python -c 'import matplotlib; print(matplotlib.get_data_path())')/sample_data/grace_hopper.jpg" \
 		--out demo-output/results.csv --maps demo-output/maps
-	@echo "open demo-output/maps/grace_hopper_face0.png"
+	@echo "open demo-output/maps/grace_hopper.png"
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache demo-output

@@ -132,8 +132,8 @@ def test_cli_writes_csv_and_overlays(tiny_weights, astronaut_png, grace_hopper_p
     assert (df.loc[0, "box_x1"] - df.loc[0, "box_x0"]) > 50
     assert df.loc[0, "y_36"] < df.loc[0, "y_57"]
     written = sorted(p.name for p in maps.iterdir())
-    assert written == ["astronaut_face0.png", "grace_hopper_face0.png"]
-    picture = cv2.imread(str(maps / "astronaut_face0.png"))
+    assert written == ["astronaut.png", "grace_hopper.png"]
+    picture = cv2.imread(str(maps / "astronaut.png"))
     assert picture.shape[0] >= 512 and picture.shape[1] > 512  # image plus legend panel
     assert "1 without a face" in capsys.readouterr().out
     assert df["AU06_c"].tolist()[:2] == [int(v >= 1.0) for v in df["AU06_r"].iloc[:2]]

@@ -177,3 +177,10 @@ def test_deployable_net_scales_inputs_once():
     torch.testing.assert_close(got, want)
     with pytest.raises(TypeError, match="uint8"):
         DeployableNet(model)(crops.float())
+
+
+def test_the_command_line_offers_every_engine():
+    from aumaps.cli import ENGINES
+    from aumaps.runtime import BACKENDS
+
+    assert tuple(ENGINES) == BACKENDS

@@ -25,6 +25,9 @@ from pathlib import Path
 #: When the command started (this module is the first of aumaps a command imports), so that
 #: reported speeds count the whole run: imports, model loading, engine building included.
 _STARTED = time.perf_counter()
+#: The inference engines (``aumaps.runtime.BACKENDS``, named here so that building the
+#: parser does not import PyTorch).
+ENGINES = ["auto", "torch", "fast", "onnx", "openvino", "int8"]
 
 __all__ = ["main", "build_parser"]
 
@@ -41,20 +44,23 @@ def _add_predict(sub) -> None:
         "tracking, one CSV per video with a row per frame and face.",
     )
     p.add_argument("paths", nargs="*", help="image files and/or folders (searched recursively), "
-                   "video files, or with --sequence folders of frames")
+                   "video files, or with --sequence folders of frames; a folder holding videos is a study "
+                   "(see --out-dir)")
     p.add_argument("--weights", default="default",
                    help="'default' (bundled demo model), 'official' (BMVC 2018 release, downloaded "
                    "once into the user cache) or a checkpoint file (default: %(default)s)")
     p.add_argument("--out", default="results.csv",
                    help="CSV to write (default: %(default)s); with several videos, or videos and images, "
                    "one CSV per source: OUT's name + _NAME (images: _images)")
-    p.add_argument("--maps", metavar="DIR", help="write one overlay PNG per face into DIR")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--maps", metavar="DIR",
+                   help="write one overlay PNG per image into DIR: every face's AU maps and intensities")
+    p.add_argument("--device", default=None,
+                   help="torch device (default: cpu; a study under torchrun: cuda:LOCAL_RANK where there are GPUs)")
     p.add_argument("--detector", default="dlib", help="face detector (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=None,
                    help="crops per network call (default: what the engine runs fastest with)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--backend", choices=["auto", "torch", "fast", "onnx", "openvino", "int8"], default="auto",
+    p.add_argument("--backend", choices=ENGINES, default="auto",
                    help="network engine: auto (the fastest one that keeps intensities within --max-error of "
                    "float32 on this machine, built once and kept in the user cache), torch (the float32 "
                    "reference), fast (PyTorch, bfloat16 where native), onnx (ONNX Runtime), openvino, int8 "
@@ -71,30 +77,94 @@ def _add_predict(sub) -> None:
     video.add_argument("--overlay", metavar="FILE",
                        help="write the video with the AU maps drawn on each face and intensity bars (.mp4/.avi)")
     video.add_argument("--plot", metavar="FILE", help="write the AU intensity time series as a PNG")
-    video.add_argument("--report", metavar="DIR",
-                       help="write a self-contained HTML report (plot, per-AU statistics, peak frames) into DIR")
+    video.add_argument("--report", metavar="DIR", nargs="?", const="",
+                       help="write a self-contained HTML report (plot, per-AU statistics, peak frames) into DIR; "
+                       "in a study (no DIR): one per video beside its CSV, and the study page OUT_DIR/index.html")
     video.add_argument("--smooth", metavar="SPEC",
                        help="temporal smoothing of the intensities: ema[:ALPHA] (exponential, default "
                        "alpha 0.5) or window[:K] (centred mean over K frames, default 5); default: none")
     video.add_argument("--redetect", type=int, default=30, metavar="N",
                        help="run the face detector at least every N frames, tracking in between "
                        "(default: %(default)s)")
+    study = p.add_argument_group(
+        "studies", "a folder tree of videos (and images) in one command: one CSV per video mirroring the tree "
+        "(the images of a folder: one images.csv), each written under a temporary name and renamed when "
+        "complete; a rerun skips what is complete; a run log OUT_DIR/run.json. See docs/study.md")
+    study.add_argument("--out-dir", metavar="DIR",
+                       help="analyse PATHS as a study into DIR (default for a folder holding videos: --out "
+                       "without its suffix, i.e. results/)")
+    study.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="processes on this machine, the CPU cores divided between them (default: %(default)s)")
+    study.add_argument("--shard", metavar="I/N",
+                       help="analyse only shard I (0-based) of N, e.g. $SLURM_ARRAY_TASK_ID/N; under torchrun each "
+                       "rank takes its own shard by itself")
+    study.add_argument("--baseline", nargs="?", const="default", metavar="FORM",
+                       help="also write per-person corrected intensities (AUxx_r_corr): each face track's neutral "
+                       "estimated from the video, per AU (scalar, the default) or per AU-map pixel (map)")
+    study.add_argument("--baseline-percentile", type=float, default=None, metavar="P",
+                       help="the low percentile of a track taken as its neutral (default: 5)")
     p.set_defaults(func=cmd_predict)
 
 
 def cmd_predict(args) -> int:
+    from .runtime import EngineUnavailable
+    from .study import DEFAULT_FORM, DEFAULT_PERCENTILE, StudyOptions, holds_videos, run_study
+
+    live = args.webcam is not None
+    if args.out_dir is not None or (not args.sequence and not live
+                                    and any(Path(p).is_dir() and holds_videos(p) for p in args.paths)):
+        from .data.prepare import parse_shard
+
+        if live or not args.paths:
+            raise ValueError("a study is folders and files of videos and images: give their paths (not --webcam)")
+        if args.overlay or args.plot:
+            raise ValueError("--overlay and --plot name one file: in a study, --report writes a report per video")
+        out_dir = Path(args.out_dir) if args.out_dir is not None else Path(args.out).with_suffix("")
+        if args.report:
+            log.warning("--report %s: in a study each video's report goes beside its CSV under %s", args.report,
+                        out_dir)
+        options = StudyOptions(
+            weights=args.weights, detector=args.detector, device=args.device, batch_size=args.batch_size,
+            backend=args.backend, max_error=args.max_error, redetect_every=args.redetect, smooth=args.smooth,
+            fps=args.fps, sequence=args.sequence, report=args.report is not None,
+            baseline=DEFAULT_FORM if args.baseline == "default" else args.baseline,
+            baseline_percentile=DEFAULT_PERCENTILE if args.baseline_percentile is None else args.baseline_percentile,
+            workers=args.workers, shard=parse_shard(args.shard),
+            progress=not args.quiet)
+        try:
+            run = run_study(args.paths, out_dir, options)
+        except EngineUnavailable as err:
+            print(f"aumaps predict: error: {err}", file=sys.stderr)
+            return 2
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
+        where = f"shard {run.shard[0]} of {run.shard[1]}, " if run.shard else ""
+        print(f"study: {where}{len(run.items)} item(s): {counts} -> {out_dir} (log {run.log_path})")
+        if run.frames:
+            print(f"{run.frames} frame(s) analysed in {run.seconds:.1f} s: {run.frames / run.seconds:.1f} frames/s")
+        if run.failed:
+            print("failed:\n  " + "\n  ".join(f"{e['source']}: {e['error']}" for e in run.failed), file=sys.stderr)
+        if run.interrupted:
+            print("interrupted: what is complete is kept; run the same command again to finish", file=sys.stderr)
+        return run.exit_status
+    if args.workers != 1 or args.shard or args.baseline or args.baseline_percentile is not None:
+        raise ValueError("--workers, --shard and --baseline apply to studies: give --out-dir DIR")
+    if args.report == "":
+        raise ValueError("--report needs a folder (DIR) outside a study")
+    args.device = args.device or "cpu"
     import cv2
 
+    from .images import list_images
     from .predict import AUEstimator, predict_files, write_image_csv
-    from .runtime import EngineUnavailable
     from .video import IntensitySmoother, is_video_file
     from .visualise import overlay
 
     videos = [p for p in args.paths if is_video_file(p) or (args.sequence and Path(p).is_dir())]
     images = [p for p in args.paths if p not in videos]
-    live = args.webcam is not None
     if not images and not videos and not live:
         raise ValueError("nothing to analyse: give image or video paths, or --webcam N")
+    for folder in (p for p in images if Path(p).is_dir()):
+        if not list_images(folder):
+            raise ValueError(f"'{folder}' holds no image or video that aumaps can read")
     if not videos and not live and (args.overlay or args.plot or args.report or args.smooth):
         raise ValueError("--overlay, --plot, --report and --smooth apply to videos, --sequence folders and --webcam")
     if args.smooth:
@@ -129,12 +199,10 @@ def cmd_predict(args) -> int:
             n_empty += not result.faces
             if not result.faces:
                 log.warning("%s: no face found (row with success 0)", result.path)
-            if maps_dir and result.faces:
-                stem = _unique(result.path.stem, used_names)
-                for face in result.faces:
-                    picture = overlay(result.image, result.faces, face_index=face.face_id)
-                    cv2.imwrite(str(maps_dir / f"{stem}_face{face.face_id}.png"),
-                                cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+            if maps_dir and result.faces:  # one picture per image, every face in it
+                picture = overlay(result.image, result.faces)
+                cv2.imwrite(str(maps_dir / f"{_unique(result.path.stem, used_names)}.png"),
+                            cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
     except KeyboardInterrupt:
         print(f"\ninterrupted: rows written so far are in {args.out}", file=sys.stderr)
         return 130
@@ -525,8 +593,8 @@ def cmd_synth(args) -> int:
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="synthetic data -> training -> evaluation -> prediction, offline, in minutes")
     p.add_argument("--out", default="aumaps-demo", help="report folder (default: %(default)s)")
-    p.add_argument("--subjects", type=int, default=40)
-    p.add_argument("--frames", type=int, default=30)
+    p.add_argument("--subjects", type=int, default=80, help="synthetic identities (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=15, help="frames per identity (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="override configs/demo.yaml's epochs")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_demo)
@@ -541,6 +609,74 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def _add_summarize(sub) -> None:
+    p = sub.add_parser(
+        "summarize", help="one row per video and face track of a study's CSVs: AU statistics and episodes",
+        description="Read every per-video CSV under RESULTS (aumaps predict --out-dir) and write one row per "
+        "video and face track: per AU mean, median, max, standard deviation, share of frames active (>= 1), "
+        "activation episodes and their mean duration (s), frames with the face; corrected columns "
+        "(--baseline) too. --by joins a participant/condition sheet on the video's name.")
+    p.add_argument("results", help="the study's output folder")
+    p.add_argument("--out", default="summary.csv", help="CSV to write (default: %(default)s)")
+    p.add_argument("--by", metavar="SHEET", help="a CSV with one row per video (participant, condition...)")
+    p.add_argument("--key", default="video",
+                   help="the sheet's column of video names (clip, clip.mp4 or folder/clip) (default: %(default)s)")
+    p.add_argument("--page", metavar="HTML", nargs="?", const="",
+                   help="also write the study page (a row per video, a sparkline per AU, links to reports) to "
+                   "HTML (default: RESULTS/index.html)")
+    p.set_defaults(func=cmd_summarize)
+
+
+def cmd_summarize(args) -> int:
+    from .atomic import atomic_path
+    from .study import summarize, write_study_page
+
+    table = summarize(args.results, by=args.by, key=args.key)
+    with atomic_path(args.out) as temporary:
+        table.to_csv(temporary, index=False)
+    print(f"{table['video'].nunique()} video(s), {len(table)} row(s) (one per video and face track) -> {args.out}")
+    if args.page is not None:
+        print(f"study page: {write_study_page(args.results, args.page or None)}")
+    return 0
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="AU maps in the browser: photos, videos and the live webcam (a local web app)",
+                       description="Start the aumaps web app and print its address. Photos and videos are analysed "
+                       "on this machine; the live view uses the browser's camera.")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: %(default)s, this machine only); any other address "
+                   "requires the access token printed in the URL")
+    p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
+    p.add_argument("--weights", default="default",
+                   help="model selected when the page opens: a registered name (default, official) or a checkpoint "
+                   "file (default: %(default)s)")
+    p.add_argument("--models", metavar="DIR",
+                   help="also offer every checkpoint (*.pt, *.pth, *.pth.tar, *.ckpt) in DIR in the page's model picker")
+    p.add_argument("--max-upload-mb", type=float, default=500,
+                   help="largest photo or video accepted, in MB (default: %(default)s)")
+    p.add_argument("--token", help="access token to require (default: none on 127.0.0.1, a generated one on any "
+                   "other address)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--backend", default="auto", choices=ENGINES, help="inference engine (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=2, help="videos analysed at once; more wait their turn "
+                   "(default: %(default)s)")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from .serve import serve
+
+    try:
+        serve(host=args.host, port=args.port, weights=args.weights, models=args.models,
+              max_upload_mb=args.max_upload_mb, token=args.token, open_browser=args.open, backend=args.backend,
+              workers=args.jobs)
+    except OSError as err:  # the port is taken, or the address is not this machine's
+        print(f"aumaps serve: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -551,6 +687,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_predict(sub)
+    _add_serve(sub)
+    _add_summarize(sub)
     _add_demo(sub)
     _add_synth(sub)
     _add_prepare(sub)
@@ -569,7 +707,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(levelname)s: %(message)s")
-    from .weights import WeightsError
+    from .pretrained import WeightsError
 
     try:
         return int(args.func(args) or 0)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAPER", "REGISTRY", "cache_dir", "PretrainedModel", "get_pretrained", "list_pretrained", "register_pretrained"]
+__all__ = ["PAPER", "REGISTRY", "WeightsError", "cache_dir", "PretrainedModel", "get_pretrained", "list_pretrained", "register_pretrained"]
 
 #: The method every registered model implements.
 PAPER = ("Sanchez-Lozano, Tzimiropoulos, Valstar: Joint Action Unit localisation and intensity estimation "
@@ -98,6 +98,10 @@ def cache_dir() -> Path:
     if os.environ.get("XDG_CACHE_HOME"):
         return Path(os.environ["XDG_CACHE_HOME"]).expanduser() / "aumaps"
     return Path.home() / ".cache" / "aumaps"
+
+
+class WeightsError(RuntimeError):
+    """A checkpoint could not be found, fetched, read, or paired with the model/AU list."""
 
 
 REGISTRY: dict[str, PretrainedModel] = {}

@@ -33,7 +33,7 @@ from tqdm import tqdm
 from .atomic import atomic_path
 from .codec import AUHeatmapCodec
 from .model import AUHourglass
-from .pretrained import REGISTRY, cache_dir, get_pretrained
+from .pretrained import REGISTRY, WeightsError, cache_dir, get_pretrained
 
 __all__ = [
     "FORMAT",
@@ -68,9 +68,6 @@ FORMAT_VERSION = 1
 _MAX_LISTED = 5
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
-
-class WeightsError(RuntimeError):
-    """A checkpoint could not be found, fetched, read, or paired with the model/AU list."""
 
 
 @dataclass

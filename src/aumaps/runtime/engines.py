@@ -45,6 +45,7 @@ from torch import nn
 
 from ..hardware import cpu_has_native_bf16
 from ..model import AUHourglass, DeployableNet, fuse_batchnorm
+from . import EngineUnavailable
 from .probe import DEFAULT_MAX_ERROR, AccuracyReport, compare, probe_crops
 from .store import EngineStore, machine_key, weights_digest
 
@@ -64,10 +65,6 @@ BACKENDS = ("auto", "torch", "fast", "onnx", "openvino", "int8")
 
 #: Probe faces an engine is checked on.
 PROBES = 16
-
-
-class EngineUnavailable(RuntimeError):
-    """An engine cannot be built here: a package is missing, or no int8 model was made."""
 
 
 class Engine:
