@@ -52,7 +52,8 @@ from aumaps.codec import AUHeatmapCodec
 from aumaps.hardware import describe_machine
 from aumaps.model import AUHourglass
 from aumaps.predict import AUEstimator
-from aumaps.video import StageTimes, VideoFileSource, process_video
+from aumaps.timing import StageTimes
+from aumaps.video import VideoFileSource, process_video
 from aumaps.weights import Checkpoint, load_checkpoint
 
 AUS = (6, 10, 12, 14, 17)

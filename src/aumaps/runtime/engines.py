@@ -195,6 +195,9 @@ def _ort_session(path: str):
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
+    # threads that spin after a call keep the cores from what runs between calls (tracking,
+    # readout): in a video pipeline that costs more than waking them
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
 
