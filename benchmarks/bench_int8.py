@@ -76,14 +76,16 @@ def main() -> None:
 
         torch.manual_seed(0)
         paper = AUHourglass().eval()
+        auto = create_engine("auto", paper, store=store)  # before any int8 model exists
         unchecked = quantize_int8(paper, calibration[:64], held_out[:16], max_error=math.inf, store=store)
         print(f"\npaper-sized network, {torch.get_num_threads()} threads, batches of 8 crops: ms per crop")
-        auto = create_engine("auto", paper, store=store)
         for name, run in (("PyTorch float32 (baseline's network)", create_engine("torch", paper)),
-                          (f"default engine: {auto.name}", auto),
+                          (f"default engine without int8: {auto.name}", auto),
                           ("ONNX Runtime float32", _onnxruntime(onnx_file(paper, 256, store), "", 8)),
                           ("ONNX Runtime int8", _onnxruntime(str(unchecked.path), "", 8))):
-            print(f"  {name:<48}{per_crop_ms(run, crops):8.2f}")
+            print(f"  {name:<52}{per_crop_ms(run, crops):8.2f}")
+        print(f"  (int8 of these random weights: {unchecked.accuracy}; random weights say nothing of a "
+              "trained model's error)")
 
         ckpt = load_checkpoint("default")
         print(f"\nbundled trained model: int8 calibrated on {len(calibration)} synthetic crops, checked on "
