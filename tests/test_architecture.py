@@ -8,6 +8,7 @@ the ones below, never from a layer above.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import aumaps
@@ -138,3 +139,15 @@ def test_no_import_cycles():
         if node not in index:
             visit(node)
     assert not cycles, f"import cycles: {cycles}"
+
+
+def test_the_readme_layout_names_every_module_and_no_other():
+    readme = (PACKAGE.parents[1] / "README.md").read_text()
+    block = readme.split("### Layout", 1)[1].split("```", 2)[1]
+    named = set(re.findall(r"\b([a-z_0-9]+)\.py\b", block)) | set(re.findall(r"\b([a-z_0-9]+)\b", block))
+    modules = {p.stem for p in PACKAGE.rglob("*.py")} | {p.name for p in PACKAGE.rglob("*") if p.is_dir()
+                                                          and p.name != "__pycache__"}
+    missing = sorted(m for m in modules if m not in named)
+    assert not missing, f"modules the README's layout does not name: {missing}"
+    stale = sorted(m for m in re.findall(r"\b([a-z_0-9]+)\.py\b", block) if m not in modules)
+    assert not stale, f"the README's layout names modules that do not exist: {stale}"
