@@ -72,3 +72,36 @@ def tiny_cache(tmp_path_factory, astronaut, landmarker):
     rows[0][column_name(12)] = np.nan
     pd.DataFrame(rows).to_csv(root / "manifest.csv", index=False)
     return build_cache(root / "manifest.csv", root / "cache", aus=(6, 10, 12, 14, 17), progress=False)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for the module: the tiny networks of the tests gain nothing from
+    two, and on a busy machine two threads spend their time waiting for each other."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_weights(tmp_path_factory) -> Path:
+    """A small random network (depth 2, width 32) whose maps vary around 2.5, saved as an
+    aumaps checkpoint for the BP4D AUs."""
+    import torch
+
+    from aumaps.codec import AUHeatmapCodec
+    from aumaps.model import AUHourglass
+    from aumaps.weights import save_checkpoint
+
+    torch.manual_seed(0)
+    model = AUHourglass(num_aus=5, num_stacks=1, depth=2, width=32)
+    with torch.no_grad():
+        model.l0.bias.fill_(2.5)
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    save_checkpoint(path, model, aus=(6, 10, 12, 14, 17), codec=AUHeatmapCodec("bp4d").to_dict(),
+                    card={"name": "tiny random test model", "trained_on": "nothing"})
+    return path
+

@@ -6,29 +6,12 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from PIL import Image
 
 from aumaps import align
 from aumaps.cli import main
-from aumaps.codec import AUHeatmapCodec
-from aumaps.model import AUHourglass
 from aumaps.predict import AUEstimator
 from aumaps.results import csv_columns
-from aumaps.weights import save_checkpoint
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory):
-    """A small random network whose maps vary over (0, 5), saved as an aumaps checkpoint."""
-    torch.manual_seed(0)
-    model = AUHourglass(num_aus=5, num_stacks=1, depth=2, width=32)
-    with torch.no_grad():
-        model.l0.bias.fill_(2.5)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint(path, model, aus=(6, 10, 12, 14, 17), codec=AUHeatmapCodec("bp4d").to_dict(),
-                    card={"name": "tiny random test model", "trained_on": "nothing"})
-    return path
 
 
 @pytest.fixture(scope="module")

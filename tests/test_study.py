@@ -16,11 +16,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from aumaps.cli import main
-from aumaps.codec import AUHeatmapCodec
-from aumaps.model import AUHourglass
 from aumaps.predict import AUEstimator
 from aumaps.results import csv_columns
 from aumaps.study import (
@@ -41,7 +38,6 @@ from aumaps.study.baseline import (
     subtract_map,
     subtract_scalar,
 )
-from aumaps.weights import save_checkpoint
 
 AUS = (6, 10, 12, 14, 17)
 RAW = [f"AU{a:02d}_r" for a in AUS]
@@ -51,24 +47,8 @@ SIZE = 160
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny network gains nothing from two on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A small random network whose maps vary around 2.5, saved as an aumaps checkpoint."""
-    torch.manual_seed(0)
-    model = AUHourglass(num_aus=5, num_stacks=1, depth=2, width=32)
-    with torch.no_grad():
-        model.l0.bias.fill_(2.5)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint(path, model, aus=AUS, codec=AUHeatmapCodec("bp4d").to_dict(), card={"name": "tiny"})
-    return path
+def _one_thread(one_thread):
+    """The tests here run the tiny network on one thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +190,7 @@ def test_study_writes_a_csv_per_video_mirroring_the_tree(analysed):
 def test_run_log_says_what_became_of_each_item(analysed):
     out, _, log, _, _ = analysed
     assert log["status"] == "failed" and log["counts"] == {"done": 4, "failed": 1}
-    assert log["model"]["aus"] == list(AUS) and log["model"]["card"]["name"] == "tiny"
+    assert log["model"]["aus"] == list(AUS) and log["model"]["card"]["name"] == "tiny random test model"
     assert log["versions"]["aumaps"] and log["versions"]["torch"] and log["engine"]
     assert log["options"]["results"]["baseline"] == "scalar"
     items = log["items"]

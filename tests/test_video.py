@@ -36,7 +36,6 @@ from aumaps.video import (
     WebcamSource,
     process_video,
 )
-from aumaps.weights import save_checkpoint
 
 AUS = (6, 10, 12, 14, 17)
 AU_COLUMNS = [f"AU{a:02d}_r" for a in AUS]
@@ -79,25 +78,8 @@ def _decoded(path: Path) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: the small networks here gain nothing from two, and on a busy
-    machine two threads spend their time waiting for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory) -> Path:
-    """A small random network whose maps vary around 2.5, saved as an aumaps checkpoint."""
-    torch.manual_seed(0)
-    model = AUHourglass(num_aus=5, num_stacks=1, depth=2, width=32)
-    with torch.no_grad():
-        model.l0.bias.fill_(2.5)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint(path, model, aus=AUS, codec=AUHeatmapCodec("bp4d").to_dict(), card={"name": "tiny"})
-    return path
+def _one_thread(one_thread):
+    """The tests here run the tiny network on one thread (conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -25,20 +25,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = [
-    "VIDEO_EXTENSIONS",
-    "Frame",
-    "FrameReader",
-    "FrameSource",
-    "ImageSequenceSource",
-    "IntensitySmoother",
-    "OverlayWriter",
-    "VideoAnalyser",
-    "VideoFileSource",
-    "VideoOpenError",
-    "VideoSummary",
-    "WebcamSource",
-    "is_video_file",
-    "open_source",
-    "process_video",
-]
+__all__ = sorted(_LAZY)
