@@ -185,3 +185,14 @@ def test_weight_average_is_saved_and_resumes_bit_identically(tiny_cache, tmp_pat
         c = cfg(tmp_path / "bad", 1)
         c["train"]["ema"] = 1.5
         train(c, progress=False)
+
+
+def test_float64_weights_need_float32_arithmetic():
+    from aumaps.hardware import Precision, resolve_precision
+    from aumaps.train import _dtype
+
+    assert _dtype("float64", resolve_precision("fp32")) == torch.float64
+    with pytest.raises(ValueError, match="needs train.amp: fp32"):
+        _dtype("float64", Precision("bf16", torch.bfloat16, "cpu", False, "asked for"))
+    with pytest.raises(ValueError, match="float32 or float64"):
+        _dtype("float16", resolve_precision("fp32"))

@@ -95,18 +95,22 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
             return super().forward(x)
         import warnings
 
-        from torch.distributed.nn.functional import all_reduce
+        from torch.distributed.nn.functional import all_gather
 
+        # each process's mean and sum of squared deviations, combined exactly (Chan et al.),
+        # which keeps float32 precision where E[x^2] - E[x]^2 would cancel
         dims = (0, 2, 3)
-        count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype)
-        stats = torch.cat([x.sum(dims), (x * x).sum(dims), count])
+        c = x.shape[1]
+        local_mean = x.mean(dims)
+        local_m2 = ((x - local_mean.view(1, c, 1, 1)) ** 2).sum(dims)
+        count = torch.full((1,), x.numel() / c, dtype=x.dtype, device=x.device)
         with warnings.catch_warnings():  # its successor is private API; this one still works
             warnings.simplefilter("ignore", FutureWarning)
-            stats = all_reduce(stats)  # differentiable sum over processes
-        c = x.shape[1]
-        n = stats[-1]
-        mean = stats[:c] / n
-        var = stats[c : 2 * c] / n - mean * mean
+            parts = torch.stack(all_gather(torch.cat([local_mean, local_m2, count])))  # differentiable
+        counts, means, m2s = parts[:, -1:], parts[:, :c], parts[:, c : 2 * c]
+        n = counts.sum()
+        mean = (counts * means).sum(0) / n
+        var = (m2s + counts * (means - mean) ** 2).sum(0) / n
         if self.track_running_stats:
             with torch.no_grad():
                 self.num_batches_tracked += 1

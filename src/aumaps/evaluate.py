@@ -416,7 +416,7 @@ def predict_loader(model: torch.nn.Module, loader: Iterable[dict], codec: AUHeat
     total, count = 0.0, 0
     pred, true, peaks, true_c, iod = [], [], [], [], []
     for batch in loader:
-        x = batch["image"].to(device, memory_format=layout)
+        x = batch["image"].to(device, dtype=next(model.parameters()).dtype, memory_format=layout)
         with precision.autocast():
             out = model(x)[-1]
         out = out.float().cpu()

@@ -22,7 +22,8 @@ def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
             network from settling on all-zero maps early, when the Gaussians cover a small
             part of the map; the minimum is still at the target, so the peaks stay calibrated.
     """
-    err = (pred.float() - target) ** 2
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    err = (pred.to(dtype) - target.to(dtype)) ** 2
     if foreground_weight != 1.0:
         err = err * torch.where(target > 0, foreground_weight, 1.0)
     per_map = err.mean(dim=(2, 3))

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup": 0},
     "train": {"epochs": 40, "batch_size": 16, "workers": 0, "amp": "auto", "seed": 0,
               "out_dir": "runs/aumaps", "threads": None, "compile": False, "init": None, "channels_last": True,
-              "ema": 0.0},
+              "ema": 0.0, "dtype": "float32"},
     "augment": AugmentConfig().to_dict(),
     "card": {},
 }
@@ -209,7 +209,8 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
     # channels-last: oneDNN's convolutions run about twice as fast in float32 on CPUs (its
     # BatchNorm sums in another order, so float rounding differs slightly from NCHW's)
     layout = torch.channels_last if tcfg["channels_last"] else torch.contiguous_format
-    raw.to(device, memory_format=layout)
+    dtype = _dtype(tcfg["dtype"], precision)
+    raw.to(device, dtype=dtype, memory_format=layout)
     _optimizer_to(optimizer, device)
     ema = _ema(raw, float(tcfg["ema"]))
     if ema is not None and resume and state.get("ema") is not None:
@@ -236,10 +237,10 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         running, seen, t0 = 0.0, 0, time.perf_counter()
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{epochs}", unit="batch", disable=not progress, leave=False)
         for item in bar:
-            x = item["image"].to(device, memory_format=layout)
+            x = item["image"].to(device, dtype=dtype, memory_format=layout)
             with precision.autocast():
                 outputs = model(x)
-            target, mask = item["heatmaps"].to(device), item["mask"].to(device)
+            target, mask = item["heatmaps"].to(device, dtype=dtype), item["mask"].to(device)
             count = _global_count(mask, ctx)
             loss = sum(heatmap_loss(o, target, mask, fg, count) for o in outputs)  # intermediate supervision
             optimizer.zero_grad(set_to_none=True)
@@ -413,6 +414,18 @@ def _save_epoch(out_dir: Path, cfg: dict, raw: torch.nn.Module, trained: torch.n
                   "ema": None if ema is None else {k: v.cpu() for k, v in ema.state_dict().items()},
                   "history": history, "config": _plain(cfg)}, out_dir / "train_state.pt")
     _write_history(out_dir / "metrics.csv", history)
+
+
+def _dtype(name: str, precision) -> torch.dtype:
+    """``train.dtype``: the weights' type, ``float32``; or ``float64``, ten times slower, for
+    numerical checks where float32 rounding would hide what is compared (such as N processes
+    against one), with ``amp: fp32`` only."""
+    dtypes = {"float32": torch.float32, "float64": torch.float64}
+    if name not in dtypes:
+        raise ValueError(f"train.dtype must be float32 or float64, not {name!r}")
+    if name == "float64" and precision.name != "fp32":
+        raise ValueError("train.dtype float64 needs train.amp: fp32 (mixed precision is float32 with float16 parts)")
+    return dtypes[name]
 
 
 def _ema(model: torch.nn.Module, decay: float):
