@@ -461,9 +461,11 @@ def test_live_keeps_the_newest_frame_and_records(base, astronaut, monkeypatch):
     from aumaps.serve.live import LiveSession
 
     analyse = LiveSession._analyse
+    busy = threading.Event()
 
     def slow_first(self, frame_id, captured, data):  # the server is busy while frames 2-6 arrive
         if frame_id == 1:
+            busy.set()
             time.sleep(0.5)
         return analyse(self, frame_id, captured, data)
 
@@ -471,7 +473,9 @@ def test_live_keeps_the_newest_frame_and_records(base, astronaut, monkeypatch):
     frames = [jpeg(face_frame(astronaut, 1.5 + 0.05 * i, 4 * i)) for i in range(6)]
     with connect(base.replace("http", "ws") + "/ws/live", open_timeout=30) as ws:
         assert json.loads(ws.recv(timeout=120))["type"] == "ready"
-        for i, image in enumerate(frames, 1):  # faster than the server analyses
+        ws.send(frame_message(1, frames[0], 1033.0))
+        assert busy.wait(timeout=60)  # frame 1 taken before the others arrive
+        for i, image in enumerate(frames[1:], 2):  # faster than the server analyses
             ws.send(frame_message(i, image, 1000.0 + 33 * i))
         answered = []
         while not answered or answered[-1]["id"] != 6:
