@@ -183,7 +183,8 @@ def test_run_boxes_and_order_equal_detector_call(
     tiled = np.ascontiguousarray(np.hstack([astronaut, astronaut, small_face]))
     expected = _dlib_boxes(tiled, upsample)
     assert len(expected) >= 3
-    detector = DlibFaceDetector(upsample=upsample, fallback_upsample=None, min_extra_score=-np.inf)
+    detector = DlibFaceDetector(upsample=upsample, fallback_upsample=None, min_extra_score=-np.inf,
+                                confirm_below=None)
     detections = detector.detect(tiled)
     assert [box.tolist() for box, _ in detections] == expected
     scores = [score for _, score in detections]
@@ -193,14 +194,67 @@ def test_run_boxes_and_order_equal_detector_call(
 def test_weak_extra_detections_dropped_best_kept(astronaut: np.ndarray) -> None:
     # the full tiled image gives dlib two real faces (scores > 1) and two false ones on the
     # suits (scores about 0.05); the default keeps the real ones only
+    # (without the CNN's confirmation: the release's rule)
     tiled = np.ascontiguousarray(np.hstack([astronaut, astronaut]))
-    raw = DlibFaceDetector(min_extra_score=-np.inf).detect(tiled)
+    raw = DlibFaceDetector(min_extra_score=-np.inf, confirm_below=None).detect(tiled)
     assert len(raw) == 4 and raw[2][1] < 0.15
-    kept = DlibFaceDetector().detect(tiled)
+    kept = DlibFaceDetector(confirm_below=None).detect(tiled)
     assert [box.tolist() for box, _ in kept] == [box.tolist() for box, _ in raw[:2]]
     # a lone weak detection is still returned: the release would analyse it
-    weak = DlibFaceDetector(min_extra_score=10.0).detect(tiled)
+    weak = DlibFaceDetector(min_extra_score=10.0, confirm_below=None).detect(tiled)
     assert len(weak) == 1 and weak[0][1] == raw[0][1]
+
+
+def _weak_real_face(astronaut: np.ndarray) -> np.ndarray:
+    """The astronaut at 0.6 scale on grey: dlib's HOG scores her face about 0.2, no higher
+    than its false faces on clothes."""
+    small = cv2.resize(astronaut, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
+    canvas = np.full((600, 800, 3), 128, np.uint8)
+    canvas[50:50 + small.shape[0], 50:50 + small.shape[1]] = small
+    return canvas
+
+
+def test_weak_detections_confirmed_by_the_cnn(astronaut: np.ndarray) -> None:
+    tiled = np.ascontiguousarray(np.hstack([astronaut, astronaut]))
+    raw = DlibFaceDetector(min_extra_score=-np.inf, confirm_below=None).detect(tiled)
+    confirmed = DlibFaceDetector().detect(tiled)
+    assert [b.tolist() for b, _ in confirmed] == [b.tolist() for b, _ in raw[:2]]  # the suits' false faces go
+    weak = _weak_real_face(astronaut)
+    (box, score), *rest = DlibFaceDetector(confirm_below=None).detect(weak)
+    assert score < 0.3 and not rest
+    (kept, kept_score), = DlibFaceDetector().detect(weak)  # a real face scored low stays
+    assert kept.tolist() == box.tolist() and kept_score == score
+    assert 150 < (box[0] + box[2]) / 2 < 230 and 90 < (box[1] + box[3]) / 2 < 170  # her face
+    # no CNN model file: the release's rule
+    detector = DlibFaceDetector()
+    detector._confirmer.path = None
+    assert [b.tolist() for b, _ in detector.detect(tiled)] == [b.tolist() for b, _ in raw[:2]]
+
+
+def test_cnn_verdicts_remembered_where_the_image_is_the_same(astronaut: np.ndarray, monkeypatch) -> None:
+    from aumaps.landmarks import _CNNConfirmation
+
+    asked = []
+    confirm = _CNNConfirmation._confirm
+    monkeypatch.setattr(_CNNConfirmation, "_confirm",
+                        lambda self, image, box: asked.append(box) or confirm(self, image, box))
+    detector = DlibFaceDetector(remember=3)
+    weak = _weak_real_face(astronaut)
+    first = detector.detect(weak)
+    assert len(asked) == 1 and len(first) == 1
+    (again, _), = detector.detect(weak)
+    assert again.tolist() == first[0][0].tolist()
+    assert len(asked) == 1  # the same place, looking the same: not asked again
+    confirmer = detector._confirmer
+    other = weak.copy()
+    other[50:400, 50:400] = np.random.default_rng(0).integers(0, 256, (350, 350, 3), dtype=np.uint8)
+    assert confirmer(other, [first[0][0]]) == [False]  # something else at that place: asked again
+    assert len(asked) == 2
+    for _ in range(4):  # forgotten after `remember` calls
+        detector.detect(np.full_like(weak, 128))
+    count = len(asked)
+    detector.detect(weak)
+    assert len(asked) == count + 1
 
 
 def test_detector_rejects_bad_images(astronaut: np.ndarray) -> None:

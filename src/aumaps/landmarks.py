@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar, cast
 
+import cv2
 import dlib
 import numpy as np
 
@@ -49,6 +52,8 @@ _LANDMARK_MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
 
 Detection = tuple[np.ndarray, float]
 _T = TypeVar("_T")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -136,13 +141,22 @@ class DlibFaceDetector(FaceDetector):
             search.
         threshold: dlib's ``adjust_threshold``: faces scoring below it are dropped.
             Raise it (e.g. to 0.5) to discard dlib's weakest, often false, detections.
-        min_extra_score: faces after the first (the best-scoring one, which the release
-            would analyse whatever its score) are kept only from this score up: dlib's
-            false detections on clothes and backgrounds score about 0.05-0.12, real
-            frontal faces mostly above 0.3.
+        min_extra_score: without confirmation (``confirm_below=None``, or dlib's CNN model
+            not installed), faces after the first (the best-scoring one, which the release
+            would analyse whatever its score) are kept only from this score up.
         small_faces: also search upsampled when the first search found faces (about four
             times the detection time). The video pipeline turns it off on its periodic
             re-detections, which run while faces are tracked.
+        confirm_below: detections scoring below this (face 0 included) are confirmed by
+            dlib's CNN face detector (MMOD, ``mmod_human_face_detector.dat`` of
+            face-recognition-models) on the region around them, scaled so that the face is
+            80 pixels wide; those it does not find are dropped. The HOG scores of real and
+            false faces overlap (false ones on clothes and backgrounds 0.05-0.22, real faces
+            at some sizes 0.03-0.2), the CNN's verdicts do not; it costs about 0.13 s per
+            weak detection, and a verdict is remembered for ``remember`` calls at the same
+            place (a video's or webcam's background is not checked on every frame).
+            ``None``: no confirmation (the release's rule: face 0 whatever its score).
+        remember: see ``confirm_below``.
     """
 
     small_face_search = True
@@ -154,6 +168,8 @@ class DlibFaceDetector(FaceDetector):
         threshold: float = 0.0,
         min_extra_score: float = 0.15,
         small_faces: bool = True,
+        confirm_below: float | None = 0.5,
+        remember: int = 15,
     ) -> None:
         if upsample < 0 or (fallback_upsample is not None and fallback_upsample < 0):
             raise ValueError("upsampling counts must be non-negative")
@@ -162,7 +178,9 @@ class DlibFaceDetector(FaceDetector):
         self.threshold = float(threshold)
         self.min_extra_score = float(min_extra_score)
         self.small_faces = bool(small_faces)
+        self.confirm_below = None if confirm_below is None else float(confirm_below)
         self._detector = dlib.get_frontal_face_detector()
+        self._confirmer = _CNNConfirmation(remember) if confirm_below is not None else None
 
     def detect(self, image: np.ndarray, small_faces: bool | None = None) -> list[Detection]:
         """Find faces; see :meth:`FaceDetector.detect`. Boxes are dlib's, unclipped.
@@ -179,6 +197,11 @@ class DlibFaceDetector(FaceDetector):
             for box, score in self._run(image, self.fallback_upsample):
                 if box_iou(box, np.array([d[0] for d in detections])).max() < 0.3:
                     detections.append((box, score))
+        if self._confirmer is not None and self._confirmer.available:
+            weak = [i for i, (_, score) in enumerate(detections) if score < self.confirm_below]
+            verdicts = self._confirmer(image, [detections[i][0] for i in weak])
+            dropped = {i for i, confirmed in zip(weak, verdicts, strict=True) if not confirmed}
+            return [d for i, d in enumerate(detections) if i not in dropped]
         return detections[:1] + [d for d in detections[1:] if d[1] >= self.min_extra_score]
 
     def _run(self, image: np.ndarray, upsample: int) -> list[Detection]:
@@ -190,6 +213,96 @@ class DlibFaceDetector(FaceDetector):
             )
             for rect, score in zip(rectangles, scores, strict=True)
         ]
+
+
+_FACE_CNN_FILE = "mmod_human_face_detector.dat"
+
+
+def _packaged_model(name: str) -> Path | None:
+    """``models/NAME`` of the installed ``face_recognition_models`` package (found without
+    importing it, whose ``__init__`` needs ``pkg_resources``), or None."""
+    spec = importlib.util.find_spec("face_recognition_models")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder, "models", name)
+        if path.is_file():
+            return path
+    return None
+
+
+@functools.cache
+def _load_face_cnn(path: str) -> dlib.cnn_face_detection_model_v1:
+    return dlib.cnn_face_detection_model_v1(path)
+
+
+class _CNNConfirmation:
+    """Asks dlib's CNN face detector whether weak HOG detections are faces (see
+    :class:`DlibFaceDetector`), remembering its verdicts for ``remember`` calls."""
+
+    FACE_WIDTH = 80  # pixels: the CNN's verdicts were clear from here up (0.8-1.1 on real faces)
+    MARGIN = 0.5  # context around the box, in box widths
+    MAX_PER_CALL = 10
+
+    def __init__(self, remember: int) -> None:
+        self.remember = int(remember)
+        self.path = _packaged_model(_FACE_CNN_FILE)
+        if self.path is None:
+            log.warning("dlib's CNN face detector (%s, in face-recognition-models) was not found: weak face "
+                        "detections are not confirmed", _FACE_CNN_FILE)
+        self._memory: list[tuple[np.ndarray, np.ndarray, bool, int]] = []  # box, thumbnail, verdict, call
+        self._calls = 0
+        self._lock = threading.Lock()  # the CNN keeps its layers' outputs: one call at a time
+
+    @property
+    def available(self) -> bool:
+        return self.path is not None
+
+    def __call__(self, image: np.ndarray, boxes: list[np.ndarray]) -> list[bool]:
+        with self._lock:
+            self._calls += 1
+            self._memory = [m for m in self._memory if self._calls - m[3] <= self.remember]
+            verdicts = []
+            for k, box in enumerate(boxes):
+                thumb = self._thumbnail(image, box)
+                known = [m for m in self._memory
+                         if box_iou(box, m[0])[0, 0] >= 0.6 and float(thumb @ m[1]) >= 0.9]
+                if known:  # the same place looking the same: a static background, the same face
+                    verdicts.append(known[-1][2])
+                    continue
+                confirmed = k < self.MAX_PER_CALL and self._confirm(image, box)
+                self._memory.append((box, thumb, confirmed, self._calls))
+                verdicts.append(confirmed)
+            return verdicts
+
+    @staticmethod
+    def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        """16×16 grey of the box, zero mean and unit norm (zeros where flat or outside)."""
+        h, w = image.shape[:2]
+        x0, y0, x1, y1 = np.clip(np.rint(box), 0, [w, h, w, h]).astype(int)
+        if x1 - x0 < 2 or y1 - y0 < 2:
+            return np.zeros(256)
+        grey = cv2.resize(image[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(float).mean(axis=2)
+        grey = grey.ravel() - grey.mean()
+        norm = np.linalg.norm(grey)
+        return grey / norm if norm > 1e-6 else np.zeros(256)
+
+    def _confirm(self, image: np.ndarray, box: np.ndarray) -> bool:
+        x0, y0, x1, y1 = box
+        width = max(x1 - x0, 1.0)
+        margin = self.MARGIN * width
+        h, w = image.shape[:2]
+        left, top = int(max(x0 - margin, 0)), int(max(y0 - margin, 0))
+        right, bottom = int(min(x1 + margin, w)), int(min(y1 + margin, h))
+        if right - left < 2 or bottom - top < 2:
+            return False
+        scale = self.FACE_WIDTH / width
+        region = cv2.resize(image[top:bottom, left:right], None, fx=scale, fy=scale,
+                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        found = _load_face_cnn(str(self.path))(np.ascontiguousarray(region), 0)
+        if not found:
+            return False
+        target = (np.asarray(box, float) - [left, top, left, top]) * scale
+        boxes = np.array([[d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()] for d in found], float)
+        return bool(box_iou(target, boxes).max() >= 0.3)  # the CNN's face is this one, not a neighbour
 
 
 def landmark_model_path(model_path: str | os.PathLike[str] | None = None) -> Path:
@@ -215,11 +328,9 @@ def landmark_model_path(model_path: str | os.PathLike[str] | None = None) -> Pat
                 f"dlib landmark model not found: '{path}' (named by {LANDMARK_MODEL_ENV})"
             )
         return path
-    spec = importlib.util.find_spec("face_recognition_models")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder, "models", _LANDMARK_MODEL_FILE)
-        if path.is_file():
-            return path
+    path = _packaged_model(_LANDMARK_MODEL_FILE)
+    if path is not None:
+        return path
     raise FileNotFoundError(
         f"dlib's 68-point landmark model ({_LANDMARK_MODEL_FILE}) was not found: "
         f"install it with `pip install face-recognition-models`, or set "
