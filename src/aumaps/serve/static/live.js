@@ -39,10 +39,13 @@ function sendFrame(video, grab) {
   grab.height = video.videoHeight;
   const captured = performance.now();
   grab.getContext('2d').drawImage(video, 0, 0);
+  const socket = ws;
   grab.toBlob(async (blob) => {
     try {
-      if (!blob || !ws || ws.readyState !== WebSocket.OPEN) return;
+      if (!blob || socket !== ws || socket.readyState !== WebSocket.OPEN) return;
       const body = new Uint8Array(await blob.arrayBuffer());
+      // the view may have been stopped (or restarted on a new socket) while the frame was read
+      if (!running || socket !== ws || socket.readyState !== WebSocket.OPEN) return;
       const packet = new Uint8Array(12 + body.length);
       const view = new DataView(packet.buffer);
       view.setUint32(0, ++frameId, true);
@@ -50,7 +53,7 @@ function sendFrame(video, grab) {
       for (const [id, old] of sentFrames) if (old.captured < captured - 3000) sentFrames.delete(id); else break;
       view.setFloat64(4, captured, true);
       packet.set(body, 12);
-      ws.send(packet);
+      socket.send(packet);
       stats.sent += 1;
     } finally {
       encoding = false;
@@ -148,12 +151,14 @@ function onRecording(msg) {
 
 function connect() {
   const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-  ws = new WebSocket(`${proto}://${location.host}/ws/live?model=${encodeURIComponent(state.model)}`);
+  const socket = new WebSocket(`${proto}://${location.host}/ws/live?model=${encodeURIComponent(state.model)}`);
+  ws = socket;
   ws.binaryType = 'arraybuffer';
   sentFrames.clear();
   lastDrawn = 0;
   message('loading the model…', true);
   ws.onmessage = (event) => {
+    if (socket !== ws) return;  // a message still arriving on a socket replaced or stopped
     const msg = JSON.parse(event.data);
     if (msg.type === 'ready') {
       aus = msg.aus;
@@ -164,6 +169,7 @@ function connect() {
     else if (msg.type === 'error') { stats.error = msg.message; message(msg.message); }
   };
   ws.onclose = (event) => {
+    if (socket !== ws) return;
     if (running) message(`the connection to the server closed${event.reason ? `: ${event.reason}` : ''}; press Start camera to try again`);
     stop(false);
   };
