@@ -9,13 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from aumaps.images import (
     IMAGE_EXTENSIONS,
     ImageReadError,
     _decode_with_opencv,
     _decode_with_pillow,
+    decode_image,
     list_images,
     read_image,
     to_rgb_uint8,
@@ -161,6 +162,24 @@ def test_gif_first_frame(astronaut: np.ndarray, tmp_path: Path) -> None:
     image = read_image(path)
     np.testing.assert_array_equal(image, expected)
     assert np.abs(image.astype(int) - astronaut).mean() < 10  # frame 0, not the negative
+
+
+@pytest.mark.parametrize("suffix", [".heic", ".avif"])
+def test_phone_photo_formats(astronaut: np.ndarray, tmp_path: Path, suffix: str) -> None:
+    # HEIC is what iPhones save by default (read through pillow-heif); AVIF through Pillow
+    path = tmp_path / f"IMG_0001{suffix.upper()}"
+    if suffix == ".heic":  # written by pillow-heif itself: aumaps registers its Pillow opener on its own
+        pytest.importorskip("pillow_heif").from_pillow(Image.fromarray(astronaut)).save(path, quality=90)
+    else:
+        if not features.check("avif"):
+            pytest.skip("this Pillow has no AVIF support")
+        Image.fromarray(astronaut).save(path, quality=90)
+    image = read_image(path)
+    assert image.shape == astronaut.shape and image.dtype == np.uint8
+    assert np.abs(image.astype(int) - astronaut).mean() < 3  # lossy, but the same picture
+    assert np.abs(image.astype(int) - astronaut[:, ::-1]).mean() > 20  # not mirrored or shuffled
+    assert list_images([tmp_path]) == [path]  # found in folders, whatever the case of its suffix
+    np.testing.assert_array_equal(decode_image(path.read_bytes()), image)  # uploads: by content
 
 
 def test_pillow_fallback_for_format_opencv_lacks(astronaut: np.ndarray, tmp_path: Path) -> None:

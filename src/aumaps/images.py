@@ -12,6 +12,7 @@ the list of files to process.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -37,7 +38,7 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {
         ".jpg", ".jpeg", ".jpe", ".jfif",
         ".png", ".bmp", ".dib",
-        ".tif", ".tiff", ".webp", ".gif", ".avif",
+        ".tif", ".tiff", ".webp", ".gif", ".avif", ".heic", ".heif",
         ".ppm", ".pgm", ".pbm", ".pnm",
         ".jp2", ".j2k",
     }
@@ -147,6 +148,7 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
     Raises:
         ImageReadError: Pillow does not recognise the data, or cannot decode it.
     """
+    _register_pillow_plugins()
     try:
         with Image.open(io.BytesIO(data)) as opened:
             upright = ImageOps.exif_transpose(opened)
@@ -163,6 +165,16 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
         return _pillow_to_rgb(upright)
     except ValueError as error:
         raise ImageReadError(path, str(error)) from None
+
+
+@functools.cache
+def _register_pillow_plugins() -> None:
+    """Teach Pillow HEIC/HEIF (the default photo format of iPhones) through pillow-heif, once."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:  # an install without it: such files are refused as unreadable
+        return
+    register_heif_opener()
 
 
 def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
