@@ -114,7 +114,7 @@ class Estimator:
 
     def find_faces(self, image: np.ndarray) -> list[FaceInput]:
         """The faces in ``image`` (RGB uint8), in the detector's order, with their landmarks."""
-        return [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(self.landmarker(image))]
+        return _numbered(self.landmarker(image))
 
     def predict(
         self, image: str | os.PathLike | np.ndarray, landmarks: np.ndarray | None = None
@@ -140,4 +140,9 @@ class Estimator:
 
     def predict_faces(self, rgb: np.ndarray, faces: Sequence[Face]) -> list[FaceResult]:
         """:meth:`analyse` for :class:`~aumaps.landmarks.Face` objects (index = ``face_id``)."""
-        return self.analyse(rgb, [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(faces)])
+        return self.analyse(rgb, _numbered(faces))
+
+
+def _numbered(faces: Sequence[Face]) -> list[FaceInput]:
+    """Detected faces as readout inputs, their index in the detector's order as ``face_id``."""
+    return [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(faces)]

@@ -27,6 +27,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageReadError",
     "decode_image",
+    "grey_signature",
     "list_images",
     "read_image",
     "to_rgb_uint8",
@@ -195,6 +196,16 @@ def _pillow_to_rgb(image: Image.Image) -> np.ndarray:
     if mode in ("1", "L", "LA", "La"):
         return to_rgb_uint8(np.asarray(image.convert("L")))
     return to_rgb_uint8(np.asarray(image.convert("RGB")))
+
+
+def grey_signature(pixels: np.ndarray, min_norm: float = 0.0) -> np.ndarray | None:
+    """An ``H×W×3`` picture as a flat, zero-mean, unit-norm grey vector (channel mean), so that
+    the dot product of two signatures is their correlation; None when the picture is flatter
+    than ``min_norm`` (the norm before scaling)."""
+    grey = pixels.astype(np.float32).mean(axis=2).ravel()
+    grey -= grey.mean()
+    norm = float(np.linalg.norm(grey))
+    return grey / norm if norm > min_norm else None
 
 
 def to_rgb_uint8(array: np.ndarray, channel_order: str = "RGB") -> np.ndarray:

@@ -28,6 +28,7 @@ import dlib
 import numpy as np
 
 from .geometry import NUM_LANDMARKS, box_iou
+from .images import grey_signature
 
 __all__ = [
     "LANDMARK_MODEL_ENV",
@@ -283,10 +284,8 @@ class _CNNConfirmation:
         x0, y0, x1, y1 = np.clip(np.rint(box), 0, [w, h, w, h]).astype(int)
         if x1 - x0 < 2 or y1 - y0 < 2:
             return np.zeros(256)
-        grey = cv2.resize(image[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA).astype(float).mean(axis=2)
-        grey = grey.ravel() - grey.mean()
-        norm = np.linalg.norm(grey)
-        return grey / norm if norm > 1e-6 else np.zeros(256)
+        signature = grey_signature(cv2.resize(image[y0:y1, x0:x1], (16, 16), interpolation=cv2.INTER_AREA), 1e-6)
+        return np.zeros(256) if signature is None else signature
 
     def _confirm(self, image: np.ndarray, box: np.ndarray) -> bool:
         x0, y0, x1, y1 = box

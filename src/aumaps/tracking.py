@@ -29,6 +29,7 @@ import numpy as np
 
 from . import align
 from .geometry import box_iou, landmark_extent
+from .images import grey_signature
 from .landmarks import FaceLandmarker
 from .timing import StageTimes
 
@@ -138,10 +139,7 @@ class FaceTracker:
         scale = _PATCH / side
         to_patch = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]]) @ np.vstack([matrix, [0, 0, 1]])
         patch = cv2.warpAffine(image, to_patch, (_PATCH, _PATCH), flags=cv2.INTER_LINEAR)
-        grey = patch.astype(np.float32).mean(axis=2).ravel()
-        grey -= grey.mean()
-        norm = float(np.linalg.norm(grey))
-        return grey / norm if norm > 1e-3 * grey.size else None
+        return grey_signature(patch, min_norm=1e-3 * _PATCH * _PATCH)
 
     def _box_from(self, track: _Track, landmarks: np.ndarray) -> np.ndarray:
         """The detector-style box of a face with these landmarks, as calibrated for ``track``."""

@@ -103,7 +103,6 @@ class LiveSession:
         self._closed = False
         self._send_lock = asyncio.Lock()
         self.skipped = 0
-        self.analysed = 0
 
     async def send(self, message: dict[str, Any]) -> None:
         async with self._send_lock:
@@ -210,7 +209,6 @@ class LiveSession:
             faces = shared.estimator.analyse(
                 rgb, [FaceInput(f.face_id, f.box, f.confidence, f.landmarks) for f in tracked])
         rows = self.recorder.write(faces, captured)
-        self.analysed += 1
         crop = shared.estimator.codec.crop_size
         return {
             "type": "result", "id": frame_id, "captured": captured,

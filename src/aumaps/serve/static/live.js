@@ -42,9 +42,9 @@ function sendFrame(video, grab) {
   const socket = ws;
   grab.toBlob(async (blob) => {
     try {
-      if (!blob || socket !== ws || socket.readyState !== WebSocket.OPEN) return;
+      if (!blob) return;
       const body = new Uint8Array(await blob.arrayBuffer());
-      // the view may have been stopped (or restarted on a new socket) while the frame was read
+      // the view may have been stopped (or restarted on a new socket) while the frame was encoded
       if (!running || socket !== ws || socket.readyState !== WebSocket.OPEN) return;
       const packet = new Uint8Array(12 + body.length);
       const view = new DataView(packet.buffer);
