@@ -313,6 +313,20 @@ def _table_html(stats: pd.DataFrame, several_faces: bool) -> str:
     return f'<table id="au-statistics"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _page_top(page_title: str, heading: str, title: str, facts: dict[str, str], css: str = "") -> list[str]:
+    """The opening of a report page: document head (the shared style plus ``css``), heading,
+    the title in bold and the facts line."""
+    return [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(page_title)}</title><style>{_CSS}{css}</style></head><body>",
+        f"<h1>{heading}</h1><p><strong>{html.escape(title)}</strong></p>",
+        '<p class="facts">' + " ".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
+                                      for k, v in facts.items()) + "</p>",
+    ]
+
+
 def write_report(
     out_dir: str | os.PathLike[str],
     table: pd.DataFrame,
@@ -346,13 +360,7 @@ def write_report(
     shown.update(facts or {})
     stats = au_statistics(table, aus)
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>aumaps report: {html.escape(title)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Action Units over time</h1><p><strong>{html.escape(title)}</strong></p>",
-        '<p class="facts">' + " ".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
-                                      for k, v in shown.items()) + "</p>",
+        *_page_top(f"aumaps report: {title}", "Action Units over time", title, shown),
         "<h2>Intensity over time</h2>",
     ]
     if with_face:
@@ -478,14 +486,8 @@ def write_study_page(
         body.append("<tr>" + "".join(row) + "</tr>")
     shown = {"videos": str(len(videos)), **(facts or {})}
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        (f"<title>aumaps study: {html.escape(title)}</title><style>{_CSS}"
-         "td svg.spark { display: block; } td, th { vertical-align: middle; }</style></head><body>"),
-        f"<h1>Action Units across a study</h1><p><strong>{html.escape(title)}</strong></p>",
-        '<p class="facts">' + " ".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
-                                      for k, v in shown.items()) + "</p>",
+        *_page_top(f"aumaps study: {title}", "Action Units across a study", title, shown,
+                   css="td svg.spark { display: block; } td, th { vertical-align: middle; }"),
         f'<table id="study"><thead><tr>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody></table>',
         (f"<p>Each line: the intensity (0–5) of the video's main face (the track seen in most frames) over the "
          f"video's length; dashed: intensity {ACTIVE:g} (active); gaps: frames without that face. Longer videos "

@@ -31,14 +31,16 @@ from . import align
 from .geometry import box_iou, landmark_extent
 from .images import grey_signature
 from .landmarks import FaceLandmarker
+from .readout import FaceInput
 from .timing import StageTimes
 
 __all__ = ["FaceTracker", "TrackedFace"]
 
 
 @dataclass
-class TrackedFace:
-    """A face in one frame, as the tracker gives it.
+class TrackedFace(FaceInput):
+    """A face in one frame, as the tracker gives it: what the readout takes, and whether it
+    was detected.
 
     Attributes:
         face_id: the track's id, stable while the face is tracked.
@@ -49,10 +51,6 @@ class TrackedFace:
         detected: whether the face was detected on this frame (else tracked).
     """
 
-    face_id: int
-    box: np.ndarray
-    confidence: float
-    landmarks: np.ndarray
     detected: bool
 
 

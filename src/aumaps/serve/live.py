@@ -28,7 +28,6 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from ..images import ImageReadError, decode_image
-from ..readout import FaceInput
 from ..results import FrameResult, ResultWriter
 from ..tracking import FaceTracker
 from ..weights import WeightsError
@@ -206,8 +205,7 @@ class LiveSession:
         shared: SharedEstimator = self.shared
         with shared.lock:
             tracked = self.tracker.update(rgb)
-            faces = shared.estimator.analyse(
-                rgb, [FaceInput(f.face_id, f.box, f.confidence, f.landmarks) for f in tracked])
+            faces = shared.estimator.analyse(rgb, tracked)
         rows = self.recorder.write(faces, captured)
         crop = shared.estimator.codec.crop_size
         return {

@@ -166,7 +166,7 @@ class VideoAnalyser:
         """Track and register ``frame``; results that became final."""
         faces = [] if frame.image is None else self.tracker.update(frame.image)
         with self.times("register"):
-            faces, mats, crops = self._register(frame.image, faces)
+            faces, mats, crops = self.estimator.register(frame.image, faces)
         self._pending.append((frame, faces, mats, crops))
         waiting = sum(len(p[1]) for p in self._pending)
         if waiting >= self.estimator.batch_size or len(self._pending) >= self.estimator.batch_size:
@@ -179,12 +179,6 @@ class VideoAnalyser:
         if self.smoother is None:
             return results
         return results + self.smoother.flush()
-
-    def _register(
-        self, image: np.ndarray | None, faces: list[TrackedFace]
-    ) -> tuple[list[FaceInput], np.ndarray, np.ndarray]:
-        inputs = [FaceInput(f.face_id, f.box, f.confidence, f.landmarks) for f in faces]
-        return self.estimator.register(image, inputs)
 
     def _run(self) -> list[FrameResult]:
         pending = self._pending
