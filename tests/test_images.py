@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import io
+import struct
+import time
+import zlib
 from pathlib import Path
 
 import cv2
@@ -11,13 +14,19 @@ import numpy as np
 import pytest
 from PIL import Image, features
 
+from aumaps import images
 from aumaps.images import (
+    DEFAULT_MAX_PIXELS,
     IMAGE_EXTENSIONS,
     ImageReadError,
+    ImageTooLarge,
     _decode_with_opencv,
     _decode_with_pillow,
+    check_pixels,
     decode_image,
+    image_size,
     list_images,
+    pixel_cap,
     read_image,
     to_rgb_uint8,
 )
@@ -406,3 +415,165 @@ def test_list_images_missing_path(image_tree: Path) -> None:
 def test_image_extensions_are_lower_case_with_dot() -> None:
     assert {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"} <= IMAGE_EXTENSIONS
     assert all(ext.startswith(".") and ext == ext.lower() for ext in IMAGE_EXTENSIONS)
+
+
+# ---------------------------------------------------------------- the pixel cap, before decoding
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def grey_png(path: Path, width: int, height: int, value: int = 128, block_rows: int = 1000) -> Path:
+    """A valid 8-bit grey PNG of ``width`` × ``height`` pixels all ``value``, written without
+    ever holding its pixels: one block of rows is deflated once, each block ending in a full
+    flush so that its compressed bytes stand alone, and repeated (30000 × 30000: 0.9 MB in
+    under a second, a 0.9-gigapixel decompression bomb)."""
+    row = b"\x00" + bytes([value]) * width  # filter type 0, then the samples
+    full, rest = divmod(height, block_rows)
+    block = row * block_rows
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    packed = deflate.compress(block) + deflate.flush(zlib.Z_FULL_FLUSH)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    last = deflate.compress(row * rest) + deflate.flush()
+    adler = 1
+    for _ in range(full):
+        adler = zlib.adler32(block, adler)
+    adler = zlib.adler32(row * rest, adler)
+    with open(path, "wb") as out:
+        out.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)))
+        out.write(_png_chunk(b"IDAT", b"\x78\xda"))  # the zlib header; the deflate blocks follow
+        for _ in range(full):
+            out.write(_png_chunk(b"IDAT", packed))
+        out.write(_png_chunk(b"IDAT", last + struct.pack(">I", adler)))
+        out.write(_png_chunk(b"IEND", b""))
+    return path
+
+
+@pytest.fixture(scope="module")
+def gigapixel_png(tmp_path_factory) -> Path:
+    return grey_png(tmp_path_factory.mktemp("bomb") / "grey_30000.png", 30000, 30000)
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Any decoder call fails the test: a refusal must come from the header alone."""
+    def forbidden(*args, **kwargs):
+        raise AssertionError("an image over the cap was decoded")
+
+    monkeypatch.setattr(images, "_decode_with_opencv", forbidden)
+    monkeypatch.setattr(images, "_decode_with_pillow", forbidden)
+
+
+def test_streamed_png_writer_writes_a_valid_png(tmp_path: Path) -> None:
+    path = grey_png(tmp_path / "small.png", 300, 2500, value=77, block_rows=700)
+    image = read_image(path)
+    assert image.shape == (2500, 300, 3) and image.min() == image.max() == 77
+    with Image.open(path) as opened:
+        assert np.asarray(opened).min() == 77  # Pillow (its own zlib checks) agrees
+
+
+def test_gigapixel_png_is_refused_from_its_header(gigapixel_png: Path, no_decoding) -> None:
+    """The issue's 0.9-gigapixel PNG (under OpenCV's own 2^30 cap): 223 s and 24 GB before."""
+    assert gigapixel_png.stat().st_size < 1_000_000
+    start = time.perf_counter()
+    with pytest.raises(ImageTooLarge) as caught:
+        read_image(gigapixel_png)
+    assert time.perf_counter() - start < 2
+    error = caught.value
+    assert (error.width, error.height, error.pixels, error.limit) == (30000, 30000, 900_000_000, DEFAULT_MAX_PIXELS)
+    assert "grey_30000.png" in str(error) and "30000x30000" in str(error) and "--max-pixels" in str(error)
+    assert isinstance(error, ImageReadError)  # callers that skip unreadable files skip it too
+    with pytest.raises(ImageTooLarge):  # uploads, zip members, live frames: the same bytes
+        decode_image(gigapixel_png.read_bytes(), "upload.png")
+    assert image_size(gigapixel_png.read_bytes()) == (30000, 30000)
+
+
+def _write_format(array: np.ndarray, path: Path) -> Path:
+    suffix = path.suffix
+    if suffix == ".heic":
+        pytest.importorskip("pillow_heif").from_pillow(Image.fromarray(array)).save(path, quality=90)
+    elif suffix == ".avif":
+        if not features.check("avif"):
+            pytest.skip("this Pillow has no AVIF support")
+        Image.fromarray(array).save(path)
+    elif suffix in (".pfm", ".hdr"):  # OpenCV's float formats, which Pillow does not read
+        assert cv2.imwrite(str(path), cv2.cvtColor(array, cv2.COLOR_RGB2BGR).astype(np.float32) / 255)
+    elif suffix in (".pam", ".jp2", ".ppm"):
+        assert cv2.imwrite(str(path), cv2.cvtColor(array, cv2.COLOR_RGB2BGR))
+    else:
+        Image.fromarray(array).save(path)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".gif", ".tif", ".bmp", ".jp2", ".ppm", ".tga",
+                                    ".heic", ".avif", ".pfm", ".pam", ".hdr"])
+def test_pixel_cap_is_read_from_every_formats_header(astronaut: np.ndarray, tmp_path: Path, suffix: str,
+                                                      monkeypatch) -> None:
+    picture = np.ascontiguousarray(astronaut[:40, :60])  # 60 x 40 = 2400 pixels
+    path = _write_format(picture, tmp_path / f"small{suffix}")
+    assert image_size(path.read_bytes()) == (60, 40)
+    assert read_image(path, max_pixels=2400).shape == (40, 60, 3)  # at the cap: decoded
+    monkeypatch.setattr(images, "_decode_with_opencv", lambda data: pytest.fail("decoded"))
+    monkeypatch.setattr(images, "_decode_with_pillow", lambda data, name: pytest.fail("decoded"))
+    with pytest.raises(ImageTooLarge, match=rf"small\{suffix}.*60x40 pixels"):
+        read_image(path, max_pixels=2399)
+    with pytest.raises(ImageTooLarge):
+        decode_image(path.read_bytes(), "frame 3", max_pixels=2399)
+
+
+def test_jpeg_declaring_a_huge_size_is_not_decoded(astronaut: np.ndarray, no_decoding) -> None:
+    """A small JPEG whose frame header claims 32000 x 32000 (1.02 gigapixels: under OpenCV's
+    2^30, so OpenCV would allocate 3 GB for it)."""
+    data = bytearray(cv2.imencode(".jpg", astronaut)[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", 32000, 32000)  # height, width
+    with pytest.raises(ImageTooLarge, match="32000x32000"):
+        decode_image(bytes(data), "frame 9")
+
+
+def test_content_without_a_known_header_is_never_decoded(no_decoding) -> None:
+    with pytest.raises(ImageReadError, match="not an image") as caught:
+        decode_image(b"\x00\x01 random bytes, no image header" * 30, "mystery.bin")
+    assert not isinstance(caught.value, ImageTooLarge)
+
+
+def test_pixel_cap_from_the_environment(astronaut: np.ndarray, tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "a.png"
+    Image.fromarray(astronaut).save(path)  # 512 x 512
+    assert pixel_cap() == DEFAULT_MAX_PIXELS == 100_000_000
+    monkeypatch.setenv("AUMAPS_MAX_PIXELS", "262_144")
+    assert read_image(path).shape == (512, 512, 3)
+    monkeypatch.setenv("AUMAPS_MAX_PIXELS", "2e5")
+    with pytest.raises(ImageTooLarge, match="512x512"):
+        read_image(path)
+    assert read_image(path, max_pixels=300_000).shape == (512, 512, 3)  # an argument wins
+    monkeypatch.setenv("AUMAPS_MAX_PIXELS", "lots")
+    with pytest.raises(ValueError, match="AUMAPS_MAX_PIXELS"):
+        pixel_cap()
+
+
+def test_check_pixels_for_sizes_read_elsewhere() -> None:
+    check_pixels(10_000, 10_000, "clip.mp4")  # exactly the default cap
+    with pytest.raises(ImageTooLarge, match=r"clip\.mp4.*10001x10000"):
+        check_pixels(10_001, 10_000, "clip.mp4")
+    with pytest.raises(ImageTooLarge, match="frame 4"):
+        check_pixels(1920, 1080, "frame 4", limit=1920 * 1079)
+
+
+def test_predict_refuses_the_gigapixel_png_names_it_and_goes_on(gigapixel_png: Path, grace_hopper_path: Path,
+                                                                tiny_weights: Path, tmp_path: Path, capsys) -> None:
+    from aumaps.cli import main
+
+    out = tmp_path / "results.csv"
+    start = time.perf_counter()
+    status = main(["predict", str(gigapixel_png), str(grace_hopper_path), "--weights", str(tiny_weights),
+                   "--backend", "torch", "--out", str(out), "--quiet"])
+    seconds = time.perf_counter() - start
+    assert status == 1 and seconds < 10, (status, seconds)
+    err = capsys.readouterr().err
+    assert "grey_30000.png" in err and "30000x30000" in err
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert table["file"].tolist() == [str(grace_hopper_path)] and table["success"].tolist() == [1]

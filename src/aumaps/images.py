@@ -5,7 +5,15 @@ Every image handed to the face pipeline is an ``H×W×3`` C-contiguous ``uint8``
 did (``cv2.cvtColor(cv2.imread(path), cv2.COLOR_BGR2RGB)``: EXIF orientation applied,
 16-bit samples reduced to their high byte, grey expanded to three channels, alpha dropped),
 falls back to Pillow for files OpenCV cannot decode, and raises :class:`ImageReadError`
-rather than returning a wrong image. :func:`to_rgb_uint8` does the same normalisation for
+rather than returning a wrong image.
+
+Every decode is preceded by a look at the file's header (Pillow's, which reads the size
+without decoding; PNG, JPEG, WebP, GIF, TIFF, BMP, HEIC, AVIF, JPEG 2000...; and the text
+headers of PFM, PAM and Radiance HDR): an image of more than :func:`pixel_cap` pixels
+(:data:`DEFAULT_MAX_PIXELS`, 100 megapixels, unless ``AUMAPS_MAX_PIXELS`` or a
+``max_pixels`` argument says otherwise) is refused with :class:`ImageTooLarge` before any
+memory is spent on its pixels: a few hundred kilobytes of PNG can declare a gigapixel.
+:func:`check_pixels` applies the same cap to sizes read elsewhere (video frames). :func:`to_rgb_uint8` does the same normalisation for
 arrays passed through the Python API, and :func:`list_images` turns command-line paths into
 the list of files to process.
 """
@@ -16,6 +24,7 @@ import functools
 import io
 import os
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -24,11 +33,17 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "DEFAULT_MAX_PIXELS",
     "IMAGE_EXTENSIONS",
+    "MAX_PIXELS_ENV",
     "ImageReadError",
+    "ImageTooLarge",
+    "check_pixels",
     "decode_image",
     "grey_signature",
+    "image_size",
     "list_images",
+    "pixel_cap",
     "read_image",
     "to_rgb_uint8",
 ]
@@ -47,6 +62,13 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 
 PathLike = str | os.PathLike[str]
 
+#: The most pixels (width × height) of an image aumaps decodes unless told otherwise:
+#: 100 megapixels, above every phone's default photo and OpenCV-like in spirit (OpenCV's own
+#: limit, 2^30, lets a 0.9-gigapixel PNG through, which needs some 24 GB to decode here).
+DEFAULT_MAX_PIXELS = 100_000_000
+#: The environment variable that sets another cap (a whole number of pixels, ``2e8`` allowed).
+MAX_PIXELS_ENV = "AUMAPS_MAX_PIXELS"
+
 
 class ImageReadError(ValueError):
     """A file could not be read as an image.
@@ -62,7 +84,126 @@ class ImageReadError(ValueError):
         super().__init__(f"cannot read image '{self.path}': {reason}")
 
 
-def read_image(path: PathLike) -> np.ndarray:
+class ImageTooLarge(ImageReadError):
+    """An image declares more pixels than the cap (:func:`pixel_cap`); nothing was decoded.
+
+    Attributes:
+        width, height: its size as its header states it (``None`` where only the pixel
+            count is known).
+        pixels: width × height.
+        limit: the cap it is over.
+    """
+
+    def __init__(self, path: PathLike, pixels: int, limit: int, width: int | None = None,
+                 height: int | None = None) -> None:
+        self.width, self.height, self.pixels, self.limit = width, height, int(pixels), int(limit)
+        size = f"{width}x{height} pixels ({pixels / 1e6:,.0f} megapixels)" if width else f"{pixels:,} pixels"
+        super().__init__(path, f"the image is {size}, more than the {limit / 1e6:,.0f} megapixels aumaps decodes "
+                               f"(a larger cap: --max-pixels N, or the environment variable {MAX_PIXELS_ENV})")
+
+
+def pixel_cap() -> int:
+    """The pixel cap in force: ``$AUMAPS_MAX_PIXELS`` if set, else :data:`DEFAULT_MAX_PIXELS`.
+
+    Raises:
+        ValueError: the variable is not a positive number.
+    """
+    value = os.environ.get(MAX_PIXELS_ENV, "").strip().replace("_", "")
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        cap = int(float(value))
+    except ValueError:
+        cap = 0
+    if cap < 1:
+        raise ValueError(f"{MAX_PIXELS_ENV} must be a positive number of pixels, got {value!r}")
+    return cap
+
+
+def check_pixels(width: int, height: int, name: PathLike, limit: int | None = None) -> None:
+    """Refuse an image (or a video's frames) of ``width`` × ``height`` over the pixel cap,
+    before anything is decoded.
+
+    Args:
+        width, height: the size its header declares.
+        name: how the message refers to it (a file, ``'clip.mp4'``, ``'frame 12'``).
+        limit: the cap (:func:`pixel_cap` when ``None``).
+
+    Raises:
+        ImageTooLarge: ``width * height`` is over the cap.
+    """
+    limit = pixel_cap() if limit is None else int(limit)
+    pixels = int(width) * int(height)
+    if pixels > limit:
+        raise ImageTooLarge(name, pixels, limit, int(width), int(height))
+
+
+def image_size(data: bytes, name: PathLike = "<bytes>") -> tuple[int, int] | None:
+    """``(width, height)`` of an encoded image read from its header alone (nothing decoded),
+    or ``None`` when neither Pillow nor the PFM/PAM/Radiance HDR readers know its format.
+
+    Raises:
+        ImageTooLarge: Pillow refuses to open even the header (beyond its own
+            decompression-bomb limit) and its format's reader cannot be asked directly.
+    """
+    _register_pillow_plugins()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(io.BytesIO(data)) as opened:
+                return int(opened.size[0]), int(opened.size[1])
+        except Image.DecompressionBombError:  # beyond Pillow's own limit: ask its format's reader
+            size = _pillow_plugin_size(data)
+            if size is None:
+                limit = 2 * int(Image.MAX_IMAGE_PIXELS or 0)
+                raise ImageTooLarge(name, limit + 1, limit) from None
+            return size
+        except Exception:  # not Pillow's, or a header it cannot parse: the text formats below
+            pass
+    return _text_header_size(data)
+
+
+def _pillow_plugin_size(data: bytes) -> tuple[int, int] | None:
+    """The size from Pillow's format readers (registered with ``Image.register_open``), asked
+    in ``Image.open``'s order without its decompression-bomb refusal; they read headers only."""
+    Image.init()
+    prefix = data[:16]
+    for format_id in Image.ID:
+        factory, accept = Image.OPEN[format_id]
+        try:
+            accepted = accept(prefix) if accept else True
+            if not accepted or isinstance(accepted, str):
+                continue
+            with factory(io.BytesIO(data), "") as opened:
+                return int(opened.size[0]), int(opened.size[1])
+        except Exception:  # not this format: the next
+            continue
+    return None
+
+
+_PFM = re.compile(rb"P[Ff]\s+(\d+)\s+(\d+)\s")
+_PAM_FIELD = re.compile(rb"^(WIDTH|HEIGHT)\s+(\d+)\s*$", re.MULTILINE)
+_HDR_SIZE = re.compile(rb"^[-+]([XY])\s+(\d+)\s+[-+]([XY])\s+(\d+)\s*$", re.MULTILINE)
+
+
+def _text_header_size(data: bytes) -> tuple[int, int] | None:
+    """The size in the text headers of the formats OpenCV reads and Pillow does not: PFM,
+    PAM (``P7``) and Radiance HDR (``#?RADIANCE``/``#?RGBE``); ``None`` for anything else."""
+    head = data[:4096]
+    if (found := _PFM.match(head)) is not None:
+        return int(found.group(1)), int(found.group(2))
+    if head.startswith(b"P7\n") and b"ENDHDR" in head:
+        fields = dict(_PAM_FIELD.findall(head.split(b"ENDHDR", 1)[0]))
+        if {b"WIDTH", b"HEIGHT"} <= fields.keys():
+            return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")) and (found := _HDR_SIZE.search(head)) is not None:
+        sizes = {found.group(1): int(found.group(2)), found.group(3): int(found.group(4))}
+        if sizes.keys() == {b"X", b"Y"}:
+            return sizes[b"X"], sizes[b"Y"]
+    return None
+
+
+def read_image(path: PathLike, max_pixels: int | None = None) -> np.ndarray:
     """Read an image file as RGB.
 
     The file's bytes are decoded with ``cv2.imdecode(..., IMREAD_COLOR)``, which gives
@@ -73,11 +214,14 @@ def read_image(path: PathLike) -> np.ndarray:
 
     Args:
         path: The image file.
+        max_pixels: the pixel cap (:func:`pixel_cap`, 100 megapixels, when ``None``),
+            checked on the header before decoding.
 
     Returns:
         ``H×W×3`` C-contiguous ``uint8`` array, RGB.
 
     Raises:
+        ImageTooLarge: The image has more pixels than the cap (nothing decoded).
         ImageReadError: The file is missing, a directory, empty, not an image in a format
             OpenCV or Pillow reads, truncated or otherwise corrupt.
     """
@@ -92,10 +236,10 @@ def read_image(path: PathLike) -> np.ndarray:
         raise ImageReadError(path, error.strerror or str(error)) from None
     if not data:
         raise ImageReadError(path, "the file is empty")
-    return decode_image(data, path)
+    return decode_image(data, path, max_pixels)
 
 
-def decode_image(data: bytes, name: PathLike = "<bytes>") -> np.ndarray:
+def decode_image(data: bytes, name: PathLike = "<bytes>", max_pixels: int | None = None) -> np.ndarray:
     """Decode an image file's contents (uploads, archive members) exactly as :func:`read_image`
     reads a file: OpenCV first, Pillow for what OpenCV cannot decode; the type is decided by the
     content, never by a name.
@@ -103,15 +247,26 @@ def decode_image(data: bytes, name: PathLike = "<bytes>") -> np.ndarray:
     Args:
         data: the encoded image.
         name: how error messages refer to it.
+        max_pixels: the pixel cap (:func:`pixel_cap` when ``None``), checked on the header
+            before anything is decoded.
 
     Returns:
         ``H×W×3`` C-contiguous ``uint8`` array, RGB.
 
     Raises:
+        ImageTooLarge: more pixels than the cap (nothing decoded).
         ImageReadError: empty, not an image OpenCV or Pillow reads, truncated or corrupt.
     """
     if not data:
         raise ImageReadError(Path(name), "the file is empty")
+    limit = pixel_cap() if max_pixels is None else int(max_pixels)
+    try:
+        size = image_size(data, name)
+    except ImageTooLarge as error:  # beyond Pillow's limit, size unknown
+        raise ImageTooLarge(name, error.pixels, min(limit, error.limit)) from None
+    if size is None:  # no header says how large it is: nothing is decoded blind
+        raise ImageReadError(Path(name), "not an image, or in a format neither OpenCV nor Pillow can read")
+    check_pixels(*size, name, limit)
     image = _decode_with_opencv(data)
     if image is None:
         image = _decode_with_pillow(data, Path(name))
@@ -151,9 +306,11 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
     """
     _register_pillow_plugins()
     try:
-        with Image.open(io.BytesIO(data)) as opened:
-            upright = ImageOps.exif_transpose(opened)
-            upright.load()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # aumaps' own cap was checked
+            with Image.open(io.BytesIO(data)) as opened:
+                upright = ImageOps.exif_transpose(opened)
+                upright.load()
     except UnidentifiedImageError:
         raise ImageReadError(
             path, "not an image, or in a format neither OpenCV nor Pillow can read"

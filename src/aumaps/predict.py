@@ -82,19 +82,21 @@ class AUEstimator(Estimator):
 
 
 def predict_files(
-    estimator: Estimator, paths: Iterable[str | os.PathLike], progress: bool = True
+    estimator: Estimator, paths: Iterable[str | os.PathLike], progress: bool = True, max_pixels: int | None = None
 ) -> Iterator[FrameResult]:
     """Run ``estimator`` over images and folders, one :class:`~aumaps.results.FrameResult` per
     file (``index`` = its position, ``path`` = the file).
 
     A file that cannot be read yields a result with ``error`` set and no image; the rest go on.
+    So does an image of more than ``max_pixels`` pixels (:func:`aumaps.images.pixel_cap`,
+    100 megapixels, by default), refused from its header before anything is decoded.
     """
     from tqdm.auto import tqdm
 
     files = list_images(paths)
     for index, path in enumerate(tqdm(files, desc="images", unit="img", disable=not progress)):
         try:
-            rgb = read_image(path)
+            rgb = read_image(path, max_pixels)
         except ImageReadError as exc:
             yield FrameResult(index, 0.0, [], None, error=str(exc), path=Path(path))
             continue
