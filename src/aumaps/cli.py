@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -60,6 +61,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None,
                    help="crops per network call (default: what the engine runs fastest with)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--max-pixels", type=_pixel_count, default=None, metavar="N",
+                   help="refuse images (and frames) of more than N pixels, read from their headers before "
+                   "decoding (default: $AUMAPS_MAX_PIXELS, else 100e6)")
     p.add_argument("--backend", choices=ENGINES, default="auto",
                    help="network engine: auto (the fastest one that keeps intensities within --max-error of "
                    "float32 on this machine, built once and kept in the user cache), torch (the float32 "
@@ -106,9 +110,24 @@ def _add_predict(sub) -> None:
     p.set_defaults(func=cmd_predict)
 
 
+def _pixel_count(text: str) -> int:
+    """``--max-pixels``: a positive number of pixels (``2e8`` and ``200_000_000`` allowed)."""
+    try:
+        value = int(float(text.replace("_", "")))
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"a positive number of pixels, e.g. 200e6 (got {text!r})")
+    return value
+
+
 def cmd_predict(args) -> int:
+    from .images import MAX_PIXELS_ENV
     from .runtime import EngineUnavailable
     from .study import DEFAULT_FORM, DEFAULT_PERCENTILE, StudyOptions, holds_videos, run_study
+
+    if args.max_pixels is not None:  # every reader of this run, its study workers and frame folders too
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
 
     live = args.webcam is not None
     if args.out_dir is not None or (not args.sequence and not live
