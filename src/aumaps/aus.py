@@ -54,6 +54,9 @@ class ActionUnit:
     number: int
     name: str
     centres: tuple[Centre, ...]
+    #: ``"upper"`` (brows, lids, cheeks: FACS's upper-face AUs and the eye AUs) or ``"lower"``
+    #: (nose, lips, chin, jaw), as the FACS manual groups them; displays group AUs by it.
+    region: str = "lower"
 
     @property
     def label(self) -> str:
@@ -66,29 +69,29 @@ def _c(*landmarks: int, dx: float = 0.0, dy: float = 0.0) -> Centre:
 
 
 _AUS = (
-    ActionUnit(1, "Inner Brow Raiser", (
+    ActionUnit(1, "Inner Brow Raiser", region="upper", centres=(
         _c(21, dy=-0.1),  # inner end of the brow on the image's left lifts, forehead above it creases
         _c(22, dy=-0.1),  # same on the image's right
         _c(21, 22, dy=-0.3),  # mid-forehead: horizontal wrinkles gather above the raised inner brows
     )),
-    ActionUnit(2, "Outer Brow Raiser", (
+    ActionUnit(2, "Outer Brow Raiser", region="upper", centres=(
         _c(18),  # outer part of the left brow arches upwards
         _c(25),  # outer part of the right brow arches upwards
     )),
-    ActionUnit(4, "Brow Lowerer", (
+    ActionUnit(4, "Brow Lowerer", region="upper", centres=(
         _c(21),  # inner brow end pulled down and in
         _c(22),  # same on the other side
         _c(21, 22, 27),  # glabella: vertical furrows between the lowered brows
     )),
-    ActionUnit(5, "Upper Lid Raiser", (
+    ActionUnit(5, "Upper Lid Raiser", region="upper", centres=(
         _c(37, 38),  # upper lid of the left eye retracts, more sclera shows above the iris
         _c(43, 44),  # upper lid of the right eye
     )),
-    ActionUnit(6, "Cheek Raiser", (
+    ActionUnit(6, "Cheek Raiser", region="upper", centres=(
         _c(1, 41, 31),  # left infraorbital cheek lifts, bagging under the eye and crow's feet
         _c(15, 46, 35),  # right infraorbital cheek
     )),
-    ActionUnit(7, "Lid Tightener", (
+    ActionUnit(7, "Lid Tightener", region="upper", centres=(
         _c(40, 41),  # lower lid of the left eye tightens and rises
         _c(46, 47),  # lower lid of the right eye
     )),
@@ -139,6 +142,10 @@ _AUS = (
         _c(62, 66),  # mouth opening between the inner lips
         _c(8),  # chin tip moves down with the jaw
     )),
+    ActionUnit(45, "Blink", region="upper", centres=(
+        _c(37, 38, 40, 41),  # left eye: the lids meet over the iris
+        _c(43, 44, 46, 47),  # right eye
+    )),
 )
 
 #: Every supported AU by FACS number.
@@ -148,6 +155,8 @@ CATALOGUE: dict[int, ActionUnit] = {au.number: au for au in _AUS}
 AU_SETS: dict[str, tuple[int, ...]] = {
     "bp4d": (6, 10, 12, 14, 17),
     "disfa": (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26),
+    # OpenFace 2.2's intensity AUs, in its column order (the bundled default model's set)
+    "openface": (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
     "all": tuple(CATALOGUE),
 }
 

@@ -24,7 +24,7 @@ from .. import align
 from ..geometry import interocular_distance
 from ..aus import MIRROR_68
 
-__all__ = ["AugmentConfig", "augment", "flip_crop", "similarity"]
+__all__ = ["AugmentConfig", "augment", "flip_crop", "rescale", "similarity"]
 
 
 @dataclass
@@ -82,7 +82,11 @@ def flip_crop(crop: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def augment(
-    crop: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, cfg: AugmentConfig
+    crop: np.ndarray,
+    landmarks: np.ndarray,
+    rng: np.random.Generator,
+    cfg: AugmentConfig,
+    out_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One random augmentation of a registered crop.
 
@@ -91,11 +95,14 @@ def augment(
         landmarks: ``(68, 2)`` landmarks in crop coordinates.
         rng: the sample's random generator.
         cfg: strengths.
+        out_size: side of the crop to return (default ``S``): a model trained on smaller
+            crops than the cache holds gets them in the same warp (:func:`rescale`).
 
     Returns:
-        The augmented crop (same shape, uint8) and its ``(68, 2)`` landmarks.
+        The augmented ``(out_size, out_size, 3)`` uint8 crop and its ``(68, 2)`` landmarks.
     """
     size = crop.shape[0]
+    out_size = size if out_size is None else int(out_size)
     lm = np.asarray(landmarks, dtype=np.float64)
     m = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     if cfg.landmark_noise > 0:
@@ -106,13 +113,28 @@ def augment(
     scale = 1.0 + (rng.uniform(-cfg.scale, cfg.scale) if cfg.scale > 0 else 0.0)
     shift = rng.uniform(-cfg.translation, cfg.translation, 2) * size if cfg.translation > 0 else (0.0, 0.0)
     m = _compose(similarity(angle, scale, shift, size), m)
-    out = cv2.warpAffine(crop, m, (size, size))
+    if out_size != size:
+        m = m * (out_size / size)
+    out = cv2.warpAffine(crop, m, (out_size, out_size))
     lm = align.transform_points(lm, m)
     if cfg.flip > 0 and rng.random() < cfg.flip:
         out, lm = flip_crop(out, lm)
     if cfg.colour > 0 or cfg.grayscale > 0:
         out = _jitter(out, rng, cfg)
     return out, lm
+
+
+def rescale(crop: np.ndarray, landmarks: np.ndarray, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A registered crop and its landmarks at another crop size: what registering the image
+    straight into an ``out_size`` crop gives (the reference points scale with the crop, so the
+    registration's affine is the larger one's times ``out_size / S``; bilinear, as OpenCV's
+    ``warpAffine`` registers at inference)."""
+    size = crop.shape[0]
+    if out_size == size:
+        return crop, landmarks
+    f = out_size / size
+    out = cv2.warpAffine(crop, np.array([[f, 0.0, 0.0], [0.0, f, 0.0]]), (out_size, out_size))
+    return out, np.asarray(landmarks, dtype=np.float64) * f
 
 
 _LUMA = np.array([0.299, 0.587, 0.114])

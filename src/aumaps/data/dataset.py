@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 
 from ..codec import AUHeatmapCodec
 from ..model import network_input
-from .augment import AugmentConfig, augment
+from .augment import AugmentConfig, augment, rescale
 from .cache import CropCache
 
 __all__ = ["AUHeatmapDataset"]
@@ -29,7 +29,9 @@ class AUHeatmapDataset(Dataset):
         seed: with :meth:`set_epoch`, fixes every sample's augmentation: sample ``i`` of
             epoch ``e`` is the same whatever the worker or batch it lands in.
 
-    Each item is a dict: ``image`` (3×S×S float in [0, 1]), ``heatmaps`` (A×H×W float),
+    Crops are brought to ``codec.crop_size`` (the cache's crops may be larger: a model on
+    128×128 crops trains from a 256×256 cache). Each item is a dict: ``image`` (3×S×S float
+    in [0, 1]), ``heatmaps`` (A×H×W float),
     ``mask`` (A bool, False = not coded), ``intensities`` (A float, NaN = not coded),
     ``index`` (the cache row).
     """
@@ -67,7 +69,9 @@ class AUHeatmapDataset(Dataset):
         intensities = np.asarray(self.cache.intensities[row, self.columns], dtype=np.float64)
         if self.augment is not None:
             rng = np.random.default_rng([self.seed, self.epoch, row])
-            crop, landmarks = augment(crop, landmarks, rng, self.augment)
+            crop, landmarks = augment(crop, landmarks, rng, self.augment, self.codec.crop_size)
+        else:
+            crop, landmarks = rescale(crop, landmarks, self.codec.crop_size)
         maps, mask = self.codec.encode(landmarks, intensities)
         return {
             "image": network_input(torch.from_numpy(np.array(crop))).contiguous(),

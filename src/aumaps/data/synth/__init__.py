@@ -70,7 +70,7 @@ from .population import make_identity, neutral_faces
 from .procedural import procedural_face
 from .real import REAL_FACES, real_faces, vary_identity
 from .rendering import render, render_sequence
-from .sampling import PROTOTYPES, intensity_curves, sample_intensities
+from .sampling import PROTOTYPES, intensity_curves, sample_intensities, sample_sides
 from .warp import _warp_image  # noqa: F401 - private, used by tests/test_synth.py
 
 __all__ = [
@@ -91,5 +91,6 @@ __all__ = [
     "render_sequence",
     "sample_intensities",
     "sample_nuisance",
+    "sample_sides",
     "vary_identity",
 ]

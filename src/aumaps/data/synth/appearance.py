@@ -1,7 +1,7 @@
 """AU appearance: what the landmarks' geometry cannot show. Furrows, wrinkles, dimples and
 bulges as blurred dark and light strokes whose strength grows with the intensity
-(:class:`_Shading`, :func:`_draw_appearance`), and the mouth's interior and teeth where the
-lips part (:func:`_mouth_interior`).
+(:class:`_Shading`, :func:`_draw_appearance`). What shows between the lids and the lips is
+:mod:`.interiors`'.
 """
 
 from __future__ import annotations
@@ -79,10 +79,22 @@ class _Shading:
 
 
 def _draw_appearance(
-    paint: _Shading, levels: Mapping[int, float], rng: np.random.Generator
+    paint: _Shading,
+    levels: Mapping[int, float],
+    rng: np.random.Generator,
+    sides: Mapping[int, tuple[float, float]] | None = None,
 ) -> None:
-    """Draw the appearance changes of the AUs at ``levels`` (intensity / 5) onto ``paint``."""
-    lv = lambda au: levels.get(au, 0.0)  # noqa: E731
+    """Draw the appearance changes of the AUs at ``levels`` (intensity / 5) onto ``paint``;
+    an AU named in ``sides`` (``(left, right)`` factors) acts that much on each half of the
+    face, and its midline changes take the mean."""
+    sides = sides or {}
+
+    def lv(au: int, side: int = 0) -> float:
+        """The level of ``au`` on the image-left (-1) or right (1) half, or the midline (0)."""
+        left, right = sides.get(au, (1.0, 1.0))
+        factor = left if side < 0 else right if side > 0 else 0.5 * (left + right)
+        return levels.get(au, 0.0) * factor
+
     j = lambda: rng.normal(0.0, 0.006)  # noqa: E731 - small jitter of stroke placement, IOD
     p = paint
     # forehead: horizontal wrinkles, central for AU1, lateral for AU2
@@ -91,7 +103,8 @@ def _draw_appearance(
         for dy in (-0.16, -0.27, -0.38):
             xs = np.linspace(-0.55, 0.55, 12)
             pts = [p.at(mid, x, dy + j() - 0.06 + 0.2 * x**2) for x in xs]  # arched
-            weight = lv(1) * np.exp(-((xs / 0.22) ** 2)) + lv(2) * np.exp(
+            outer = np.where(xs < 0, lv(2, -1), lv(2, 1))  # the outer forehead, per side
+            weight = lv(1) * np.exp(-((xs / 0.22) ** 2)) + outer * np.exp(
                 -(((np.abs(xs) - 0.38) / 0.14) ** 2)
             )
             for k in range(len(xs) - 1):
@@ -101,7 +114,7 @@ def _draw_appearance(
         for side in (-1, 1):
             p.line(
                 [p.at([21, 22], side * 0.05 + j(), 0.02), p.at([21, 22], side * 0.06, -0.14)],
-                0.38 * lv(4),
+                0.38 * lv(4, side),
             )
         p.spot(p.at([21, 22, 27], 0, -0.02), 0.12, 0.06, 0.10 * lv(4))
         p.line([p.at(27, -0.06, 0.02), p.at(27, 0.06, 0.02)], 0.15 * lv(4))
@@ -109,27 +122,25 @@ def _draw_appearance(
         (-1, np.r_[36:42], (37, 38), (41, 40), 36, (1, 41, 31)),
         (1, np.r_[42:48], (43, 44), (46, 47), 45, (15, 46, 35)),
     ):
-        # AU5: sclera shows above the iris
-        if lv(5):
-            p.spot(p.at(list(upper), 0, 0.025), 0.07, 0.018, 0.30 * lv(5), "light_fine")
+        # AU5 (sclera above the iris) and AU45 (the lids meeting) are drawn by .interiors
         # AU6: crow's feet, infraorbital furrow, cheek bulge
-        if lv(6):
+        if lv(6, side):
             for angle in (-0.45, 0.0, 0.4):
                 start = p.at(corner, side * 0.07, 0.0)
                 end = p.at(corner, side * (0.07 + 0.13 * np.cos(angle)), 0.13 * np.sin(angle) + j())
-                p.line([start, end], 0.32 * lv(6))
+                p.line([start, end], 0.32 * lv(6, side))
             p.line(
                 [
                     p.at(lower[0], side * 0.03, 0.09),
                     p.at(list(lower), 0, 0.11 + j()),
                     p.at(lower[1], -side * 0.04, 0.08),
                 ],
-                0.3 * lv(6),
+                0.3 * lv(6, side),
             )
-            p.spot(p.at(list(cheek), 0, -0.02), 0.16, 0.10, 0.18 * lv(6), "light_broad")
-            p.spot(p.at(list(cheek), 0, 0.14), 0.14, 0.05, 0.12 * lv(6))
+            p.spot(p.at(list(cheek), 0, -0.02), 0.16, 0.10, 0.18 * lv(6, side), "light_broad")
+            p.spot(p.at(list(cheek), 0, 0.14), 0.14, 0.05, 0.12 * lv(6, side))
         # AU7 (and AU6): the tense lower lid bulges
-        tense = max(lv(7), 0.5 * lv(6))
+        tense = max(lv(7, side), 0.5 * lv(6, side))
         if tense:
             p.line([p.at(lower[0], 0, 0.035), p.at(lower[1], 0, 0.035)], 0.28 * tense)
             p.line(
@@ -138,13 +149,13 @@ def _draw_appearance(
                 layer="light_fine",
             )
         # AU9: wrinkles on the side of the nose
-        if lv(9):
+        if lv(9, side):
             for dy in (-0.02, 0.03):
                 p.line(
-                    [p.at(29, side * 0.03, dy + j()), p.at(29, side * 0.11, dy - 0.05)], 0.3 * lv(9)
+                    [p.at(29, side * 0.03, dy + j()), p.at(29, side * 0.11, dy - 0.05)], 0.3 * lv(9, side)
                 )
         # nasolabial furrow: AU9 and AU10 deepen its upper part, AU12 all of it
-        upper_part, whole = max(lv(10), 0.6 * lv(9)), lv(12)
+        upper_part, whole = max(lv(10, side), 0.6 * lv(9, side)), lv(12, side)
         lip_corner, nose_wing = (48, 31) if side < 0 else (54, 35)
         wing = p.at(nose_wing, side * 0.05, -0.02)
         mid = p.at(lip_corner, side * (0.12 + 0.04 * whole), -0.12 + j())
@@ -159,30 +170,30 @@ def _draw_appearance(
                 0.25 * whole,
             )
         # AU14: dimple beside the corner, a short vertical fold at the corner
-        if lv(14):
+        if lv(14, side):
             p.spot(
-                p.at(lip_corner, side * 0.07, -0.01 + j()), 0.022, 0.04, 0.55 * lv(14), "dark_fine"
+                p.at(lip_corner, side * 0.07, -0.01 + j()), 0.022, 0.04, 0.55 * lv(14, side), "dark_fine"
             )
             p.line(
                 [p.at(lip_corner, side * 0.025, -0.04), p.at(lip_corner, side * 0.03, 0.035)],
-                0.35 * lv(14),
+                0.35 * lv(14, side),
             )
-            p.spot(p.at(lip_corner, -side * 0.01, -0.03), 0.03, 0.02, 0.15 * lv(14), "light_fine")
+            p.spot(p.at(lip_corner, -side * 0.01, -0.03), 0.03, 0.02, 0.15 * lv(14, side), "light_fine")
         # AU15: a fold from the corner down
-        if lv(15):
+        if lv(15, side):
             p.line(
                 [
                     p.at(lip_corner, side * 0.02, 0.01),
                     p.at(lip_corner, side * 0.06, 0.09),
                     p.at(lip_corner, side * 0.07, 0.16),
                 ],
-                0.3 * lv(15),
+                0.3 * lv(15, side),
             )
         # AU20: stretch folds sideways from the corner
-        if lv(20):
+        if lv(20, side):
             p.line(
                 [p.at(lip_corner, side * 0.04, 0.02), p.at(lip_corner, side * 0.15, 0.07 + j())],
-                0.25 * lv(20),
+                0.25 * lv(20, side),
             )
     # AU9: across the nose bridge
     if lv(9):
@@ -211,41 +222,3 @@ def _draw_appearance(
         p.spot(p.at(51, 0, -0.07), 0.14, 0.04, 0.18 * lv(24), "light_broad")
         p.spot(p.at(57, 0, 0.06), 0.12, 0.03, 0.15 * lv(24), "light_broad")
         p.line([p.at(i) for i in (60, 61, 62, 63, 64)], 0.35 * lv(24))
-
-
-def _lip_gap(landmarks: np.ndarray, down: np.ndarray) -> float:
-    """Mean distance between the inner lips (61–63 to 67–65) along the unit vector ``down``."""
-    return float(np.mean((landmarks[[67, 66, 65]] - landmarks[[61, 62, 63]]) @ down))
-
-
-def _mouth_interior(
-    image: np.ndarray, neutral: np.ndarray, lms: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
-    """Paint the mouth's dark interior and the upper teeth where the inner lips have parted.
-
-    Args:
-        image: ``(H, W, 3)`` float32 image, warped.
-        neutral: ``(68, 2)`` neutral landmarks; lms: ``(68, 2)`` deformed ones.
-
-    Returns:
-        The image with the interior painted, in proportion to how far the lips parted.
-    """
-    _, ey, iod = _axes(lms)
-    gap = _lip_gap(lms, ey)
-    opened = (gap - max(_lip_gap(neutral, ey), 0.0)) / iod
-    alpha = float(np.clip(opened / 0.04, 0.0, 1.0))
-    if alpha <= 0:
-        return image
-    shape = image.shape[:2]
-    inner = lms[60:68]
-    cavity = cv2.GaussianBlur(_fill(shape, inner), (0, 0), 0.6)
-    image = _over(image, cavity * alpha, np.array([70, 22, 28], np.float32) * rng.uniform(0.6, 1.2))
-    tooth_depth = min(0.05 * iod, 0.5 * max(gap, 0.0))
-    teeth = _fill(
-        shape,
-        np.concatenate([lms[[60, 61, 62, 63, 64]], (lms[[64, 63, 62, 61, 60]] + tooth_depth * ey)]),
-    )
-    teeth = cv2.GaussianBlur(teeth * cavity, (0, 0), 0.6)
-    return _over(
-        image, teeth * alpha * 0.9, np.array([228, 220, 200], np.float32) * rng.uniform(0.8, 1.0)
-    )

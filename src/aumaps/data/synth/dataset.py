@@ -22,7 +22,7 @@ from .canvas import CANVAS
 from .geometry import _AU_ORDER
 from .population import make_identity
 from .rendering import render_sequence
-from .sampling import intensity_curves
+from .sampling import intensity_curves, sample_sides
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,9 @@ def _render_subject(job: _SubjectJob) -> list[dict[str, object]]:
         length = min(job.sequence_length, job.frames - start)
         rng = np.random.default_rng(np.random.SeedSequence([job.seed, job.index, q, 0x5E]))
         curves = intensity_curves(rng, length, job.aus)
+        sides = sample_sides(rng)
         sequence = f"q{q:02d}"
-        frames = render_sequence(identity, curves, rng, True, job.size)
+        frames = render_sequence(identity, curves, rng, True, job.size, sides)
         for frame, (image, lms) in enumerate(frames):
             name = f"{sequence}_{frame:05d}.png"
             _, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))

@@ -132,13 +132,19 @@ DISPLACEMENTS: dict[int, dict[int, tuple[float, float]]] = {
         66: (0.0, 0.024), 67: (0.0, 0.020), 57: (0.0, 0.018), 58: (0.0, 0.016),
         59: (0.0, 0.010),
     }),
-    # Jaw drop: chin and lower jaw line down with the lower lip.
+    # Jaw drop: the jaw swings down, carrying the chin, the lower jaw line, the lower lip and
+    # the lower inner lip; the corners follow a little and come inwards. At intensity 5 the chin
+    # drops 0.3 IOD (a mouth opened wide, with AU25, parts by about 0.45 IOD).
     26: _symmetric({
-        8: (0.0, 0.040), 7: (0.0, 0.036), 6: (0.0, 0.028), 5: (0.0, 0.020),
-        4: (0.0, 0.012), 3: (0.0, 0.006), 57: (0.0, 0.030), 58: (0.0, 0.028),
-        59: (0.0, 0.020), 66: (0.0, 0.026), 67: (0.0, 0.026), 48: (0.0, 0.010),
-        60: (0.0, 0.010),
+        8: (0.0, 0.060), 7: (0.0, 0.054), 6: (0.0, 0.042), 5: (0.0, 0.030),
+        4: (0.0, 0.018), 3: (0.0, 0.008), 57: (0.0, 0.048), 58: (0.0, 0.045),
+        59: (0.0, 0.032), 66: (0.0, 0.046), 67: (0.0, 0.042), 48: (-0.004, 0.014),
+        60: (-0.003, 0.016),
     }),
+    # Blink: the lids close over the eye. Its geometry is relative to each eye's own opening
+    # (intensity 5 closes it whatever its size), so it is applied by :func:`displace_landmarks`
+    # after the others (:data:`_BLINK`), not as a displacement per intensity unit.
+    45: {},
 }
 # fmt: on
 
@@ -147,6 +153,15 @@ _DISPLACEMENT_ARRAY = np.zeros((len(_AU_ORDER), 68, 2))
 for _a, _au in enumerate(_AU_ORDER):
     for _i, _d in DISPLACEMENTS[_au].items():
         _DISPLACEMENT_ARRAY[_a, _i] = _d
+
+#: Which half of the face each landmark lies on: 0 image-left, 1 image-right, 2 midline.
+_SIDE = np.array([0 if i in _LEFT_HALF else 2 if MIRROR_68[i] == i else 1 for i in range(68)])
+
+#: The blink's lids, per eye: upper-lid landmarks and the lower-lid landmarks facing them.
+#: At intensity I each pair's gap shrinks to ``1 - I/5`` of what it was, the upper lid doing
+#: ``_BLINK_UPPER`` of the travel (the upper lid closes the eye; the lower one barely moves).
+_BLINK = (((37, 41), (38, 40)), ((43, 47), (44, 46)))
+_BLINK_UPPER = 0.85
 
 
 def _axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -167,26 +182,38 @@ _NO_CROSSING = (
 _MIN_GAP = 0.25
 
 
-def displace_landmarks(landmarks: np.ndarray, intensities: Mapping[int, float]) -> np.ndarray:
+def displace_landmarks(
+    landmarks: np.ndarray,
+    intensities: Mapping[int, float],
+    sides: Mapping[int, tuple[float, float]] | None = None,
+) -> np.ndarray:
     """Move neutral landmarks as the AUs at ``intensities`` do (:data:`DISPLACEMENTS`).
 
     The AUs' displacements add up; where a strong combination would make an eye's lids or a
     lip's edges cross (AU6 + AU7 + AU9 on the lower lids, AU23 + AU24 on the lips), the two
-    are pushed apart symmetrically to a quarter of their neutral distance.
+    are pushed apart symmetrically to a quarter of their neutral distance. A blink (AU45) then
+    closes each eye by the fraction ``I/5`` of its remaining opening.
 
     Args:
         landmarks: ``(68, 2)`` neutral landmarks, x, y in pixels.
         intensities: AU number → intensity in [0, 5] (absent AUs are 0).
+        sides: AU number → ``(left, right)`` factors in [0, 1] for an asymmetric action: the
+            image-left half of the face moves ``left`` times as far, the right half ``right``
+            times, the midline their mean (absent AUs act fully on both sides).
 
     Returns:
         ``(68, 2)`` float64 deformed landmarks.
     """
     neutral = np.asarray(landmarks, dtype=np.float64)
     levels = np.array([float(intensities.get(au, 0.0)) for au in _AU_ORDER])
-    unknown = set(intensities) - set(_AU_ORDER)
+    unknown = (set(intensities) | set(sides or {})) - set(_AU_ORDER)
     if unknown:
         raise ValueError(f"AUs {sorted(unknown)} are not in the catalogue")
-    offsets = np.tensordot(levels, _DISPLACEMENT_ARRAY, axes=1)  # (68, 2) in face units
+    factors = np.ones((len(_AU_ORDER), 3))  # per AU: left, right, midline
+    for au, (left, right) in (sides or {}).items():
+        factors[_AU_ORDER.index(au)] = (left, right, 0.5 * (left + right))
+    weights = levels[:, None] * factors[:, _SIDE]  # (A, 68)
+    offsets = np.einsum("ai,aij->ij", weights, _DISPLACEMENT_ARRAY)  # (68, 2) in face units
     ex, ey, iod = _axes(neutral)
     lms = neutral + iod * (offsets[:, :1] * ex + offsets[:, 1:] * ey)
     for upper, lower in _NO_CROSSING:
@@ -195,4 +222,13 @@ def displace_landmarks(landmarks: np.ndarray, intensities: Mapping[int, float]) 
         if short > 0:
             lms[upper] -= 0.5 * short * ey
             lms[lower] += 0.5 * short * ey
+    blink = float(intensities.get(45, 0.0)) / 5.0
+    if blink > 0:
+        left, right = (sides or {}).get(45, (1.0, 1.0))
+        for eye, side in zip(_BLINK, (left, right)):
+            closure = float(np.clip(blink * side, 0.0, 1.0))
+            for upper, lower in eye:
+                gap = lms[lower] - lms[upper]
+                lms[upper] += _BLINK_UPPER * closure * gap
+                lms[lower] -= (1.0 - _BLINK_UPPER) * closure * gap
     return lms

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .geometry import _axes
+from .looks import Look
 
 
 @dataclass(frozen=True, eq=False)
@@ -25,6 +26,7 @@ class Identity:
             to the background (0), feathered.
         creases: How deeply this face folds: scales the strength of the drawn furrows and
             wrinkles (about 0.7–1.3).
+        look: What it wears over its face at every rendering (glasses, a fringe).
     """
 
     image: np.ndarray
@@ -33,6 +35,7 @@ class Identity:
     source: str
     mask: np.ndarray
     creases: float = 1.0
+    look: Look = Look()
 
 
 def _head_polygon(landmarks: np.ndarray, forehead: float = 0.8) -> np.ndarray:

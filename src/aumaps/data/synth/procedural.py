@@ -10,12 +10,9 @@ import numpy as np
 from .canvas import _CANONICAL_68, CANVAS, _ellipse, _fill, _over, _smooth_noise, _stroke
 from .geometry import _axes
 from .identity import Identity, _head_polygon, _random_skin_lab, _shape_offsets
+from .looks import _HAIR_COLOURS, _age, _facial_hair, _skin_texture, sample_look
+from .real import _transplant
 
-_HAIR_COLOURS = np.array(
-    [[20, 16, 14], [45, 30, 22], [85, 58, 38], [140, 105, 65], [190, 160, 110], [150, 150, 148],
-     [110, 45, 25]],
-    np.float32,
-)  # fmt: skip
 _IRIS_COLOURS = np.array(
     [[70, 45, 25], [40, 28, 20], [90, 110, 130], [80, 100, 70], [110, 90, 60]], np.float32
 )
@@ -148,6 +145,7 @@ def procedural_face(rng: np.random.Generator, subject: str = "procedural") -> Id
     image *= shading
     texture = 0.03 * _smooth_noise(rng, shape, 48) + 0.02 * rng.normal(0, 1, shape)
     image *= 1.0 + texture[..., None].astype(np.float32)
+    image = _skin_texture(image, plan.head, rng, iod)
     image = _draw_eyes(image, plan, rng)
     # brows: bands thick in the middle, thin at the tail
     for brow in (np.r_[17:22], np.r_[26:21:-1]):
@@ -182,13 +180,28 @@ def procedural_face(rng: np.random.Generator, subject: str = "procedural") -> Id
     image = _over(image, fringe, hair * strands[..., None] * shading)
     image = cv2.GaussianBlur(image, (0, 0), 0.6)
     mask = np.clip(plan.hair + plan.head + plan.neck + plan.ears, 0, 1)
+    return _finish(image, lms, plan.head, mask, hair, rng, subject, "procedural")
+
+
+def _finish(image: np.ndarray, lms: np.ndarray, skin: np.ndarray, mask: np.ndarray, hair: np.ndarray,
+            rng: np.random.Generator, subject: str, source: str, transplant: float = 0.5) -> Identity:
+    """What a drawn face gets after its parts: photographic eyes, nose or mouth from the real
+    photos (each with probability ``transplant``), age, stubble or a beard, and its look."""
+    image = _transplant(np.clip(image + 0.5, 0, 255).astype(np.uint8), lms, rng, transplant)
+    image = image.astype(np.float32)
+    if rng.random() < 0.4:
+        image = _age(image, lms, float(rng.uniform(0.2, 1.0)), rng)
+    facial_hair = rng.choice(["none", "stubble", "beard"], p=[0.65, 0.22, 0.13])
+    if facial_hair != "none":
+        image = _facial_hair(image, lms, skin, rng, str(facial_hair), hair * rng.uniform(0.5, 0.9))
     return Identity(
         image=np.clip(image + 0.5, 0, 255).astype(np.uint8),
         landmarks=lms,
         subject=subject,
-        source="procedural",
+        source=source,
         mask=cv2.GaussianBlur(mask, (0, 0), 1.0),
         creases=float(rng.uniform(0.7, 1.3)),
+        look=sample_look(rng),
     )
 
 

@@ -17,6 +17,7 @@ from ...aus import MIRROR_68
 from .canvas import _CANONICAL_68, CANVAS, _fill, _over, _stroke
 from .geometry import _axes, displace_landmarks
 from .identity import Identity, _head_polygon, _random_skin_lab, _shape_offsets
+from .looks import _HAIR_COLOURS, _age, _facial_hair, sample_look
 from .warp import _warp_image
 
 
@@ -170,7 +171,8 @@ def _mirror(
 
 
 def vary_identity(base: Identity, rng: np.random.Generator, subject: str) -> Identity:
-    """A new identity made from ``base``: face shape warped, skin tone changed, maybe mirrored.
+    """A new identity made from ``base``: face shape warped, skin tone changed, maybe aged,
+    given stubble or a beard, glasses or a fringe, maybe mirrored.
 
     Args:
         base: The face to start from (a real face of :func:`real_faces`).
@@ -187,4 +189,66 @@ def vary_identity(base: Identity, rng: np.random.Generator, subject: str) -> Ide
         image = _skin_tone(image, lms, mask, _random_skin_lab(rng))
     if rng.random() < 0.5:
         image, lms, mask = _mirror(image, lms, mask)
-    return Identity(image, lms, subject, base.source, mask, creases=float(rng.uniform(0.7, 1.3)))
+    canvas = image.astype(np.float32)
+    if rng.random() < 0.3:
+        canvas = _age(canvas, lms, float(rng.uniform(0.2, 0.8)), rng)
+    facial_hair = rng.choice(["none", "stubble", "beard"], p=[0.7, 0.2, 0.1])
+    if facial_hair != "none":
+        hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * rng.uniform(0.5, 0.9)
+        canvas = _facial_hair(canvas, lms, mask, rng, str(facial_hair), hair)
+    image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
+    return Identity(image, lms, subject, base.source, mask, creases=float(rng.uniform(0.7, 1.3)),
+                    look=sample_look(rng, glasses=0.2 if base.source != "grace_hopper" else 0.0))
+
+
+#: Parts of a face that :func:`_transplant` can take from a real photo: landmarks that outline
+#: them (one hull per group) and the photos they may come from (Grace Hopper's eyes sit behind
+#: her glasses, so only the astronaut's are taken).
+_PARTS = {
+    "eyes": (((17, 18, 19, 20, 21, 36, 37, 38, 39, 40, 41), (22, 23, 24, 25, 26, 42, 43, 44, 45, 46, 47)),
+             ("astronaut",)),
+    "nose": (((27, 31, 32, 33, 34, 35, 39, 42),), ("astronaut", "grace_hopper")),
+    "mouth": (((48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59),), ("astronaut", "grace_hopper")),
+}
+
+
+def _transplant(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
+                chance: float = 0.5) -> np.ndarray:
+    """Give a drawn face photographic parts: each of the eyes (with the brows), the nose and
+    the mouth is, with probability ``chance``, taken from a real photo moved onto this face's
+    landmarks (thin-plate spline) and blended in by Poisson image editing (OpenCV's
+    ``seamlessClone``), which keeps the photo's detail and takes this face's colours.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 drawn face; landmarks: its ``(68, 2)`` landmarks.
+
+    Returns:
+        The ``(H, W, 3)`` uint8 face.
+    """
+    bases = {face.source: face for face in real_faces()}
+    if not bases:
+        return image
+    _, _, iod = _axes(landmarks)
+    margin = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(0.14 * iod) | 1,) * 2)
+    warped: dict[str, np.ndarray] = {}
+    for hulls, sources in _PARTS.values():
+        if rng.random() >= chance:
+            continue
+        sources = [name for name in sources if name in bases]
+        if not sources:
+            continue
+        name = sources[int(rng.integers(len(sources)))]
+        if name not in warped:
+            base = bases[name]
+            warped[name] = _warp_image(base.image, base.landmarks, landmarks)
+        mask = np.zeros(image.shape[:2], np.uint8)
+        for hull in hulls:
+            cv2.fillConvexPoly(mask, cv2.convexHull(landmarks[list(hull)].astype(np.float32)).astype(np.int32), 255)
+        mask = cv2.dilate(mask, margin)
+        mask[:2] = mask[-2:] = 0
+        mask[:, :2] = mask[:, -2:] = 0
+        x, y, w, h = cv2.boundingRect(mask)
+        if w == 0:
+            continue
+        image = cv2.seamlessClone(warped[name], image, mask, (x + w // 2, y + h // 2), cv2.NORMAL_CLONE)
+    return image

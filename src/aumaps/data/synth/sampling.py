@@ -27,35 +27,46 @@ def _eased(keys: np.ndarray, n: int, every: int, hold: float = 0.0) -> np.ndarra
 #: Expression prototypes: ``name → (core, optional, probability)``. ``core`` maps AUs to
 #: their weight (their intensity is the expression's strength times the weight, jittered),
 #: ``optional`` maps AUs to the chance that they join (at a random fraction of the strength);
-#: ``probability`` is how often the prototype is drawn. ``random`` has no AUs: only the
-#: independent activations that every prototype receives, at a higher rate.
+#: ``probability`` is how often the prototype is drawn. The basic emotions follow the
+#: EMFACS-style prototypes (happiness 6+12, sadness 1+4+15, surprise 1+2+5+26, fear
+#: 1+2+4+5+20+26, anger 4+5+7+23, disgust 9+10 with 15/17); ``speech`` and ``blink`` are the
+#: commonest non-emotional actions of real recordings; ``neutral`` (the commonest of all)
+#: holds only traces; ``random`` has no AUs: only the independent activations that every
+#: prototype receives, at a higher rate.
 PROTOTYPES: dict[str, tuple[dict[int, float], dict[int, float], float]] = {
-    "neutral": ({}, {}, 0.08),
-    "happiness": ({6: 0.8, 12: 1.0}, {25: 0.5, 26: 0.15, 14: 0.25, 10: 0.2, 7: 0.2}, 0.14),
-    "smile": ({12: 1.0}, {25: 0.3, 6: 0.25}, 0.07),
-    "sadness": ({1: 0.9, 4: 0.8, 15: 1.0}, {17: 0.5, 6: 0.1}, 0.07),
-    "surprise": ({1: 1.0, 2: 1.0, 5: 0.8, 26: 0.9}, {25: 0.8}, 0.06),
-    "disgust": ({9: 1.0, 10: 1.0}, {17: 0.5, 4: 0.4, 25: 0.3, 15: 0.2, 7: 0.3}, 0.07),
-    "anger": ({4: 1.0, 5: 0.6, 7: 0.8, 23: 0.7}, {24: 0.5, 17: 0.4, 10: 0.2}, 0.06),
-    "contempt": ({14: 1.0}, {12: 0.3, 17: 0.25}, 0.08),
-    "fear": ({1: 0.9, 2: 0.8, 4: 0.7, 5: 1.0, 20: 0.9, 25: 0.8}, {26: 0.3}, 0.05),
-    "pain": ({4: 0.8, 6: 1.0, 7: 0.8, 10: 0.8}, {9: 0.5, 25: 0.4, 17: 0.3}, 0.05),
-    "doubt": ({17: 1.0}, {14: 0.4, 24: 0.4, 15: 0.3}, 0.07),
-    "random": ({}, {}, 0.18),
+    "neutral": ({}, {}, 0.20),
+    "happiness": ({6: 0.8, 12: 1.0}, {25: 0.55, 26: 0.15, 14: 0.1, 10: 0.15, 7: 0.2}, 0.12),
+    "smile": ({12: 1.0}, {25: 0.35, 6: 0.2}, 0.06),
+    "sadness": ({1: 0.9, 4: 0.8, 15: 1.0}, {17: 0.5, 6: 0.1}, 0.05),
+    "surprise": ({1: 1.0, 2: 1.0, 5: 0.8, 26: 0.9}, {25: 0.9}, 0.05),
+    "fear": ({1: 0.9, 2: 0.8, 4: 0.7, 5: 1.0, 20: 0.9, 26: 0.7}, {25: 0.8, 7: 0.3}, 0.04),
+    "anger": ({4: 1.0, 5: 0.6, 7: 0.8, 23: 0.7}, {24: 0.4, 17: 0.4, 10: 0.2, 9: 0.1}, 0.05),
+    "disgust": ({9: 1.0, 10: 1.0}, {17: 0.5, 15: 0.4, 4: 0.4, 25: 0.3, 7: 0.3}, 0.05),
+    "contempt": ({14: 1.0}, {12: 0.3, 17: 0.25}, 0.04),
+    "pain": ({4: 0.8, 6: 1.0, 7: 0.8, 10: 0.8}, {9: 0.5, 25: 0.4, 17: 0.3, 45: 0.3}, 0.03),
+    "doubt": ({17: 1.0}, {14: 0.4, 24: 0.4, 15: 0.3, 23: 0.3}, 0.05),
+    "speech": ({25: 1.0}, {26: 0.5, 10: 0.2, 20: 0.15, 23: 0.1}, 0.05),
+    "blink": ({45: 1.0}, {6: 0.1, 12: 0.1}, 0.05),
+    "random": ({}, {}, 0.16),
 }
+
+#: AUs that act on both halves of the face and can act more on one (FACS's unilateral or
+#: asymmetric actions); the midline AUs 17, 23, 24, 25 and 26 act symmetrically.
+_BILATERAL = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 20, 45)
 
 
 def sample_intensities(
     rng: np.random.Generator,
     aus: str | Iterable[int] = "all",
-    independent: float = 0.12,
+    independent: float = 0.08,
 ) -> dict[int, float]:
     """Draw one set of AU intensities with realistic co-occurrence.
 
     A prototype of :data:`PROTOTYPES` is drawn and its strength (uniform on 0.3–5) is shared
     out over its AUs; then every AU is also switched on by itself with probability
     ``independent`` (three times that for the ``random`` prototype) at a uniform 0–5, keeping
-    the larger value. A jaw drop brings lips apart with it. Values are rounded to 3 decimals
+    the larger value. A ``neutral`` face holds only traces (each AU below 0.8 with
+    probability 0.1). A jaw drop brings lips apart with it. Values are rounded to 3 decimals
     so that what is written is what was rendered.
 
     Args:
@@ -78,15 +89,37 @@ def sample_intensities(
     for au, chance in optional.items():
         if rng.random() < chance:
             out[au] = strength * rng.uniform(0.2, 1.0)
-    rate = independent * (3.0 if name == "random" else 1.0)
-    for au in _AU_ORDER:
-        if rng.random() < rate:
-            out[au] = max(out[au], rng.uniform(0.0, 5.0))
+    if name == "neutral":
+        for au in _AU_ORDER:
+            if rng.random() < 0.1:
+                out[au] = rng.uniform(0.0, 0.8)
+    else:
+        rate = independent * (3.0 if name == "random" else 1.0)
+        for au in _AU_ORDER:
+            if rng.random() < rate:
+                out[au] = max(out[au], rng.uniform(0.0, 5.0))
     if out[26] > 0.5:
         out[25] = max(out[25], out[26] * rng.uniform(0.6, 1.0))
     return {
         au: round(float(np.clip(v, 0.0, 5.0)), 3) if au in allowed else 0.0 for au, v in out.items()
     }
+
+
+def sample_sides(rng: np.random.Generator, chance: float = 0.12) -> dict[int, tuple[float, float]]:
+    """Asymmetric activations: for each AU of :data:`_BILATERAL`, with probability ``chance``,
+    one side (left or right at random) acts only 0.3–0.9 as strongly as the other. The AU's
+    intensity is its stronger side's, as FACS codes it.
+
+    Returns:
+        AU number → ``(left, right)`` factors, for the asymmetric AUs only (see
+        :func:`~.geometry.displace_landmarks`).
+    """
+    sides: dict[int, tuple[float, float]] = {}
+    for au in _BILATERAL:
+        if rng.random() < chance:
+            weak = round(float(rng.uniform(0.3, 0.9)), 3)
+            sides[au] = (weak, 1.0) if rng.random() < 0.5 else (1.0, weak)
+    return sides
 
 
 def intensity_curves(
