@@ -7,8 +7,10 @@ import html.parser
 import importlib.util
 import logging
 import os
+import re
 import signal
 import subprocess
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -298,16 +300,153 @@ def test_unopenable_video_is_a_clear_error(tmp_path, tiny_weights, caplog):
     assert "broken.mp4" in caplog.text and "missing.avi" in caplog.text
 
 
-def test_truncated_video_keeps_every_frame(tmp_path, estimator, clip_frames):
+def test_truncated_video_keeps_its_decodable_frames(tmp_path, estimator, clip_frames):
     whole = _write_video(tmp_path / "whole.avi", clip_frames, "MJPG")
     cut = tmp_path / "cut.avi"
     cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    decodable = len(_decoded(cut))  # what FFmpeg (through OpenCV) decodes of it
+    assert 5 < decodable < len(SCRIPT)
     summary = process_video(estimator, VideoFileSource(cut), tmp_path / "cut.csv", progress=False)
     df = pd.read_csv(tmp_path / "cut.csv")
-    assert df["frame"].tolist() == list(range(1, len(SCRIPT) + 1))
-    assert summary.unreadable > 0 and (df["success"].iloc[-summary.unreadable:] == 0).all()
-    assert any("truncated" in p for p in summary.problems)
-    assert (df["success"].iloc[:5] == 1).all()
+    assert df["frame"].tolist() == list(range(1, decodable + 1))  # no made-up rows for the lost frames
+    assert summary.unreadable == 0 and (df["success"].iloc[:5] == 1).all()
+    (problem,) = summary.problems
+    assert "cut.avi" in problem and "truncated" in problem
+    assert f"after frame {decodable} (t = {(decodable - 1) / FPS:.3f} s)" in problem  # where it broke
+    assert f"lasts {len(SCRIPT) / FPS:.3f} s" in problem
+
+
+# -- time from the container: variable frame rates ------------------------------------------------
+
+#: Per container: the codec the test writes it with (FFmpeg's, through PyAV).
+VFR_CODECS = {"mkv": "libx264", "mp4": "mpeg4", "webm": "libvpx"}
+
+
+def _write_vfr(path: Path, frames: list[np.ndarray], gaps_ms: np.ndarray, codec: str) -> np.ndarray:
+    """Write ``frames`` with PyAV at irregular presentation times (``gaps_ms`` apart, a
+    millisecond time base); returns the times in seconds."""
+    import av
+
+    times_ms = np.concatenate([[0], np.cumsum(gaps_ms)]).astype(int)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=30)
+        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        stream.time_base = stream.codec_context.time_base = Fraction(1, 1000)
+        for image, ms in zip(frames, times_ms, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = int(ms), Fraction(1, 1000)
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return times_ms / 1000.0
+
+
+def _opencv_times(path: Path) -> list[float]:
+    """The frames' times as OpenCV's reader gives them (CAP_PROP_POS_MSEC), in seconds."""
+    capture = cv2.VideoCapture(str(path))
+    times = []
+    while capture.read()[0]:
+        times.append(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
+    capture.release()
+    return times
+
+
+@pytest.fixture(scope="module")
+def vfr_gaps() -> np.ndarray:
+    """40 frame intervals of 20-100 ms, as a phone records when the light or the load changes."""
+    return np.random.default_rng(7).integers(20, 101, 40)
+
+
+@pytest.mark.parametrize("suffix", sorted(VFR_CODECS))
+def test_variable_frame_rate_timestamps_are_presentation_times(tmp_path, clip_frames, vfr_gaps, suffix):
+    frames = [clip_frames[i % 10] for i in range(len(vfr_gaps) + 1)]
+    path = tmp_path / f"vfr.{suffix}"
+    truth = _write_vfr(path, frames, vfr_gaps, VFR_CODECS[suffix])
+    source = VideoFileSource(path)
+    decoded = list(source.frames())
+    source.close()
+    assert [f.index for f in decoded] == list(range(len(truth)))  # every frame once, nothing added
+    np.testing.assert_allclose([f.timestamp for f in decoded], truth, atol=0.002)
+    np.testing.assert_allclose(_opencv_times(path), truth, atol=0.002)  # an independent reader agrees
+    assert not source.problems
+    # the container's frame count is an estimate (Matroska and WebM: duration x nominal rate)
+    assert source.frame_count is not None and source.frame_count > 0
+
+
+def test_variable_frame_rate_clip_through_the_cli(tmp_path, tiny_weights, clip_frames, vfr_gaps, capsys):
+    """The issue's figure: one row per decoded frame, timestamps within 2 ms, exit code 0."""
+    frames = [clip_frames[i % 10] for i in range(len(vfr_gaps) + 1)]
+    truth = _write_vfr(tmp_path / "phone.mkv", frames, vfr_gaps, VFR_CODECS["mkv"])
+    out = tmp_path / "phone.csv"
+    rc = main(["predict", str(tmp_path / "phone.mkv"), "--weights", str(tiny_weights), "--out", str(out), "--quiet"])
+    assert rc == 0
+    df = pd.read_csv(out)
+    assert df["frame"].tolist() == list(range(1, len(truth) + 1)) and (df["success"] == 1).all()
+    np.testing.assert_allclose(df["timestamp"], truth, atol=0.002)
+    assert f"{len(truth)} frame(s)" in capsys.readouterr().out
+
+
+def test_truncated_variable_frame_rate_file_says_where_it_broke(tmp_path, estimator, clip_frames, vfr_gaps):
+    frames = [clip_frames[i % 10] for i in range(len(vfr_gaps) + 1)]
+    whole = tmp_path / "whole.mkv"
+    truth = _write_vfr(whole, frames, vfr_gaps, VFR_CODECS["mkv"])
+    cut = tmp_path / "cut.mkv"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size * 6 // 10])
+    summary = process_video(estimator, VideoFileSource(cut), tmp_path / "cut.csv", progress=False)
+    df = pd.read_csv(tmp_path / "cut.csv")
+    kept = len(df)
+    assert 5 < kept < len(truth) and summary.frames == kept
+    # the frames that decoded, each at its own time (with B-frames, a frame cut off may lie
+    # between two that decoded)
+    times = df["timestamp"].to_numpy()
+    assert np.abs(times[:, None] - truth[None]).min(axis=1).max() <= 0.002 and (np.diff(times) > 0).all()
+    (problem,) = summary.problems
+    assert "cut.mkv" in problem and "truncated" in problem
+    assert f"after frame {kept} (t = {times[-1]:.3f} s)" in problem and f"lasts {truth[-1]:.1f}" in problem
+
+
+def test_damaged_packet_is_reported_and_decoding_goes_on(tmp_path, clip_frames):
+    import av
+
+    frames = [clip_frames[i % 10] for i in range(30)]
+    whole = tmp_path / "whole.mp4"
+    truth = _write_vfr(whole, frames, np.full(29, 100), "libx264")
+    with av.open(str(whole)) as container:  # where the 15th packet's data lies
+        packets = [p for p in container.demux(video=0) if p.size]
+        damaged = packets[14]
+        offset, at = damaged.pos, float(damaged.pts * damaged.time_base)
+    data = bytearray(whole.read_bytes())
+    data[offset: offset + 4] = b"\xff\xff\xff\xff"  # its first NAL unit's length: far past the packet
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    source = VideoFileSource(bad)
+    decoded = list(source.frames())
+    assert len(decoded) == len(truth) - 1  # that frame is lost; the frames after it decode
+    np.testing.assert_allclose([f.timestamp for f in decoded], np.delete(truth, np.argmin(abs(truth - at))),
+                               atol=0.002)
+    (problem,) = source.problems
+    assert "bad.mp4" in problem and "could not be decoded" in problem and "decoding went on" in problem
+    near = float(re.search(r"near t = ([0-9.]+) s", problem).group(1))  # decoding threads tell a frame or two late
+    assert at <= near <= at + 0.25
+
+
+def test_video_over_the_pixel_cap_is_refused_before_decoding(clip, tmp_path):
+    with pytest.raises(VideoOpenError, match=r"clip.avi.*400x300 pixels"):
+        VideoFileSource(clip, max_pixels=400 * 300 - 1)
+    assert len(list(VideoFileSource(clip, max_pixels=400 * 300).frames())) == len(SCRIPT)
+
+
+def test_not_a_video_stream(tmp_path):
+    import av
+
+    sound = tmp_path / "sound.mkv"
+    with av.open(str(sound), "w") as container:
+        stream = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    with pytest.raises(VideoOpenError, match="no video stream"):
+        VideoFileSource(sound)
 
 
 def test_image_sequence_with_a_bad_frame(tmp_path, estimator, clip_frames):
