@@ -88,3 +88,26 @@ def test_every_au_centre_set_is_mirror_symmetric(number):
     mirrored[:, 0] = width - 1 - mirrored[:, 0]
     key = lambda pts: sorted(map(tuple, np.round(pts, 6)))  # noqa: E731
     assert key(original) == key(mirrored)
+
+
+def test_openface_set_is_openfaces_17_in_its_order():
+    assert aus.AU_SETS["openface"] == (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+    assert aus.resolve_aus("OpenFace") == aus.AU_SETS["openface"]
+    assert [aus.column_name(a) for a in aus.AU_SETS["openface"]][-1] == "AU45_r"
+
+
+def test_au45_blink_centres_sit_between_the_lids():
+    au45 = aus.get_au(45)
+    assert au45.name == "Blink" and au45.region == "upper"
+    c = aus.centres(TEMPLATE_68, [45])[0]
+    np.testing.assert_allclose(c[0], TEMPLATE_68[[37, 38, 40, 41]].mean(0))
+    np.testing.assert_allclose(c[1], TEMPLATE_68[[43, 44, 46, 47]].mean(0))
+    # between the lids: below the upper lid, above the lower one, between the corners
+    assert TEMPLATE_68[37, 1] < c[0, 1] < TEMPLATE_68[41, 1]
+    assert TEMPLATE_68[36, 0] < c[0, 0] < TEMPLATE_68[39, 0]
+
+
+def test_regions_group_the_upper_and_lower_face():
+    upper = {a for a, au in aus.CATALOGUE.items() if au.region == "upper"}
+    assert upper == {1, 2, 4, 5, 6, 7, 45}
+    assert all(au.region in ("upper", "lower") for au in aus.CATALOGUE.values())

@@ -23,8 +23,8 @@ BP4D = (6, 10, 12, 14, 17)
 
 @pytest.fixture(scope="module")
 def drawn() -> synth.Identity:
-    """A procedural identity (no dlib needed)."""
-    return synth.procedural_face(np.random.default_rng(7), "drawn")
+    """A procedural identity (no dlib needed), without glasses or a fringe."""
+    return replace(synth.procedural_face(np.random.default_rng(7), "drawn"), look=synth.Look())
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
 def test_displacement_table_covers_the_catalogue_and_keeps_the_axes() -> None:
     assert set(synth.DISPLACEMENTS) == set(CATALOGUE)
     for au, table in synth.DISPLACEMENTS.items():
-        assert table, f"AU{au} moves nothing"
+        assert table or au == 45, f"AU{au} moves nothing"  # the blink closes each eye relatively
         assert 36 not in table and 45 not in table  # the face's axes and IOD never change
         assert all(0 <= i < 68 for i in table)
     # symmetric: the mirror of a moved landmark moves the mirrored way
@@ -144,8 +144,10 @@ def test_parted_lips_show_a_dark_mouth_and_teeth(drawn: synth.Identity) -> None:
     inside = cv2.erode(inside, np.ones((3, 3), np.uint8)).astype(bool)
     assert inside.sum() > 100
     grey = image.mean(-1)[inside]
-    assert np.median(grey) < 60  # the mouth's dark interior
-    assert grey.max() > 150  # the upper teeth
+    assert (grey < 70).mean() > 0.05  # the mouth's dark interior
+    assert (grey > 150).mean() > 0.1  # the teeth
+    rgb = image[inside].astype(float)
+    assert ((rgb[:, 0] - rgb[:, 1] > 50) & (grey > 80)).mean() > 0.05  # the tongue
 
 
 def test_nuisances_move_image_and_landmarks_together(drawn: synth.Identity) -> None:
@@ -174,7 +176,7 @@ def test_sampled_intensities_spread_and_co_occur() -> None:
     assert all(((v >= 0) & (v <= 5)).all() for v in values.values())
     for au in BP4D:
         v = values[au]
-        assert 0.4 < (v == 0).mean() < 0.8, au  # a good share of zeros...
+        assert 0.55 < (v == 0).mean() < 0.9, au  # most faces near neutral, as in real data...
         counts = np.histogram(v[v > 0], bins=[0, 1, 2, 3, 4, 5.001])[0] / (v > 0).sum()
         assert counts.min() > 0.1, (au, counts)  # ...and the rest spread over 0-5
     on12, on14 = values[12] > 0, values[14] > 0
@@ -300,5 +302,94 @@ def test_dlib_finds_the_synthetic_faces(landmarker: FaceLandmarker) -> None:
             found += 1
             error = np.linalg.norm(detected[0].landmarks - truth, axis=1).mean()
             errors.append(error / interocular_distance(truth))
-    assert found >= 16
+    # heads turned up to 35 degrees, hands over faces, dark and tiny faces: HOG misses some
+    assert found >= 13
     assert np.mean(errors) < 0.08
+
+
+# ---------------------------------------------------------------- 17 AUs: eyes, pose, looks
+
+
+def _eye_mask(image: np.ndarray, lms: np.ndarray, eye: slice) -> np.ndarray:
+    mask = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillPoly(mask, [np.round(lms[eye]).astype(np.int32)], 1)
+    return mask.astype(bool)
+
+
+def test_blink_closes_the_lids_and_hides_the_iris(drawn: synth.Identity) -> None:
+    neutral = drawn.landmarks
+    closed = synth.displace_landmarks(neutral, {45: 5.0})
+    _, _, iod = _face_axes(neutral)
+    for upper, lower in ((37, 41), (38, 40), (43, 47), (44, 46)):
+        assert np.linalg.norm(closed[upper] - closed[lower]) < 0.01 * iod
+        assert np.linalg.norm(neutral[upper] - neutral[lower]) > 0.05 * iod
+    half = synth.displace_landmarks(neutral, {45: 2.5})
+    gap = lambda l: np.linalg.norm(l[37] - l[41])  # noqa: E731
+    assert gap(half) == pytest.approx(0.5 * gap(neutral), rel=1e-6)  # intensity = closure
+    # the iris (dark pixels) that showed in the open eye is covered by the lids
+    image, _ = synth.render(drawn, {}, nuisance=False)
+    blink, _ = synth.render(drawn, {45: 5.0}, nuisance=False)
+    eye = _eye_mask(image, neutral, slice(36, 42))
+    iris = np.percentile(image.mean(-1)[eye], 25)  # the open eye's darkest quarter: iris, pupil
+    dark = lambda im: (im.mean(-1)[eye] <= iris).sum()  # noqa: E731
+    assert dark(image) > 15
+    assert dark(blink) < 0.25 * dark(image)
+
+
+def test_upper_lid_raiser_shows_white_above_the_iris(drawn: synth.Identity) -> None:
+    image, _ = synth.render(drawn, {}, nuisance=False)
+    wide, lms = synth.render(drawn, {5: 5.0}, nuisance=False)
+    eye = _eye_mask(wide, lms, slice(36, 42))
+    before = _eye_mask(image, drawn.landmarks, slice(36, 42))
+    white = np.percentile(image.mean(-1)[before], 50)  # brighter than the open eye's median: sclera
+    assert eye.sum() > 1.3 * before.sum()
+    assert (wide.mean(-1)[eye] > white).sum() > 1.3 * (image.mean(-1)[before] > white).sum()
+
+
+def test_asymmetric_action_moves_one_side_less(drawn: synth.Identity) -> None:
+    neutral = drawn.landmarks
+    full = synth.displace_landmarks(neutral, {12: 4.0})
+    weak_left = synth.displace_landmarks(neutral, {12: 4.0}, sides={12: (0.5, 1.0)})
+    np.testing.assert_allclose(weak_left[48] - neutral[48], 0.5 * (full[48] - neutral[48]))
+    np.testing.assert_allclose(weak_left[54], full[54])
+    rng = np.random.default_rng(0)
+    sides = [synth.sample_sides(rng) for _ in range(500)]
+    share = np.mean([12 in s for s in sides])
+    assert 0.05 < share < 0.2
+    assert all(min(v) < 1.0 == max(v) for s in sides for v in s.values())
+
+
+def test_head_turns_in_depth() -> None:
+    from aumaps.data.synth.head import _turn_maps
+
+    face = synth.make_identity(0, seed=0, procedural=1.0)
+    shape = face.image.shape[:2]
+    _, _, still = _turn_maps(face.landmarks, shape, 0.0, 0.0)
+    np.testing.assert_allclose(still, face.landmarks, atol=1e-6)
+    width = lambda l, a, b: np.linalg.norm(l[b] - l[a])  # noqa: E731
+    map_x, map_y, turned = _turn_maps(face.landmarks, shape, 30.0, 0.0)
+    # turned towards the image's left: the nose tip moves left of the eyes' middle, the left eye
+    # (farther now) narrows against the right one, heights barely change
+    mid = turned[[39, 42]].mean(0)
+    assert turned[30, 0] < mid[0] - 0.05 * width(face.landmarks, 36, 45)
+    ratio = width(turned, 36, 39) / width(turned, 42, 45)
+    assert ratio < 0.9 * width(face.landmarks, 36, 39) / width(face.landmarks, 42, 45)
+    assert abs(turned[8, 1] - face.landmarks[8, 1]) < 0.1 * width(face.landmarks, 36, 45)
+    # the maps carry image content along with the landmarks (nose tip's pixel)
+    x, y = np.round(turned[30]).astype(int)
+    src = np.array([map_x[y, x], map_y[y, x]])
+    assert np.linalg.norm(src - face.landmarks[30]) < 2.0
+
+
+def test_glasses_are_drawn_around_the_eyes(drawn: synth.Identity) -> None:
+    glasses = synth.Glasses(colour=(255.0, 0.0, 0.0), thickness=0.04, width=0.26, height=0.18,
+                            squareness=3.0, tint=0.1, lens_colour=(200.0, 200.0, 200.0))
+    worn = replace(drawn, look=synth.Look(glasses=glasses))
+    image, lms = synth.render(worn, {}, nuisance=False)
+    redness = image[..., 0].astype(int) - image[..., 1]
+    eye = lms[36:42].mean(0)
+    _, _, iod = _face_axes(lms)
+    near = np.hypot(*(np.mgrid[0:256, 0:256][::-1] - eye[:, None, None])) < 0.35 * iod
+    assert (redness[near] > 120).sum() > 30  # the red frame around the left eye
+    plain, _ = synth.render(drawn, {}, nuisance=False)
+    assert ((plain[..., 0].astype(int) - plain[..., 1])[near] > 120).sum() < 5

@@ -48,3 +48,19 @@ def test_group_picture_shows_every_face_and_its_bars():
     assert single.shape[1] == 400 + one
     panel = legend_panel(faces, (6, 12), 120, 300)
     assert panel.shape == (120, 300, 3) and (panel != 32).any()
+
+
+def test_au_colours_tell_apart_the_aus_that_share_a_place():
+    """Every AU has its own colour; AUs that act on the same part of the face (the lip corners,
+    the lips, the eyes, the brows) differ by at least 60 in RGB."""
+    import itertools
+
+    from aumaps.aus import AU_SETS, CATALOGUE
+    from aumaps.visualise import au_colour
+
+    colours = {au: np.array(au_colour(au), float) for au in CATALOGUE}
+    assert len({tuple(c) for c in colours.values()}) == len(CATALOGUE)
+    assert set(AU_SETS["openface"]) <= set(colours)
+    for group in [(12, 14, 15, 20), (10, 23, 24, 25, 26), (5, 6, 7, 45), (1, 2, 4)]:
+        for a, b in itertools.combinations(group, 2):
+            assert np.linalg.norm(colours[a] - colours[b]) > 60, (a, b)

@@ -51,7 +51,7 @@ DEFAULTS: dict[str, Any] = {
     "data": {"cache": None, "manifest": None, "train_split": "train", "val_split": "val",
              "max_train": None, "max_val": None},
     "aus": "bp4d",
-    "codec": {"sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
+    "codec": {"crop_size": 256, "map_size": 64, "sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
     "loss": {"foreground_weight": 1.0},
     "model": {"num_stacks": 1, "depth": 4, "width": 256},
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
@@ -170,6 +170,9 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
     if not ctx.main:
         cache = _open_cache(cfg)
     codec = AUHeatmapCodec(cfg["aus"], **cfg["codec"])
+    if codec.map_size * 4 != codec.crop_size:
+        raise ValueError(f"codec.map_size must be a quarter of codec.crop_size (the hourglass's output stride): "
+                         f"{codec.crop_size} gives {codec.crop_size // 4}, not {codec.map_size}")
     train_idx = _limit(cache.indices(cfg["data"]["train_split"]), cfg["data"]["max_train"], seed)
     val_idx = _limit(cache.indices(cfg["data"]["val_split"]), cfg["data"]["max_val"], seed)
     if len(train_idx) == 0:

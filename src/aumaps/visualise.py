@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from . import align
-from .aus import CATALOGUE, MAX_INTENSITY, get_au
+from .aus import MAX_INTENSITY, get_au
 
 __all__ = ["au_colour", "maps_on_image", "draw_faces", "draw_legend", "legend_panel", "overlay", "figure_maps",
            "face_in_view"]
@@ -22,13 +22,23 @@ __all__ = ["au_colour", "maps_on_image", "draw_faces", "draw_legend", "legend_pa
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def au_colour(au: int) -> tuple[int, int, int]:
-    """The RGB colour of AU ``au`` (matplotlib's tab20, by catalogue position)."""
-    from matplotlib import colormaps
+#: One colour per AU, chosen so that AUs acting on the same part of the face stay tellable
+#: apart with all 17 OpenFace AUs drawn: the upper face (brows, lids, cheeks) in blues,
+#: greens and a purple, the lower face in reds, oranges, yellows, pinks and browns, and the
+#: AUs that share the lip corners (12, 14, 15, 20) or the lips (10, 23, 24, 25, 26) in
+#: hues far apart. Colours from the Tableau 20 palette (as matplotlib's ``tab20``).
+_AU_COLOURS = {
+    1: "#4e79a7", 2: "#76b7b2", 4: "#2f4b7c", 5: "#59a14f", 6: "#8cd17d", 7: "#499894", 45: "#b07aa1",
+    9: "#9c755f", 10: "#ff9da7", 12: "#e15759", 14: "#f28e2b", 15: "#edc948", 17: "#bab0ac",
+    20: "#d4a6c8", 23: "#a0cbe8", 24: "#79706e", 25: "#d37295", 26: "#8b3a3a",
+}  # fmt: skip
 
-    index = list(CATALOGUE).index(get_au(au).number)
-    r, g, b, _ = colormaps["tab20"](index % 20)
-    return int(r * 255), int(g * 255), int(b * 255)
+
+def au_colour(au: int) -> tuple[int, int, int]:
+    """The RGB colour of AU ``au`` (:data:`_AU_COLOURS`; the same in every picture, report
+    and the browser app)."""
+    code = _AU_COLOURS[get_au(au).number].lstrip("#")
+    return int(code[0:2], 16), int(code[2:4], 16), int(code[4:6], 16)
 
 
 def _crop_roi(matrix: np.ndarray, shape: tuple[int, ...], crop_size: int = align.CROP_SIZE) -> tuple[int, int, int, int]:

@@ -65,6 +65,7 @@ from .canvas import CANVAS
 from .dataset import make_dataset
 from .geometry import DISPLACEMENTS, displace_landmarks
 from .identity import Identity
+from .looks import Fringe, Glasses, Look, sample_look
 from .nuisance import Nuisance, sample_nuisance
 from .population import make_identity, neutral_faces
 from .procedural import procedural_face
@@ -77,7 +78,10 @@ __all__ = [
     "CANVAS",
     "DISPLACEMENTS",
     "PROTOTYPES",
+    "Fringe",
+    "Glasses",
     "Identity",
+    "Look",
     "Nuisance",
     "REAL_FACES",
     "displace_landmarks",
@@ -90,6 +94,7 @@ __all__ = [
     "render",
     "render_sequence",
     "sample_intensities",
+    "sample_look",
     "sample_nuisance",
     "sample_sides",
     "vary_identity",
