@@ -231,7 +231,7 @@ def _mouth_interior(
             x = middle + (k * tooth + (0.5 * tooth if k else 0.0)) * ex
             lines += _stroke(shape, np.array([x, x + direction * height * ey]), 1.0)
         shading = 1.0 - 0.12 * cv2.GaussianBlur(lines, (0, 0), 0.7)
-        fade = 1.0 - 0.35 * np.clip(
+        fade = 1.0 - 0.2 * np.clip(
             np.abs((np.mgrid[0 : shape[0], 0 : shape[1]][::-1].transpose(1, 2, 0) - middle) @ ex)
             / (0.5 * mouth_width), 0.0, 1.0,
         ) ** 2
@@ -239,7 +239,7 @@ def _mouth_interior(
 
     upper_h = min(0.10 * iod, 0.7 * gap_px + 0.02 * iod)
     upper = row(lms[[60, 61, 62, 63, 64]], upper_h, 1.0)
-    image = _over(image, upper * alpha * 0.92, teeth_colour)
+    image = _over(image, np.clip(upper * alpha * 1.05, 0, 1), teeth_colour)
     if opened > 0.015:
         lower_h = min(0.05 * iod, 0.25 * gap_px)
         lower = row(lms[[60, 67, 66, 65, 64]], lower_h, -1.0)

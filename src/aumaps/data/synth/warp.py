@@ -26,8 +26,10 @@ def _anchors(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     ex, ey, iod = _axes(landmarks)
     centre = landmarks.mean(axis=0)
     angles = np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)
+    # farther below the face than above it: the jaw drops up to 0.3 IOD (AU26) towards them
+    down = np.where(np.sin(angles) > 0, 1.9, 1.45)
     ring = centre + iod * (
-        1.25 * np.cos(angles)[:, None] * ex + 1.45 * np.sin(angles)[:, None] * ey
+        1.25 * np.cos(angles)[:, None] * ex + down[:, None] * np.sin(angles)[:, None] * ey
     )
     h, w = shape
     xs, ys = np.linspace(0, w - 1, 4), np.linspace(0, h - 1, 4)
