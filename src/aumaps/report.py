@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path, write_text
 from .aus import MAX_INTENSITY, column_name, get_au
 
 if TYPE_CHECKING:
@@ -159,9 +160,11 @@ def plot_series(
     if out is None:
         return fig
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    try:
+        with atomic_path(out, keep_suffix=True) as temporary:  # never a half-written picture
+            fig.savefig(temporary, dpi=100, format=out.suffix[1:].lower() or "png")
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -335,7 +338,8 @@ def write_report(
     title: str = "",
     facts: Mapping[str, str] | None = None,
 ) -> Path:
-    """Write ``out_dir/index.html``: one page holding everything, images embedded.
+    """Write ``out_dir/index.html``: one page holding everything, images embedded; written
+    atomically (:mod:`aumaps.atomic`), so an interrupted run never leaves half a page.
 
     Args:
         out_dir: folder to write into (created).
@@ -390,9 +394,7 @@ def write_report(
         else:
             parts.append("<p>No face, no peak.</p>")
     parts.append(f"<footer>aumaps {__version__}</footer></body></html>")
-    path = out / "index.html"
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return write_text(out / "index.html", "\n".join(parts))  # atomically: never a half-written report
 
 
 # -- the study page ----------------------------------------------------------------------
@@ -464,7 +466,6 @@ def write_study_page(
     is one), frames, share with a face, tracks, a sparkline per AU and a link to the CSV;
     then the items that failed, with why. Written atomically; returns ``path``."""
     from . import __version__
-    from .atomic import write_text
     from .visualise import au_colour
 
     head = ["video", "frames", "with a face", "tracks"]

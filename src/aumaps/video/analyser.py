@@ -342,9 +342,12 @@ def process_video(
             for frame in reader:
                 emit(analyser.push(frame))
             emit(analyser.flush())
-        finally:
-            if overlay_writer is not None:
-                overlay_writer.close()
+        except BaseException:
+            if overlay_writer is not None:  # no half-written overlay under its name
+                overlay_writer.discard()
+            raise
+        if overlay_writer is not None:
+            overlay_writer.close()
         summary.interrupted = interrupted.is_set()
     summary.seconds = time.perf_counter() - start
     summary.face_ids = len(ids)

@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..atomic import temporary_name
 from ..results import FaceResult, FrameResult
 from .sources import VideoOpenError
 
@@ -28,7 +29,9 @@ class OverlayWriter:
 
     Every input frame gives one output frame (an undecodable frame a dark one), so the
     overlay has the input's frame count. The codec follows the suffix: MJPG for ``.avi``,
-    VP8 for ``.webm`` (plays in browsers), MPEG-4 Part 2 (``mp4v``) otherwise.
+    VP8 for ``.webm`` (plays in browsers), MPEG-4 Part 2 (``mp4v``) otherwise. The video is
+    written under a temporary name (:func:`aumaps.atomic.temporary_name`) and renamed by
+    :meth:`close`; :meth:`discard` drops it (an analysis that failed half-way).
 
     Raises:
         VideoOpenError: OpenCV cannot create the file.
@@ -40,6 +43,7 @@ class OverlayWriter:
         self.aus = tuple(aus)
         self.frames = 0
         self._writer: cv2.VideoWriter | None = None
+        self._temporary: Path | None = None
         self._size: tuple[int, int] | None = None  # frame height, width
         self._panel_width = 0
         self._waiting = 0  # undecodable frames before the first image (size unknown yet)
@@ -51,10 +55,12 @@ class OverlayWriter:
         self._panel_width = draw_legend(self.aus, None, height).shape[1]
         fourcc = _FOURCC.get(self.path.suffix.lower(), "mp4v")
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._temporary = temporary_name(self.path, keep_suffix=True)  # the container follows the suffix
         self._writer = cv2.VideoWriter(
-            str(self.path), cv2.VideoWriter_fourcc(*fourcc), self.fps, (width + self._panel_width, height)
+            str(self._temporary), cv2.VideoWriter_fourcc(*fourcc), self.fps, (width + self._panel_width, height)
         )
         if not self._writer.isOpened():
+            self._temporary.unlink(missing_ok=True)
             raise VideoOpenError(f"cannot write the overlay video '{self.path}' (codec {fourcc})")
 
     def _panel(self, faces: Sequence[FaceResult], height: int) -> np.ndarray:
@@ -93,8 +99,18 @@ class OverlayWriter:
         self.frames += 1
 
     def close(self) -> None:
-        """Finish the file (frames still waiting for a size are dropped with a warning)."""
+        """Finish the file and rename it into place (frames still waiting for a size are
+        dropped with a warning)."""
         if self._waiting:
             log.warning("%s: no frame could be decoded, no overlay written", self.path)
         if self._writer is not None:
             self._writer.release()
+            self._writer = None
+            os.replace(self._temporary, self.path)
+
+    def discard(self) -> None:
+        """Stop writing and remove what was written (nothing appears under :attr:`path`)."""
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+            self._temporary.unlink(missing_ok=True)
