@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 from pathlib import Path
 
@@ -98,3 +99,46 @@ def test_images_and_videos_share_one_writer_and_the_frame_agrees():
     image = FrameResult(0, 0.0, [_face(0, [1.0, 2.0])], path=Path("a/b.jpg"))
     (row,) = result_rows(image, (6, 12), file_column=True)
     assert row["file"] == "a/b.jpg" and list(row)[0] == "file"
+
+# -- text cells a spreadsheet would run as formulas --------------------------------------
+
+
+def test_neutralise_cell_defuses_formulas_and_keeps_numbers():
+    from aumaps.results import neutralise_cell
+
+    for formula in ("=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1",
+                    "-", "=", "+inf", "-x.jpg"):
+        assert neutralise_cell(formula) == "'" + formula
+    for kept in ("a.jpg", "", "P1", "'=already", " =x", "s01/=x.jpg", "-0.5", "+3", "-1e-3", "-12", ".5", "-.5",
+                 "1E+05"):
+        assert neutralise_cell(kept) == kept
+    for number in (-0.5, -3, 0, np.float64(-1.25), np.int64(-7), None, float("nan")):
+        assert neutralise_cell(number) is number
+
+
+def test_every_text_cell_of_the_writer_is_neutralised_and_numbers_stay_numbers():
+    face = _face(0, [2.5, 0.5])
+    face.landmarks[0] = [-0.5, -12.25]  # a landmark off the image's left edge: negative coordinates
+    face.argmax[0] = [-3.0, 4.0]
+    names = ["=HYPERLINK(\"evil.example\",\"click\").jpg", "+cmd.jpg", "-rf.png", "@home.jpg", "plain.jpg"]
+    buffer = io.StringIO()
+    with ResultWriter(buffer, (6, 12), file_column=True) as writer:
+        for k, name in enumerate(names):
+            writer.write(FrameResult(k, 0.0, [face] if k == 0 else [], path=Path(name)))
+    table = pd.read_csv(io.StringIO(buffer.getvalue()))
+    assert table["file"].tolist() == ["'=HYPERLINK(\"evil.example\",\"click\").jpg", "'+cmd.jpg", "'-rf.png",
+                                      "'@home.jpg", "plain.jpg"]
+    # numbers stay numbers: the negative coordinates are read back as floats, equal to what was written
+    assert table["x_0"].dtype == float and table.loc[0, "x_0"] == -0.5 and table.loc[0, "y_0"] == -12.25
+    assert table.loc[0, "AU06_x"] == -3.0 and table["face_id"].tolist() == [0, -1, -1, -1, -1]
+    for row in csv.reader(io.StringIO(buffer.getvalue())):  # no cell of the file starts a formula
+        for cell in row:
+            assert not cell.startswith(("=", "+", "@")) and not (cell.startswith("-") and not _is_number(cell))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

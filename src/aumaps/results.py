@@ -26,13 +26,17 @@ AUxx_r …, AUxx_c …, AUxx_x, AUxx_y …, box_x0, box_y0, box_x1, box_y1``
 * ``box_*``: the face box the landmarks were placed in (aumaps' own columns).
 
 Every number is rounded to :data:`DECIMALS` decimals. :func:`results_frame` gives the same
-columns as a pandas DataFrame (NaN for empty cells).
+columns as a pandas DataFrame (NaN for empty cells). Text cells that a spreadsheet would run
+as a formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return: a file
+named ``=HYPERLINK(...).jpg``) are written with a ``'`` before them, in every CSV aumaps writes
+(:func:`neutralise_cell`); numbers stay numbers.
 """
 
 from __future__ import annotations
 
 import csv
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +55,7 @@ __all__ = [
     "FrameResult",
     "ResultWriter",
     "csv_columns",
+    "neutralise_cell",
     "result_rows",
     "results_frame",
 ]
@@ -137,6 +142,22 @@ def csv_columns(aus: Sequence[int], file_column: bool = False) -> list[str]:
     return cols + ["box_x0", "box_y0", "box_x1", "box_y1"]
 
 
+#: How a formula starts, for a spreadsheet (OWASP, "CSV Injection"): what
+#: :func:`neutralise_cell` defuses.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+
+def neutralise_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as it is: text starting with ``=``, ``+``, ``-``, ``@``,
+    a tab or a carriage return gets a ``'`` before it (OWASP's advice against CSV injection),
+    unless the text is a plain number (``-0.5``, ``+3``, ``-1e-3``); numbers, and any other
+    value, are returned unchanged. Every CSV writer of aumaps passes its cells through this."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def _number(value: float) -> float:
     value = float(value)
     return round(value, DECIMALS) if np.isfinite(value) else float("nan")
@@ -200,8 +221,8 @@ class ResultWriter:
     def write(self, result: FrameResult) -> None:
         """Append the rows of ``result`` and flush."""
         rows = result_rows(result, self.aus, self.file_column)
-        self._writer.writerows({k: "" if isinstance(v, float) and v != v else v for k, v in row.items()}
-                               for row in rows)
+        self._writer.writerows({k: "" if isinstance(v, float) and v != v else neutralise_cell(v)
+                                for k, v in row.items()} for row in rows)
         self._file.flush()
         self.rows += len(rows)
 
