@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 #: When the command started (this module is the first of aumaps a command imports), so that
@@ -93,12 +94,16 @@ def _add_predict(sub) -> None:
     study = p.add_argument_group(
         "studies", "a folder tree of videos (and images) in one command: one CSV per video mirroring the tree "
         "(the images of a folder: one images.csv), each written under a temporary name and renamed when "
-        "complete; a rerun skips what is complete; a run log OUT_DIR/run.json. See docs/study.md")
+        "complete; a rerun skips what is complete (made from the same input with the same model and aumaps "
+        "version) and redoes the rest; a run log OUT_DIR/run.json. See docs/study.md")
     study.add_argument("--out-dir", metavar="DIR",
                        help="analyse PATHS as a study into DIR (default for a folder holding videos: --out "
                        "without its suffix, i.e. results/)")
     study.add_argument("--workers", type=int, default=1, metavar="N",
                        help="processes on this machine, the CPU cores divided between them (default: %(default)s)")
+    study.add_argument("--force", action="store_true",
+                       help="analyse every item again, complete or not (by default a rerun redoes only what is "
+                       "missing, failed, or made from another input or model)")
     study.add_argument("--shard", metavar="I/N",
                        help="analyse only shard I (0-based) of N, e.g. $SLURM_ARRAY_TASK_ID/N; under torchrun each "
                        "rank takes its own shard by itself")
@@ -132,7 +137,7 @@ def cmd_predict(args) -> int:
     live = args.webcam is not None
     if args.out_dir is not None or (not args.sequence and not live
                                     and any(Path(p).is_dir() and holds_videos(p) for p in args.paths)):
-        from .data.prepare import parse_shard
+        from .study.discover import parse_shard  # not data.prepare's: a resumed study imports no PyTorch
 
         if live or not args.paths:
             raise ValueError("a study is folders and files of videos and images: give their paths (not --webcam)")
@@ -148,7 +153,7 @@ def cmd_predict(args) -> int:
             fps=args.fps, sequence=args.sequence, report=args.report is not None,
             baseline=DEFAULT_FORM if args.baseline == "default" else args.baseline,
             baseline_percentile=DEFAULT_PERCENTILE if args.baseline_percentile is None else args.baseline_percentile,
-            workers=args.workers, shard=parse_shard(args.shard),
+            workers=args.workers, shard=parse_shard(args.shard), force=args.force,
             progress=not args.quiet)
         try:
             run = run_study(args.paths, out_dir, options)
@@ -158,6 +163,10 @@ def cmd_predict(args) -> int:
         counts = ", ".join(f"{n} {status}" for status, n in sorted(run.counts.items()))
         where = f"shard {run.shard[0]} of {run.shard[1]}, " if run.shard else ""
         print(f"study: {where}{len(run.items)} item(s): {counts} -> {out_dir} (log {run.log_path})")
+        if run.redone:
+            reasons = Counter(run.redone.values())
+            print(f"analysed again: {len(run.redone)} item(s) whose CSV existed: "
+                  + "; ".join(f"{reason} ({n})" for reason, n in reasons.most_common()), file=sys.stderr)
         if run.frames:
             print(f"{run.frames} frame(s) analysed in {run.seconds:.1f} s: {run.frames / run.seconds:.1f} frames/s")
         if run.failed:
@@ -165,13 +174,14 @@ def cmd_predict(args) -> int:
         if run.interrupted:
             print("interrupted: what is complete is kept; run the same command again to finish", file=sys.stderr)
         return run.exit_status
-    if args.workers != 1 or args.shard or args.baseline or args.baseline_percentile is not None:
-        raise ValueError("--workers, --shard and --baseline apply to studies: give --out-dir DIR")
+    if args.workers != 1 or args.shard or args.baseline or args.baseline_percentile is not None or args.force:
+        raise ValueError("--workers, --shard, --force and --baseline apply to studies: give --out-dir DIR")
     if args.report == "":
         raise ValueError("--report needs a folder (DIR) outside a study")
     args.device = args.device or "cpu"
     import cv2
 
+    from .atomic import write_bytes
     from .images import list_images
     from .predict import AUEstimator, predict_files, write_image_csv
     from .video import IntensitySmoother, is_video_file
@@ -219,9 +229,8 @@ def cmd_predict(args) -> int:
             if not result.faces:
                 log.warning("%s: no face found (row with success 0)", result.path)
             if maps_dir and result.faces:  # one picture per image, every face in it
-                picture = overlay(result.image, result.faces)
-                cv2.imwrite(str(maps_dir / f"{_unique(result.path.stem, used_names)}.png"),
-                            cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+                picture = cv2.imencode(".png", cv2.cvtColor(overlay(result.image, result.faces), cv2.COLOR_RGB2BGR))[1]
+                write_bytes(maps_dir / f"{_unique(result.path.stem, used_names)}.png", picture.tobytes())
     except KeyboardInterrupt:
         print(f"\ninterrupted: rows written so far are in {args.out}", file=sys.stderr)
         return 130
@@ -307,6 +316,9 @@ def _add_export(sub) -> None:
     p.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
     p.add_argument("--weights", default="default", help="checkpoint to export (default: %(default)s)")
     p.add_argument("--no-verify", action="store_true", help="do not compare ONNX Runtime's output with PyTorch's")
+    p.add_argument("--tolerance", type=float, default=1e-3,
+                   help="largest |ONNX Runtime - PyTorch| of the maps accepted; beyond it the export is an error and "
+                   "nothing is written (default: %(default)s)")
     p.set_defaults(func=cmd_export)
 
 
@@ -314,7 +326,7 @@ def cmd_export(args) -> int:
     from .runtime.export import export_onnx
 
     try:
-        result = export_onnx(args.weights, args.onnx, verify=not args.no_verify)
+        result = export_onnx(args.weights, args.onnx, verify=not args.no_verify, tolerance=args.tolerance)
     except ImportError as err:
         print(f"aumaps export: error: {err.msg} (pip install onnx onnxscript onnxruntime)", file=sys.stderr)
         return 2
@@ -648,11 +660,12 @@ def _add_summarize(sub) -> None:
 
 def cmd_summarize(args) -> int:
     from .atomic import atomic_path
+    from .results import neutralise_cell
     from .study import summarize, write_study_page
 
     table = summarize(args.results, by=args.by, key=args.key)
     with atomic_path(args.out) as temporary:
-        table.to_csv(temporary, index=False)
+        table.map(neutralise_cell).to_csv(temporary, index=False)  # names and labels never run as formulas
     print(f"{table['video'].nunique()} video(s), {len(table)} row(s) (one per video and face track) -> {args.out}")
     if args.page is not None:
         print(f"study page: {write_study_page(args.results, args.page or None)}")

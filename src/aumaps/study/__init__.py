@@ -9,6 +9,8 @@ machine or many, with per-person baselines and per-video summaries.
 * :mod:`.processes`: this process, ``workers`` on this machine, ``torchrun``'s ranks;
 * :mod:`.run`: :func:`run_study`, what ``aumaps predict STUDY --out-dir OUT`` runs: the
   plan (what is complete is skipped), the analysis, a progress bar and the run log;
+* :mod:`.fingerprint`: what a CSV was made from (the input's fingerprint, the weights'
+  SHA-256 and the aumaps version), so a resumed run redoes what changed;
 * :mod:`.runlog`: the run log (``run.json``, one per shard);
 * :mod:`.baseline`: each face track's neutral, estimated from the video (per AU or per map
   pixel), and the corrected ``AUxx_r_corr`` columns;

@@ -6,22 +6,30 @@ Everything an item writes goes to a temporary name beside its CSV
 (:func:`aumaps.atomic.atomic_path`) and is renamed only when the item is finished, corrected
 intensities (:mod:`aumaps.study.baseline`) included; whatever goes wrong (the video cannot be
 opened, no frame decodes, any error), the item ends ``failed`` with the reason and nothing
-under its final name. Ctrl-C during a video ends it ``interrupted``, likewise.
+under its final name. Ctrl-C during a video ends it ``interrupted``, likewise. The report
+is written into a temporary folder and takes its name after the CSV; the report an earlier
+analysis left goes before the new CSV takes its name, so a report beside a CSV is always that
+CSV's.
+
+Each entry records what the CSV was made from (:mod:`aumaps.study.fingerprint`): the input's
+fingerprint, taken before the item is read, and the model's key.
 
 :class:`Analyst` is what the study runs in its own process or in each worker.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_path
+from ..atomic import atomic_folder, atomic_path, remove
 from .baseline import MapStore, correct_csv
 from .discover import StudyItem
+from .fingerprint import ModelKey, input_fingerprint
 from .options import StudyOptions
 from .runlog import now
 
@@ -41,12 +49,14 @@ class Analyst:
         estimator: the :class:`~aumaps.predict.AUEstimator` (its AUs are the CSV's).
         out_dir: the study's output folder.
         options: the study's options (smoothing, baseline, reports...).
+        model_key: what each entry records as ``made_with`` (default: none known).
     """
 
-    def __init__(self, estimator: Any, out_dir: Path, options: StudyOptions) -> None:
+    def __init__(self, estimator: Any, out_dir: Path, options: StudyOptions, model_key: ModelKey | None = None) -> None:
         self.estimator = estimator
         self.out_dir = out_dir
         self.options = options
+        self.model_key = model_key or ModelKey(None)
 
     def __call__(self, item: StudyItem, on_frames: Callable[[int], None]) -> dict[str, Any]:
         """Analyse ``item``, calling ``on_frames(n)`` as frames are done; its run-log entry
@@ -55,11 +65,13 @@ class Analyst:
         entry: dict[str, Any] = {"kind": item.kind, "source": str(item.source), "status": "failed",
                                  "frames": 0, "error": None}
         try:
+            entry["input"] = input_fingerprint(item)  # before reading: a change while it is read shows next time
             if item.kind == "images":
                 entry |= self._images(item, on_frames)
             else:
                 entry |= self._video(item, on_frames)
             entry["status"] = "done"
+            entry["made_with"] = self.model_key.entry()
         except _Interrupted:
             entry["status"] = "interrupted"
         except KeyboardInterrupt:
@@ -81,7 +93,7 @@ class Analyst:
         opts = self.options
         source = ImageSequenceSource(item.source, opts.fps) if item.kind == "sequence" else VideoFileSource(item.source)
         csv_path = self.out_dir / item.csv
-        report = self.out_dir / item.report if opts.report else None
+        report_path = self.out_dir / item.report
         store = MapStore(csv_path.parent) if opts.baseline == "map" else None
         try:
             def on_result(result) -> None:
@@ -89,7 +101,10 @@ class Analyst:
                 if store is not None:
                     store.add(result.faces)  # in the order of the CSV's face rows
 
-            with atomic_path(csv_path) as temporary:
+            # the report's folder takes its name after the CSV (the outer block ends last)
+            with contextlib.ExitStack() as outputs:
+                report = outputs.enter_context(atomic_folder(report_path)) if opts.report else None
+                temporary = outputs.enter_context(atomic_path(csv_path))
                 summary = process_video(
                     self.estimator, source, temporary, report=report,
                     smoother=IntensitySmoother.parse(opts.smooth) if opts.smooth else None,
@@ -103,6 +118,7 @@ class Analyst:
                     with atomic_path(temporary) as corrected:
                         estimate = correct_csv(temporary, corrected, self.estimator.aus, opts.baseline,
                                                opts.baseline_percentile, store)
+                remove(report_path)  # an earlier analysis's report never stands beside this CSV
         finally:
             if store is not None:
                 store.close()
@@ -110,7 +126,7 @@ class Analyst:
                  "tracks": summary.face_ids, "unreadable": summary.unreadable, "problems": summary.problems}
         if estimate is not None:
             entry["baseline"] = {"form": opts.baseline, "percentile": opts.baseline_percentile, "tracks": estimate}
-        if "report" in summary.outputs:
+        if report is not None and "report" in summary.outputs:
             entry["report"] = f"{item.report}/index.html"
         return entry
 

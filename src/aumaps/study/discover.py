@@ -40,6 +40,7 @@ __all__ = [
     "holds_videos",
     "launcher_shard",
     "log_name",
+    "parse_shard",
     "select_shard",
 ]
 
@@ -173,6 +174,22 @@ def _unique(name: str, used: Counter[str]) -> str:
 def holds_videos(folder: str | os.PathLike[str]) -> bool:
     """Whether the tree under ``folder`` holds a video (hidden entries left out)."""
     return any(Path(name).suffix.lower() in VIDEO_EXTENSIONS for _, files in _walk(Path(folder), None) for name in files)
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """``--shard I/N`` (0 <= I < N) as ``(I, N)``; ``None`` stays ``None``. (Here rather than
+    :func:`aumaps.data.prepare.parse_shard`, the same parser, so that a study's command line
+    imports no PyTorch.)
+
+    Raises:
+        ValueError: another form.
+    """
+    if spec is None:
+        return None
+    i, _, n = spec.partition("/")
+    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
+        raise ValueError(f"a shard is I/N with 0 <= I < N, got {spec!r}")
+    return int(i), int(n)
 
 
 def select_shard(items: Sequence[StudyItem], index: int, count: int) -> list[StudyItem]:

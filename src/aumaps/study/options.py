@@ -29,6 +29,7 @@ class StudyOptions:
             (``index.html``, unsharded runs).
         workers: processes on this machine.
         shard: ``(i, n)``: analyse only shard ``i`` of ``n``.
+        force: analyse every item again, complete or not (``--force``).
         progress: show the progress bar.
     """
 
@@ -47,6 +48,7 @@ class StudyOptions:
     report: bool = False
     workers: int = 1
     shard: tuple[int, int] | None = None
+    force: bool = False
     progress: bool = True
 
     def check(self) -> None:
@@ -66,7 +68,9 @@ class StudyOptions:
             IntensitySmoother.parse(self.smooth)
 
     def results_key(self) -> dict[str, Any]:
-        """The options that change what a CSV holds: a study is never resumed across them."""
+        """The options that change what a CSV holds: a study is never resumed across them
+        (the model's own key, weights digest and aumaps version, is each item's:
+        :mod:`aumaps.study.fingerprint`)."""
         keep = ("weights", "detector", "backend", "max_error", "redetect_every", "smooth", "fps", "sequence",
                 "baseline", "baseline_percentile")
         return {name: getattr(self, name) for name in keep}

@@ -6,27 +6,33 @@
   hold a lock can deadlock), each with its own estimator and :func:`threads_per_process`
   PyTorch threads, so that N workers never ask for more threads than the cores; items are
   handed out one at a time as workers free up, and each worker tells the parent of the
-  frames it has done for the progress bar. Workers ignore Ctrl-C (the parent handles it; a
-  video being analysed still stops on it) and exit should the parent die.
+  frames it has done for the progress bar. Each worker is a process of its own with its own
+  pipe, so a worker that dies (``kill -9``, the out-of-memory killer) fails only the item it
+  had, named with the signal, and a new worker takes its place. Workers ignore Ctrl-C (the
+  parent handles it; a video being analysed still stops on it), end on SIGTERM with their
+  temporary files removed, and exit should the parent die.
 * **torchrun ranks** (:class:`Ranks`): each rank analyses its share on its own, on GPU
   ``LOCAL_RANK`` where there are GPUs (:func:`device_for`); they meet once, at the end.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
-import queue
 import signal
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import connection
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from ..atomic import leftovers, remove
 from .analyse import Analyst
 from .discover import StudyItem, launcher_shard
+from .fingerprint import ModelKey
 from .options import StudyOptions
 
 __all__ = [
@@ -34,6 +40,7 @@ __all__ = [
     "analyse_here",
     "analyse_in_workers",
     "build_estimator",
+    "death_cause",
     "device_for",
     "threads_here",
     "threads_per_process",
@@ -92,25 +99,55 @@ def build_estimator(options: StudyOptions, device: str) -> Any:
 
 # -- inside a worker ---------------------------------------------------------------------
 
-_ANALYST: Analyst | None = None
-_MESSAGES: Any = None
 
+def _worker_main(conn: Connection, options: StudyOptions, out_dir: Path, device: str, threads: int,
+                 model_key: ModelKey, parent: int) -> None:
+    """A worker process: build its estimator, say ``("ready",)``, then analyse each item the
+    parent sends (``None``: stop), telling it ``("frames", n)`` every 0.2 s and ``("done",
+    entry)`` at the end of each item. A worker that cannot start says ``("error", why)``.
 
-def _start_worker(options: StudyOptions, out_dir: Path, device: str, threads: int, messages: Any,
-                  parent: int) -> None:
-    """Worker initialiser: its threads, its estimator; Ctrl-C is the parent's business (a
-    video being analysed still stops on it, see :func:`aumaps.video.process_video`); exit
-    should the parent die."""
-    global _ANALYST, _MESSAGES
+    Ctrl-C is the parent's business (a video being analysed still stops on it, see
+    :func:`aumaps.video.process_video`); SIGTERM ends the worker, its temporary files removed;
+    it exits should the parent die."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _terminate)
     threading.Thread(target=_exit_when_orphaned, args=(parent,), daemon=True).start()
-    import cv2
-    import torch
+    try:
+        import cv2
+        import torch
 
-    torch.set_num_threads(threads)
-    cv2.setNumThreads(threads)
-    _ANALYST = Analyst(build_estimator(options, device), out_dir, options)
-    _MESSAGES = messages
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(threads)
+        analyst = Analyst(build_estimator(options, device), out_dir, options, model_key)
+    except Exception as err:  # noqa: BLE001 - told to the parent, which decides
+        conn.send(("error", f"{type(err).__name__}: {err}"))
+        return
+    conn.send(("ready",))
+    pending = [0, time.monotonic()]
+
+    def on_frames(n: int) -> None:
+        pending[0] += n
+        if time.monotonic() - pending[1] > 0.2:
+            conn.send(("frames", pending[0]))
+            pending[:] = [0, time.monotonic()]
+
+    while True:
+        try:
+            item = conn.recv()
+        except EOFError:  # the parent is gone
+            return
+        if item is None:
+            return
+        entry = analyst(item, on_frames)
+        if pending[0]:
+            conn.send(("frames", pending[0]))
+            pending[0] = 0
+        conn.send(("done", entry))
+
+
+def _terminate(signum: int, frame: object) -> None:
+    """SIGTERM in a worker: unwind (temporary files are removed on the way) and exit."""
+    raise SystemExit(128 + signum)
 
 
 def _exit_when_orphaned(parent: int) -> None:
@@ -119,21 +156,21 @@ def _exit_when_orphaned(parent: int) -> None:
     os._exit(1)
 
 
-def _work(item: StudyItem) -> dict[str, Any]:
-    """Analyse ``item`` in a worker, telling the parent of frames done every 0.2 s."""
-    assert _ANALYST is not None, "_start_worker has not run in this process"
-    pending = [0, time.monotonic()]
-
-    def on_frames(n: int) -> None:
-        pending[0] += n
-        if time.monotonic() - pending[1] > 0.2:
-            _MESSAGES.put(pending[0])
-            pending[:] = [0, time.monotonic()]
-
-    entry = _ANALYST(item, on_frames)
-    if pending[0]:
-        _MESSAGES.put(pending[0])
-    return entry
+def death_cause(exitcode: int | None) -> str:
+    """Why a worker process ended, in words: the signal that killed it (SIGKILL: what the
+    kernel's out-of-memory killer sends), or its exit status."""
+    if exitcode is None:
+        return "it stopped answering"
+    if exitcode < 0 or exitcode > 128:
+        number = -exitcode if exitcode < 0 else exitcode - 128
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        how = "killed by" if exitcode < 0 else "ended on"
+        note = " (the kernel's out-of-memory killer sends it when memory runs out)" if number == signal.SIGKILL else ""
+        return f"{how} {name} (signal {number}){note}"
+    return f"it exited with status {exitcode}"
 
 
 # -- torchrun's ranks -------------------------------------------------------------------
@@ -196,68 +233,189 @@ def analyse_here(todo: list[StudyItem], analyst: Analyst, on_frames: Callable[[i
                  finished: Finished) -> bool:
     """Analyse the items in this process, one after the other; whether Ctrl-C stopped it."""
     for item in todo:
+        told = [0]
+
+        def counting(n: int) -> None:
+            told[0] += n
+            on_frames(n)
+
         try:
-            entry = analyst(item, on_frames)
+            entry = analyst(item, counting)
         except KeyboardInterrupt:  # a second Ctrl-C, or one outside a video
+            on_frames(-told[0])
             finished(item, {"kind": item.kind, "source": str(item.source), "status": "interrupted", "frames": 0})
             return True
+        on_frames(entry["frames"] - told[0])  # frames of an item that ended without its CSV do not count
         finished(item, entry)
         if entry["status"] == "interrupted":
             return True
     return False
 
 
+class _Worker:
+    """One worker process, the parent's end of its pipe, and the item it is analysing."""
+
+    def __init__(self, context: Any, args: tuple) -> None:
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_worker_main, args=(child, *args), name="aumaps-study-worker")
+        self.process.start()
+        child.close()
+        self.ready = False
+        self.error: str | None = None  # why it could not start
+        self.item: StudyItem | None = None
+        self.frames = 0  # frames of the current item told so far
+
+    def receive(self) -> list[tuple]:
+        """The messages waiting in the pipe (all of them, also after the process ended)."""
+        messages = []
+        try:
+            while self.conn.poll():
+                messages.append(self.conn.recv())
+        except (EOFError, OSError):
+            pass
+        return messages
+
+    def give(self, item: StudyItem | None) -> bool:
+        """Send an item (None: stop); False when the process is gone."""
+        try:
+            self.conn.send(item)
+        except (BrokenPipeError, OSError):
+            return False
+        self.item = item
+        self.frames = 0
+        return True
+
+    def stop(self, timeout: float) -> None:
+        """Ask it to stop, then make sure it does (SIGTERM, then SIGKILL)."""
+        if self.process.is_alive() and self.item is None:
+            self.give(None)
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(5)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+        self.conn.close()
+
+
 def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, device: str, workers: int,
                        threads: int, on_frames: Callable[[int], None], finished: Finished,
-                       say: Callable[[str], None] = print) -> bool:
+                       say: Callable[[str], None] = print, model_key: ModelKey | None = None) -> bool:
     """Analyse the items in ``workers`` processes of ``threads`` PyTorch threads, one item per
     free worker; whether Ctrl-C stopped it (the videos being analysed then stop and are
-    logged ``interrupted``)."""
+    logged ``interrupted``).
+
+    A worker that dies (``kill -9``, the out-of-memory killer, a crash in a native library)
+    fails only the item it was analysing, named with the signal; a new worker takes its place
+    and the study goes on. Workers that cannot start (three in a row) fail the items left.
+    """
     context = multiprocessing.get_context("spawn")
-    messages = context.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
-                               initargs=(options, out, device, threads, messages, os.getpid()))
+    args = (options, out, device, threads, model_key or ModelKey(None), os.getpid())
     waiting = list(reversed(todo))
-    running: dict[Future, StudyItem] = {}
+    pool: list[_Worker] = []
     interrupted = False
+    start_failures = 0
+    last_error: str | None = None
 
-    def drain() -> None:
-        while True:
-            try:
-                on_frames(messages.get_nowait())
-            except queue.Empty:
-                return
+    def unfinished(item: StudyItem, status: str, error: str | None = None) -> dict[str, Any]:
+        entry = {"kind": item.kind, "source": str(item.source), "status": status, "frames": 0}
+        return entry | ({"error": error} if error else {})
 
-    def collect(futures) -> None:
-        for future in futures:
-            item = running.pop(future)
-            try:
-                entry = future.result()
-            except Exception as err:  # noqa: BLE001 - the worker died (killed, out of memory)
-                entry = {"kind": item.kind, "source": str(item.source), "status": "failed", "frames": 0,
-                         "error": f"worker process failed: {type(err).__name__}: {err}"}
+    def handle(worker: _Worker, message: tuple) -> None:
+        nonlocal start_failures, last_error
+        if message[0] == "frames":
+            worker.frames += message[1]
+            on_frames(message[1])
+        elif message[0] == "ready":
+            worker.ready, start_failures = True, 0
+        elif message[0] == "error":
+            start_failures += 1
+            worker.error = last_error = message[1]
+            say(f"a worker process could not start: {message[1]}")
+        elif message[0] == "done" and worker.item is not None:
+            item, worker.item, entry = worker.item, None, message[1]
+            on_frames(entry["frames"] - worker.frames)  # frames of an item that ended without its CSV do not count
+            if entry["status"] == "interrupted" and not interrupted:  # its worker alone was stopped
+                entry |= {"status": "failed", "error": "its worker process was interrupted (SIGINT)"}
             finished(item, entry)
 
+    def bury(worker: _Worker) -> None:
+        """The worker's process has ended: its item (if any) fails, naming why."""
+        nonlocal start_failures, last_error
+        for message in worker.receive():
+            handle(worker, message)
+        pool.remove(worker)
+        worker.process.join()
+        cause = death_cause(worker.process.exitcode)
+        worker.conn.close()
+        if not worker.ready and worker.error is None:
+            start_failures += 1
+            last_error = f"a worker process ended while starting: {cause}"
+            say(last_error)
+        if worker.item is not None:
+            item = worker.item
+            for leftover in leftovers(out / item.csv) + leftovers(out / item.report):
+                if f".{worker.process.pid}-" in leftover.name:  # what the dead process was writing
+                    remove(leftover)
+            on_frames(-worker.frames)  # its frames do not count
+            status = "interrupted" if interrupted else "failed"
+            finished(item, unfinished(item, status, None if interrupted else
+                                      f"the worker process analysing it died: {cause}; the other items went on"))
+
+    def hire() -> None:
+        """Workers for the items left, up to ``workers``."""
+        while start_failures < 3 and len(pool) < min(workers, sum(w.item is not None for w in pool) + len(waiting)):
+            pool.append(_Worker(context, args))
+
     try:
-        while waiting or running:
-            while waiting and len(running) < workers:
-                item = waiting.pop()
-                running[pool.submit(_work, item)] = item
-            ready, _ = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
-            drain()
-            collect(ready)
+        hire()
+        while waiting or any(w.item is not None for w in pool):
+            if start_failures >= 3:
+                for item in reversed(waiting):
+                    finished(item, unfinished(item, "failed", f"not analysed: worker processes could not start "
+                                              f"({last_error or 'see above'})"))
+                waiting.clear()
+                if not any(w.item is not None for w in pool):
+                    break
+            for worker in pool:
+                if worker.ready and worker.item is None and waiting:
+                    item = waiting.pop()
+                    if not worker.give(item):
+                        waiting.append(item)
+            ready = connection.wait([w.conn for w in pool] + [w.process.sentinel for w in pool], timeout=1.0)
+            for worker in list(pool):
+                if worker.conn in ready:
+                    for message in worker.receive():
+                        handle(worker, message)
+                if worker.process.sentinel in ready or not worker.process.is_alive():
+                    bury(worker)
+            if waiting:
+                hire()
     except KeyboardInterrupt:
         interrupted = True
         say("interrupted: stopping the videos being analysed (their files are not kept)")
+        busy = [w for w in pool if w.item is not None]
+        for worker in busy:  # the first Ctrl-C stops a video where it is (see process_video)
+            with contextlib.suppress(OSError):
+                os.kill(worker.process.pid, signal.SIGINT)
+        deadline = time.monotonic() + 60
         try:
-            ready, _ = wait(running, timeout=60)
-            collect(ready)
-        except KeyboardInterrupt:
+            while any(w.item is not None for w in pool) and time.monotonic() < deadline:
+                ready = connection.wait([w.conn for w in pool] + [w.process.sentinel for w in pool], timeout=0.5)
+                for worker in list(pool):
+                    if worker.conn in ready:
+                        for message in worker.receive():
+                            handle(worker, message)
+                    if worker.process.sentinel in ready:
+                        bury(worker)
+        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting
             pass
-        for item in running.values():
-            finished(item, {"kind": item.kind, "source": str(item.source), "status": "interrupted", "frames": 0})
-        running.clear()
     finally:
-        drain()
-        pool.shutdown(wait=not interrupted, cancel_futures=True)
+        for worker in pool:
+            worker.stop(timeout=10 if not interrupted else 2)
+        for worker in pool:
+            if worker.item is not None:  # stopped before it said how its item ended
+                finished(worker.item, unfinished(worker.item, "interrupted" if interrupted else "failed",
+                                                 None if interrupted else "the study stopped"))
     return interrupted

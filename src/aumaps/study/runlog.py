@@ -5,14 +5,17 @@ same file: ``run.json`` for an unsharded run, ``run.shard-I-of-N.json`` for shar
 ``N`` (``--shard`` or a ``torchrun`` rank). A log holds the versions (aumaps, Python, PyTorch
 and the other libraries), the machine, the model (weights, AUs, model card), the network
 engine, the options, and per item (keyed by its CSV's path) its status, counts, timings,
-problems, error and baseline estimate. It is written atomically
-(:func:`aumaps.atomic.write_text`) when the run starts, as items finish (at most once a
-second) and when the run ends; :func:`read_logs` and :func:`merged_items` give the view over
-all jobs.
+problems, error and baseline estimate, and what its CSV was made from (``input``, the
+input's fingerprint, and ``made_with``, the weights' SHA-256 and the aumaps version:
+:mod:`aumaps.study.fingerprint`). It is written atomically (:func:`aumaps.atomic.write_text`)
+when the run starts, as soon as an item is done (what made a CSV is on record as soon as the
+CSV is there), at most once a second otherwise, and when the run ends, always in a final
+state; :func:`read_logs` and :func:`merged_items` give the view over all jobs.
 
-Item status: ``pending`` (not yet analysed), ``done`` (analysed by this run), ``complete``
-(its CSV was found complete, so it was skipped; the entry of the run that made it is kept),
-``failed`` (with ``error``; no CSV is written, a later run tries again) or ``interrupted``.
+Item status: ``pending`` (not yet analysed; ``redo`` says why an existing CSV is made
+again), ``done`` (analysed by this run), ``complete`` (its CSV was found complete, so it was
+skipped; the entry of the run that made it is kept), ``failed`` (with ``error``; no CSV is
+written, a later run tries again) or ``interrupted``.
 """
 
 from __future__ import annotations
@@ -71,11 +74,13 @@ def read_logs(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return logs
 
 
-def merged_items(out_dir: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
-    """The items of all jobs' logs, by CSV path; where two logs name one item (a study run
-    once whole, once in shards), the most recently finished entry wins."""
+def merged_items(out_dir: str | os.PathLike[str], logs: list[dict[str, Any]] | None = None,
+                 ) -> dict[str, dict[str, Any]]:
+    """The items of all jobs' logs (``logs``: those :func:`read_logs` read already), by CSV
+    path; where two logs name one item (a study run once whole, once in shards), the most
+    recently finished entry wins."""
     items: dict[str, dict[str, Any]] = {}
-    for log in read_logs(out_dir):
+    for log in read_logs(out_dir) if logs is None else logs:
         for key, entry in log.get("items", {}).items():
             if key not in items or str(entry.get("finished") or "") >= str(items[key].get("finished") or ""):
                 items[key] = entry
@@ -112,7 +117,8 @@ class RunLog:
 
     def __init__(self, path: str | os.PathLike[str], head: Mapping[str, Any]) -> None:
         self.path = Path(path)
-        self.earlier = merged_items(self.path.parent)
+        self.earlier_logs = read_logs(self.path.parent)
+        self.earlier = merged_items(self.path.parent, self.earlier_logs)
         self.data: dict[str, Any] = {"format": FORMAT, "versions": versions(), **head, "started": now(),
                                      "updated": None, "finished": None, "status": "running", "items": {}}
         self._saved = 0.0
