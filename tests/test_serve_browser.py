@@ -23,7 +23,8 @@ from aumaps.images import read_image
 from aumaps.predict import AUEstimator
 from aumaps.results import csv_columns
 from aumaps.serve import create_app
-from test_serve import AUS, BACKEND, face_frame, running, write_clip
+from aumaps.serve.security import cookie_value, write_open_file
+from test_serve import AUS, BACKEND, TOKEN, face_frame, running, write_clip
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -66,18 +67,26 @@ def camera_frames(astronaut: np.ndarray, grace_hopper: np.ndarray, count: int = 
     return frames
 
 
-def chromium(user_data: Path, camera: Path, downloads: Path):
+def chromium(user_data: Path, camera: Path | None = None, downloads: Path | None = None):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={user_data}", "--window-size=1400,1150",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                 f"--use-file-for-fake-video-capture={camera}", "--autoplay-policy=no-user-gesture-required"):
+    flags = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={user_data}", "--window-size=1400,1150",
+             "--autoplay-policy=no-user-gesture-required"]
+    if camera is not None:
+        flags += ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+                  f"--use-file-for-fake-video-capture={camera}"]
+    for flag in flags:
         options.add_argument(flag)
-    options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
+    if downloads is not None:
+        options.add_experimental_option("prefs", {"download.default_directory": str(downloads)})
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    if downloads is not None:
+        downloads.mkdir(parents=True, exist_ok=True)
+        driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    return driver
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +101,7 @@ def outputs(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def base(outputs):
-    app = create_app("default", backend=BACKEND, upload_dir=outputs)
+    app = create_app("default", backend=BACKEND, upload_dir=outputs, token=TOKEN)
     with running(app) as url:
         yield url
 
@@ -106,6 +115,26 @@ def reference() -> AUEstimator:
 def browser(outputs, astronaut, grace_hopper):
     camera = write_y4m(outputs / "camera.y4m", camera_frames(astronaut, grace_hopper))
     driver = chromium(outputs / "profile", camera, outputs / "downloads")
+    driver.set_script_timeout(60)
+    yield driver
+    problems = [e["message"] for e in driver.get_log("browser")
+                if "Content Security Policy" in e["message"] or "Uncaught" in e["message"]]
+    driver.quit()
+    assert not problems, problems
+
+
+@pytest.fixture(scope="module")
+def signed_in(browser, base):
+    """The browser after its first visit with the token (the cookie does the rest)."""
+    open_page(browser, f"{base}/?token={TOKEN}")
+    assert "token" not in browser.current_url
+    return browser
+
+
+@pytest.fixture
+def fresh_browser(tmp_path):
+    """A browser that has never seen the server (its own profile: no cookie)."""
+    driver = chromium(tmp_path / "profile")
     driver.set_script_timeout(60)
     yield driver
     problems = [e["message"] for e in driver.get_log("browser")
@@ -147,7 +176,8 @@ def canvas_pixels(driver, canvas) -> np.ndarray:
     return np.array(data, np.uint8).reshape(height, width, 4)[..., :3]
 
 
-def test_photos_dropped_on_the_page(browser, base, outputs, astronaut, grace_hopper_path, reference):
+def test_photos_dropped_on_the_page(signed_in, base, outputs, astronaut, grace_hopper_path, reference):
+    browser = signed_in
     astronaut_png = outputs / "astronaut.png"
     cv2.imwrite(str(astronaut_png), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     notes = outputs / "notes.jpg"
@@ -189,7 +219,8 @@ def test_photos_dropped_on_the_page(browser, base, outputs, astronaut, grace_hop
     browser.save_screenshot(str(outputs / "photos.png"))
 
 
-def test_video_job_followed_to_its_report(browser, base, outputs, astronaut):
+def test_video_job_followed_to_its_report(signed_in, base, outputs, astronaut):
+    browser = signed_in
     frames = [face_frame(astronaut, 0.9, 8 * np.sin(i / 2), size=(320, 240)) for i in range(12)]
     clip = write_clip(outputs / "talk.avi", frames)
     open_page(browser, f"{base}/?tab=videos")
@@ -223,7 +254,8 @@ def test_video_job_followed_to_its_report(browser, base, outputs, astronaut):
     assert "talk.avi" in browser.find_element(By.CSS_SELECTOR, f".card.job[data-job='{job_id}']").text
 
 
-def test_live_webcam_values_follow_the_camera(browser, base, outputs):
+def test_live_webcam_values_follow_the_camera(signed_in, base, outputs):
+    browser = signed_in
     open_page(browser, f"{base}/?tab=live")
     browser.find_element(By.ID, "live-start").click()
     WebDriverWait(browser, 120).until(lambda d: d.execute_script("return window.aumapsLive.drawn >= 3"))
@@ -250,14 +282,19 @@ def test_live_webcam_values_follow_the_camera(browser, base, outputs):
     assert float(browser.find_element(By.ID, "live-latency").text) > 0
     assert shot
 
-    # record a few seconds: the rows come back as a CSV in the one schema
+    # record a few seconds: the rows download over HTTP as a CSV file in the one schema
     browser.find_element(By.ID, "live-record").click()
+    WebDriverWait(browser, 30).until(lambda d: "of 100,000 rows" in d.find_element(By.ID, "live-recording").text)
+    assert "stops by itself" in browser.find_element(By.ID, "live-message").text  # the cap, announced at once
     start = browser.execute_script("return window.aumapsLive.drawn")
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return window.aumapsLive.drawn") >= start + 5)
     browser.find_element(By.ID, "live-record").click()
     WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.aumapsLive.recording"))
     recording = browser.execute_script("return window.aumapsLive.recording")
-    table = pd.read_csv(io.StringIO(recording["csv"]))
+    assert recording["url"].startswith("/api/recordings/") and recording["filename"].endswith(".csv")
+    downloaded = outputs / "downloads" / recording["filename"]
+    WebDriverWait(browser, 30).until(lambda d: downloaded.is_file() and downloaded.stat().st_size > 0)
+    table = pd.read_csv(downloaded)
     assert recording["rows"] == len(table) >= 5 and list(table.columns) == csv_columns(AUS)
     assert table["timestamp"].is_monotonic_increasing and (table["success"] == 1).mean() > 0.8
     assert "rows" in browser.find_element(By.ID, "live-download").text
@@ -266,3 +303,41 @@ def test_live_webcam_values_follow_the_camera(browser, base, outputs):
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(outputs / "live.png", DOCS_SCREENSHOT)
     print(json.dumps({"fps": stats["fps"], "median latency ms": float(np.median(stats["latencies"]))}))
+
+
+def test_the_token_becomes_a_cookie_through_the_redirect_file(fresh_browser, base, tmp_path):
+    """`aumaps serve` opens the browser on a local file (0600) that redirects to the address with
+    the token; the page then works from an HttpOnly cookie, with no token in its address."""
+    fresh_browser.get(base)
+    assert "access token needed" in fresh_browser.title  # no token, no cookie: the login page (401)
+    assert fresh_browser.find_elements(By.CSS_SELECTOR, "form[action='/login'] input[name=token]")
+    opener = write_open_file(f"{base}/?token={TOKEN}", tmp_path)
+    fresh_browser.get(opener.as_uri())
+    WebDriverWait(fresh_browser, 30).until(
+        lambda d: d.current_url == f"{base}/" and d.execute_script("return document.body.dataset.ready === 'true'"))
+    assert fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")  # the API answers the page
+    port = base.rsplit(":", 1)[1]
+    (cookie,) = [c for c in fresh_browser.get_cookies() if c["name"] == f"aumaps-token-{port}"]
+    assert cookie["httpOnly"] and cookie["value"] == cookie_value(TOKEN) and TOKEN not in cookie["value"]
+    assert fresh_browser.execute_script("return document.cookie") == ""  # scripts cannot read it
+    fresh_browser.refresh()  # later visits: the cookie alone
+    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    config = fresh_browser.execute_async_script(
+        "const done = arguments[0]; fetch('/api/config').then(r => done(r.status));")
+    assert config == 200
+    fresh_browser.delete_all_cookies()
+    assert fresh_browser.execute_async_script(
+        "const done = arguments[0]; fetch('/api/config').then(r => done(r.status));") == 401
+
+
+def test_the_login_form_takes_the_token(fresh_browser, base):
+    fresh_browser.get(f"{base}/?tab=live")
+    field = fresh_browser.find_element(By.CSS_SELECTOR, "input[name=token]")
+    field.send_keys("not-the-token")
+    field.submit()
+    WebDriverWait(fresh_browser, 30).until(lambda d: "not this server's access token" in d.page_source)
+    field = fresh_browser.find_element(By.CSS_SELECTOR, "input[name=token]")
+    field.send_keys(TOKEN)
+    field.submit()
+    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    assert fresh_browser.current_url == f"{base}/" and fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")

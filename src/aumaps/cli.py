@@ -674,11 +674,13 @@ def cmd_summarize(args) -> int:
 
 def _add_serve(sub) -> None:
     p = sub.add_parser("serve", help="AU maps in the browser: photos, videos and the live webcam (a local web app)",
-                       description="Start the aumaps web app and print its address. Photos and videos are analysed "
-                       "on this machine; the live view uses the browser's camera.")
+                       description="Start the aumaps web app and print how to open it (an address with its access "
+                       "token, and a local file that opens it). Photos and videos are analysed on this machine; the "
+                       "live view uses the browser's camera. Every request needs the token, as in Jupyter: it is "
+                       "made fresh at each start, or read from $AUMAPS_TOKEN or --token-file (never from the command "
+                       "line, which other users can see).")
     p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: %(default)s, this machine only); any other address "
-                   "requires the access token printed in the URL")
+                   help="address to listen on (default: %(default)s, this machine only; 0.0.0.0: every network)")
     p.add_argument("--port", type=int, default=8000, help="port (default: %(default)s; 0 picks a free one)")
     p.add_argument("--weights", default="default",
                    help="model selected when the page opens: a registered name (default, official) or a checkpoint "
@@ -687,29 +689,54 @@ def _add_serve(sub) -> None:
                    help="also offer every checkpoint (*.pt, *.pth, *.pth.tar, *.ckpt) in DIR in the page's model picker")
     p.add_argument("--max-upload-mb", type=float, default=500,
                    help="largest photo or video accepted, in MB (default: %(default)s)")
-    p.add_argument("--token", help="access token to require (default: none on 127.0.0.1, a generated one on any "
-                   "other address)")
-    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--max-pixels", type=_pixel_count, default=None, metavar="N",
+                   help="refuse photos, frames and videos of more than N pixels, read from their headers before "
+                   "decoding (default: $AUMAPS_MAX_PIXELS, else 100e6)")
+    p.add_argument("--retention", default="24h", metavar="DURATION",
+                   help="delete finished video jobs, photos and recordings after DURATION (90s, 30m, 12h, 7d), or "
+                   "'none' to keep them until the server stops (default: %(default)s)")
+    p.add_argument("--token-file", metavar="FILE",
+                   help="read the access token from FILE's first line (else $AUMAPS_TOKEN, else a new random one)")
+    p.add_argument("--token", help=argparse.SUPPRESS)  # refused with a message: see cmd_serve
+    p.add_argument("--no-token", action="store_true",
+                   help="require no token (only with a loopback --host; any user of this machine can then use it)")
+    p.add_argument("--certfile", metavar="PEM", help="serve HTTPS with this certificate (its key inside, or --keyfile)")
+    p.add_argument("--keyfile", metavar="PEM", help="the private key of --certfile")
+    p.add_argument("--open", action="store_true",
+                   help="open the page in the default browser (through the local file: the token stays off the "
+                   "browser's command line)")
     p.add_argument("--backend", default="auto", choices=ENGINES, help="inference engine (default: %(default)s)")
     p.add_argument("--jobs", type=int, default=2, help="videos analysed at once; more wait their turn "
                    "(default: %(default)s)")
     p.set_defaults(func=cmd_serve)
 
 
+    p.add_argument("--device", default="cpu",
+                   help="torch device the networks run on: cpu, cuda, cuda:1, mps (default: %(default)s)")
 def cmd_serve(args) -> int:
     from .serve import serve
 
     try:
         serve(host=args.host, port=args.port, weights=args.weights, models=args.models,
-              max_upload_mb=args.max_upload_mb, token=args.token, open_browser=args.open, backend=args.backend,
-              workers=args.jobs)
+              max_upload_mb=args.max_upload_mb, token_file=args.token_file, open_browser=args.open,
+              backend=args.backend, workers=args.jobs, no_token=args.no_token, certfile=args.certfile,
+              keyfile=args.keyfile, device=args.device, max_pixels=args.max_pixels,
+              retention=parse_duration(args.retention))
     except OSError as err:  # the port is taken, or the address is not this machine's
         print(f"aumaps serve: error: {err}", file=sys.stderr)
         return 2
     return 0
 
+    from .images import MAX_PIXELS_ENV
 
+    from .serve.server import parse_duration
 def build_parser() -> argparse.ArgumentParser:
+    if args.token is not None:
+        raise ValueError("--token is not accepted: a token on the command line is visible to every user of this "
+                         "machine (ps); put it in $AUMAPS_TOKEN or in a file given with --token-file, or leave it "
+                         "out and aumaps makes one")
+    if args.max_pixels is not None:  # video frames read it too
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     from . import __version__
 
     parser = argparse.ArgumentParser(

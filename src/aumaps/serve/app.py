@@ -2,75 +2,63 @@
 
 =========================================  ====================================================
 ``GET /``                                  the page (``?token=`` sets the access cookie)
+``POST /login``                            the token pasted into the page's login form
 ``GET /static/…``                          its script, styles (from the package; no CDN)
-``GET /api/config``                        upload limit, models on offer, the initial one
+``GET /api/config``                        limits, models on offer, the initial one
 ``POST /api/photos?name=&model=``          body: an image → its faces (JSON)
 ``GET /api/photos/ID/image``               the photo as the page shows it (JPEG)
 ``GET /api/photos/ID/overlay/FACE``        overlay PNG of one face (as ``aumaps predict --maps``)
 ``GET /api/photos.csv?ids=A,B``            those photos' rows in the one CSV schema
+``DELETE /api/photos/ID``                  forget a photo
 ``POST /api/jobs?name=&model=``            body: a video → a background job (JSON status)
-``GET /api/jobs/ID``                       its progress and outputs; ``DELETE`` cancels it
+``GET /api/jobs/ID``                       its progress and outputs
+``POST /api/jobs/ID/cancel``               stop it (a queued job is cancelled at once)
+``DELETE /api/jobs/ID``                    stop it and delete its files
 ``GET /api/jobs/ID/csv|report|overlay``    per-frame CSV, HTML report, overlay video (WebM)
 ``WS /ws/live?model=``                     the live webcam (:mod:`aumaps.serve.live`)
+``GET /api/recordings/ID``                 a stopped live recording, as CSV; ``DELETE`` it
 =========================================  ====================================================
 
-Uploads are raw request bodies (the page sends the file as is), streamed into the private
-folder under server-made names with the size limit enforced while reading. Every error is
-JSON ``{"error": message}`` with a 4xx status, the message naming the file or field.
+The routes live in :mod:`aumaps.serve.routers`, one router per concern. Every request
+passes the :class:`~aumaps.serve.security.AccessGuard` (token, host, origin). Uploads are raw
+request bodies (the page sends the file as is), streamed into the private folder under
+server-made names with the size limit enforced while reading. Every error is JSON
+``{"error": message}`` with a 4xx/5xx status (:mod:`aumaps.serve.errors`), the message naming
+the file or field and what to do. Finished jobs, photos and recordings are deleted after
+``retention`` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import logging
 from contextlib import asynccontextmanager
-from importlib import resources
 from pathlib import Path
-from urllib.parse import urlencode
 
-from fastapi import FastAPI, Request, WebSocket
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
-from ..images import ImageReadError
-from ..video import VideoOpenError
-from ..weights import WeightsError
-from .jobs import JobManager, open_video
-from .live import LiveSession
+from .errors import ApiError, install_error_handlers
+from .jobs import JobManager
+from .live import MAX_RECORDED_ROWS, RecordingStore
 from .models import ModelCatalogue
-from .photos import PhotoStore, analyse_photo, photos_csv
-from .security import AccessGuard, UploadFolder, UploadTooLarge, cookie_name, display_name, receive_upload
+from .photos import PhotoAnalyser, PhotoStore
+from .routers import ROUTERS
+from .routers.security import STATIC
+from .security import AccessGuard, UploadFolder, new_token
+from .state import ServeState
 
-__all__ = ["DEFAULT_MAX_UPLOAD_MB", "create_app"]
+__all__ = ["DEFAULT_MAX_UPLOAD_MB", "DEFAULT_RETENTION", "ApiError", "create_app"]
 
 log = logging.getLogger(__name__)
 
 #: The upload size limit unless told otherwise.
 DEFAULT_MAX_UPLOAD_MB = 500
-
-_STATIC = Path(str(resources.files(__package__) / "static"))
-
-
-class ApiError(Exception):
-    """A request the server refuses, with the status and the message the page shows."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status, self.message = status, message
-
-
-def _page_headers(request: Request) -> dict[str, str]:
-    host = request.headers.get("host", "")
-    return {
-        "Content-Security-Policy": (
-            "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
-            f"connect-src 'self' ws://{host} wss://{host}; frame-src 'self'; frame-ancestors 'self'; "
-            "object-src 'none'; base-uri 'none'"),
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "no-store",
-    }
+#: How long finished jobs, photos and recordings are kept unless told otherwise (seconds).
+DEFAULT_RETENTION = 24 * 3600.0
 
 
 def create_app(
@@ -82,6 +70,14 @@ def create_app(
     workers: int = 2,
     preload: bool = True,
     upload_dir: str | Path | None = None,
+    *,
+    no_token: bool = False,
+    local_only: bool = True,
+    device: str = "cpu",
+    max_pixels: int | None = None,
+    retention: float | None = DEFAULT_RETENTION,
+    max_recorded_rows: int = MAX_RECORDED_ROWS,
+    photo_workers: int = 1,
 ) -> FastAPI:
     """The ``aumaps serve`` application.
 
@@ -89,186 +85,86 @@ def create_app(
         weights: the model selected when the page opens (registry name or checkpoint path).
         models: a folder of checkpoints to offer in the picker.
         max_upload_mb: the largest upload accepted, in MB.
-        token: the access token every request must carry; ``None``: none (loopback only —
-            :func:`aumaps.serve.serve` makes one for any other address).
+        token: the access token every request must carry; ``None``: a new one
+            (``app.state.token`` holds it), unless ``no_token``.
         backend: the inference engine (see :class:`~aumaps.estimator.Estimator`).
         workers: video jobs analysed at once.
         preload: load the initial model when the server starts, not on the first request.
         upload_dir: where the private upload folder is made (the system's temporary folder).
+        no_token: require no token (``local_only`` servers only: any user of this machine
+            can then use the server).
+        local_only: the server listens on the loopback: requests must name it in ``Host``.
+        device: the torch device the networks run on.
+        max_pixels: the largest image or frame decoded, in pixels (``None``: the cap in
+            force, :func:`aumaps.images.pixel_cap`).
+        retention: seconds finished jobs, photos and recordings are kept (``None``: until
+            the server stops).
+        max_recorded_rows: the cap of a live recording.
+        photo_workers: photos analysed at once.
 
     Raises:
         FileNotFoundError: ``weights`` or ``models`` names nothing usable.
-        ValueError: ``max_upload_mb`` is not positive.
+        ValueError: ``max_upload_mb``, ``retention`` or ``max_pixels`` is not positive,
+            ``no_token`` on a server that is not ``local_only``, or an unusable token.
     """
     if max_upload_mb <= 0:
         raise ValueError(f"max_upload_mb must be positive, got {max_upload_mb}")
-    limit = int(max_upload_mb * 1024 * 1024)
-    catalogue = ModelCatalogue(weights, models, backend)
+    if retention is not None and retention <= 0:
+        raise ValueError(f"retention must be positive (or None: until the server stops), got {retention}")
+    if max_pixels is not None and max_pixels < 1:
+        raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+    if no_token and not local_only:
+        raise ValueError("only a server on the loopback (127.0.0.1) may run without an access token")
+    token = None if no_token else (token if token is not None else new_token())
+    catalogue = ModelCatalogue(weights, models, backend, device)
     folder = UploadFolder(upload_dir)
     atexit.register(folder.remove)  # also when the server dies without shutting down
-    jobs = JobManager(catalogue, workers)
-    photos = PhotoStore()
+    state = ServeState(
+        catalogue=catalogue, folder=folder, jobs=JobManager(catalogue, workers, max_pixels), photos=PhotoStore(),
+        analyser=PhotoAnalyser(catalogue, photo_workers, max_pixels), recordings=RecordingStore(folder),
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels, retention=retention,
+        max_recorded_rows=int(max_recorded_rows))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if preload:
             asyncio.get_running_loop().run_in_executor(None, _preload, catalogue)
+        sweeper = asyncio.create_task(_sweep(state)) if retention is not None else None
         try:
             yield
         finally:
-            await asyncio.to_thread(jobs.shutdown)
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
+            await asyncio.to_thread(state.shutdown)
             folder.remove()
+            for action in app.state.on_stop:  # e.g. serve()'s redirect file
+                action()
 
     app = FastAPI(title="aumaps", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    app.state.catalogue, app.state.jobs, app.state.photos, app.state.folder = catalogue, jobs, photos, folder
-    app.add_middleware(AccessGuard, token=token)
-    app.mount("/static", StaticFiles(directory=_STATIC), name="static")
-
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse({"error": err.message}, status_code=err.status)
-
-    def _model(model_id: str | None) -> str:
-        try:
-            return catalogue.get(model_id).id
-        except KeyError as err:
-            raise ApiError(400, f"model: {err.args[0]}") from None
-
-    async def _upload(request: Request, kind: str) -> Path:
-        dest = folder.new_path(kind)
-        try:
-            await receive_upload(request, dest, limit)
-        except UploadTooLarge as err:
-            raise ApiError(413, f"'{display_name(request.query_params.get('name'))}': {err}") from None
-        except ValueError as err:
-            raise ApiError(400, f"'{display_name(request.query_params.get('name'))}': {err}") from None
-        return dest
-
-    # -- the page ---------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
-    async def index(request: Request) -> Response:
-        offered = request.query_params.get("token")
-        if offered is not None:  # the guard accepted it: keep it in a cookie, out of the address bar
-            rest = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
-            response = RedirectResponse("/" + (f"?{rest}" if rest else ""), status_code=303)
-            port = (request.scope.get("server") or (None, None))[1]  # as the guard reads it
-            response.set_cookie(cookie_name(port), offered, httponly=True, samesite="strict")
-            return response
-        return HTMLResponse((_STATIC / "index.html").read_text(encoding="utf-8"), headers=_page_headers(request))
-
-    @app.get("/api/config")
-    async def config() -> dict:
-        choices = await asyncio.to_thread(catalogue.choices)
-        return {"version": __version__, "max_upload_bytes": limit, "initial_model": catalogue.initial,
-                "models": [c.public() for c in choices]}
-
-    # -- photos -----------------------------------------------------------------------------
-    @app.post("/api/photos")
-    async def add_photo(request: Request) -> dict:
-        name = display_name(request.query_params.get("name"), "photo")
-        model_id = _model(request.query_params.get("model"))
-        upload = await _upload(request, "photo")
-        try:
-            shared = await asyncio.to_thread(catalogue.shared, model_id)
-            photo = await asyncio.to_thread(analyse_photo, upload, name, model_id, shared)
-        except ImageReadError as err:
-            raise ApiError(415, str(err)) from None
-        except WeightsError as err:
-            raise ApiError(400, f"model {model_id!r}: {err}") from None
-        finally:
-            upload.unlink(missing_ok=True)
-        photos.add(photo)
-        return photo.summary(shared.estimator.codec.crop_size)
-
-    def _photo(photo_id: str):
-        try:
-            return photos.get(photo_id)
-        except KeyError as err:
-            raise ApiError(404, err.args[0]) from None
-
-    @app.get("/api/photos/{photo_id}/image")
-    async def photo_image(photo_id: str) -> Response:
-        return Response(_photo(photo_id).display, media_type="image/jpeg")
-
-    @app.get("/api/photos/{photo_id}/overlay/{face_id}")
-    async def photo_overlay(photo_id: str, face_id: int) -> Response:
-        photo = _photo(photo_id)
-        try:
-            png = await asyncio.to_thread(photo.overlay_png, face_id)
-        except KeyError as err:
-            raise ApiError(404, err.args[0]) from None
-        filename = f"{Path(photo.name).stem or 'photo'}_face{face_id}.png"
-        return Response(png, media_type="image/png", headers=_attachment(filename))
-
-    @app.get("/api/photos.csv")
-    async def photo_table(ids: str = "") -> Response:
-        chosen = [_photo(i) for i in ids.split(",") if i]
-        try:
-            text = photos_csv(chosen)
-        except ValueError as err:
-            raise ApiError(400, f"ids: {err}") from None
-        return Response(text, media_type="text/csv", headers=_attachment("aumaps-photos.csv"))
-
-    # -- videos -----------------------------------------------------------------------------
-    @app.post("/api/jobs", status_code=202)
-    async def add_job(request: Request) -> dict:
-        name = display_name(request.query_params.get("name"), "video")
-        model_id = _model(request.query_params.get("model"))
-        upload = await _upload(request, "video")
-        job = jobs.new(folder.new_folder(jobs.new_id()), name, model_id)
-        upload.rename(job.upload)
-        try:
-            (await asyncio.to_thread(open_video, job.upload, name)).close()
-        except VideoOpenError as err:
-            job.upload.unlink(missing_ok=True)
-            raise ApiError(415, str(err)) from None
-        return jobs.submit(job).status()
-
-    def _job(job_id: str):
-        try:
-            return jobs.get(job_id)
-        except KeyError as err:
-            raise ApiError(404, err.args[0]) from None
-
-    @app.get("/api/jobs/{job_id}")
-    async def job_status(job_id: str) -> dict:
-        return _job(job_id).status()
-
-    @app.delete("/api/jobs/{job_id}")
-    async def job_cancel(job_id: str) -> dict:
-        _job(job_id)
-        return jobs.cancel(job_id).status()
-
-    @app.get("/api/jobs/{job_id}/{kind}")
-    async def job_output(request: Request, job_id: str, kind: str) -> Response:
-        job = _job(job_id)
-        if kind not in ("csv", "report", "overlay"):
-            raise ApiError(404, f"no output {kind!r}; a job has csv, report and overlay")
-        if kind not in job.outputs:
-            raise ApiError(404, f"'{job.name}' has no {kind} (yet): the job is {job.state}")
-        stem = Path(job.name).stem or "video"
-        if kind == "report":
-            headers = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-                                                  "frame-ancestors 'self'", "X-Content-Type-Options": "nosniff"}
-            return FileResponse(job.outputs["report"], media_type="text/html", headers=headers)
-        if kind == "csv":
-            return FileResponse(job.outputs["csv"], media_type="text/csv", filename=f"{stem}.csv")
-        return FileResponse(job.outputs["overlay"], media_type="video/webm", filename=f"{stem}_overlay.webm",
-                            content_disposition_type="inline")
-
-    # -- live -------------------------------------------------------------------------------
-    @app.websocket("/ws/live")
-    async def live(websocket: WebSocket) -> None:
-        await LiveSession(websocket, catalogue).run()
-
+    app.state.aumaps, app.state.token = state, token
+    app.state.on_stop = []  # callables run when the server stops (after its folder is removed)
+    # the state's parts, under the names earlier versions used
+    app.state.catalogue, app.state.jobs, app.state.photos, app.state.folder = catalogue, state.jobs, state.photos, folder
+    app.add_middleware(AccessGuard, token=token, local_only=local_only)
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
-def _attachment(filename: str) -> dict[str, str]:
-    from urllib.parse import quote
-
-    return {"Content-Disposition": f"attachment; filename*=utf-8''{quote(filename)}"}
+async def _sweep(state: ServeState) -> None:
+    """Delete what outlived the retention, checking every few seconds (a minute at most)."""
+    period = min(60.0, max(0.5, state.retention / 10))
+    while True:
+        await asyncio.sleep(period)
+        try:
+            await asyncio.to_thread(state.expire)
+        except Exception:  # the next round tries again
+            log.exception("could not delete expired results")
 
 
 def _preload(catalogue: ModelCatalogue) -> None:

@@ -2,31 +2,38 @@
 
 A :class:`VideoJob` runs :func:`aumaps.video.process_video` (the CSV in the one schema, the
 overlay video, the HTML report with its plot, per-AU statistics and peak frames) in a
-worker thread of the :class:`JobManager`, each worker with its own estimator. Progress is
-counted as frames leave the decoder (:class:`_WatchedSource`), which also stops a cancelled
-job. The overlay is written as VP8/WebM, which browsers play (OpenCV's MPEG-4 Part 2 they do
-not). The uploaded video is deleted when the job ends; its outputs stay in the
-server's private folder until the server stops. A job's id is random: the page keeps it in
-its URL and finds the job again after a reload; no listing shows it to other clients.
+worker thread of the :class:`JobManager`, each worker with its own estimator, at a lower
+scheduling priority than the live views (:mod:`aumaps.serve.workers`). Progress is counted
+as frames leave the decoder (:class:`_WatchedSource`), which also stops a cancelled job. The
+overlay is written as VP8/WebM, which browsers play (OpenCV's MPEG-4 Part 2 they do not).
+
+The data is the user's: the uploaded video is deleted when the job ends; :meth:`JobManager.cancel`
+stops a job (a queued one is cancelled at once), :meth:`JobManager.delete` also removes its
+files, and :meth:`JobManager.expire` removes finished jobs after the server's retention. A
+job's id is random: the page keeps it in its URL and finds the job again after a reload; no
+listing shows it to other clients.
 """
 
 from __future__ import annotations
 
 import logging
 import secrets
+import shutil
 import threading
+import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
-from ..images import ImageReadError, read_image
+from ..images import ImageReadError, ImageTooLarge, read_image
 from ..video import Frame, FrameSource, VideoFileSource, VideoOpenError, process_video
+from .errors import Graveyard
 from .models import ModelCatalogue
+from .workers import BackgroundPool
 
-__all__ = ["JobManager", "VideoJob"]
+__all__ = ["JobManager", "VideoJob", "open_video"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,8 @@ class VideoJob:
         problems: messages about damaged frames.
         summary: frames, frames with a face, faces, speed (when done).
         outputs: kind -> file, for the downloads.
+        created, finished: ``time.time()`` of its upload and of its end (``None`` until then).
+        deleted: its files are to be removed as soon as its worker lets go of them.
     """
 
     id: str
@@ -64,6 +73,9 @@ class VideoJob:
     problems: list[str] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     outputs: dict[str, Path] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    finished: float | None = None
+    deleted: bool = False
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
 
     @property
@@ -71,21 +83,26 @@ class VideoJob:
         return self.folder / "upload"
 
     @property
-    def finished(self) -> bool:
+    def ended(self) -> bool:
         return self.state in ("done", "failed", "cancelled")
 
-    def status(self) -> dict[str, Any]:
-        """The job as the page polls it."""
+    def status(self, retention: float | None = None) -> dict[str, Any]:
+        """The job as the page polls it (``expires_in``: seconds its results stay, with a
+        ``retention``)."""
         if self.frame_count:
             fraction = 0.99 * min(self.frames_done / self.frame_count, 1.0)
         else:
             fraction = None
+        expires = None
+        if retention is not None and self.finished is not None:
+            expires = round(max(0.0, self.finished + retention - time.time()), 1)
         return {
             "id": self.id, "name": self.name, "model": self.model, "state": self.state,
             "frames_done": self.frames_done, "frame_count": self.frame_count,
             "fraction": 1.0 if self.state == "done" else fraction,
             "message": self.message, "problems": self.problems[:20], "summary": self.summary,
             "outputs": {kind: f"/api/jobs/{self.id}/{kind}" for kind in self.outputs},
+            "expires_in": expires,
         }
 
 
@@ -111,25 +128,34 @@ class _WatchedSource(FrameSource):
         self.inner.close()
 
 
-def open_video(path: Path, name: str) -> VideoFileSource:
+def open_video(path: Path, name: str, max_pixels: int | None = None) -> VideoFileSource:
     """The uploaded video at ``path`` (``name`` is the user's file name, for messages).
 
     Raises:
-        VideoOpenError: the content is not a video OpenCV can decode, or is a still image
-            (FFmpeg would open one as a video of one frame; files over
-            :data:`STILL_CHECK_BYTES` are not looked at as images).
+        VideoOpenError: the content is not a video FFmpeg can decode, its frames are over
+            the pixel cap (read from the stream's header), or it is a still image (FFmpeg
+            would open one as a video of one frame; files over :data:`STILL_CHECK_BYTES` are
+            not looked at as images; an image over the pixel cap is recognised from its
+            header, never decoded). Messages name ``name``, never the server's file.
     """
     if path.stat().st_size <= STILL_CHECK_BYTES:
         try:
-            read_image(path)
+            read_image(path, max_pixels)
+        except ImageTooLarge as err:
+            raise VideoOpenError(f"'{name}' is a still image ({err.width}x{err.height} pixels, over the pixel cap "
+                                 "too), not a video") from None
         except ImageReadError:
             pass
         else:
             raise VideoOpenError(f"'{name}' is a still image, not a video: drop it on the Photos tab")
     try:
-        source = VideoFileSource(path)
-    except (VideoOpenError, FileNotFoundError):
-        raise VideoOpenError(f"cannot open '{name}' as a video: it is not a video OpenCV can decode "
+        source = VideoFileSource(path, max_pixels=max_pixels)
+    except ImageTooLarge as err:
+        raise ImageTooLarge(name, err.pixels, err.limit, err.width, err.height) from None
+    except VideoOpenError as err:  # its reason, with the user's name for the server's file
+        raise VideoOpenError(str(err).replace(str(path), name)) from None
+    except (FileNotFoundError, ImageReadError):
+        raise VideoOpenError(f"cannot open '{name}' as a video: it is not a video FFmpeg can decode "
                              "(damaged, truncated, or an unsupported codec)") from None
     source.name = name
     return source
@@ -141,20 +167,24 @@ class JobManager:
     Args:
         catalogue: where estimators come from.
         workers: jobs analysed at once (more wait, ``queued``).
+        max_pixels: the pixel cap of the videos' frames (the one in force when ``None``).
     """
 
-    def __init__(self, catalogue: ModelCatalogue, workers: int = 2) -> None:
+    def __init__(self, catalogue: ModelCatalogue, workers: int = 2, max_pixels: int | None = None) -> None:
         self.catalogue = catalogue
+        self.max_pixels = max_pixels
         self._jobs: dict[str, VideoJob] = {}
+        self._futures: dict[str, Future] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, int(workers)), thread_name_prefix="aumaps-job")
+        self._pool = BackgroundPool(workers, "aumaps-job")
+        self.gone = Graveyard()
 
     def submit(self, job: VideoJob) -> VideoJob:
         """Queue ``job`` (its upload already in ``job.folder``)."""
         with self._lock:
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job)
+            self._futures[job.id] = self._pool.submit(self._run, job)
         return job
 
     @staticmethod
@@ -166,17 +196,49 @@ class JobManager:
         return secrets.token_urlsafe(12)
 
     def get(self, job_id: str) -> VideoJob:
-        """Raises KeyError (with a message for the page) for an unknown job."""
+        """Raises Gone (deleted or expired) or KeyError (with a message for the page)."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is None:
+            self.gone.check(job_id, "video job")
             raise KeyError(f"no video job {job_id!r} on this server (it ran on a server that has stopped since?)")
         return job
 
     def cancel(self, job_id: str) -> VideoJob:
+        """Stop a job: a queued one is cancelled at once (its upload deleted), a running one
+        stops at its next frame (what was analysed until then is kept, as after Ctrl-C)."""
         job = self.get(job_id)
-        job.cancel.set()
+        with self._lock:
+            job.cancel.set()
+            if job.state == "queued":
+                job.state, job.message, job.finished = "cancelled", "cancelled before it started", time.time()
+                future = self._futures.pop(job.id, None)
+                if future is not None:
+                    future.cancel()
+                job.upload.unlink(missing_ok=True)
         return job
+
+    def delete(self, job_id: str, why: str = "deleted at your request") -> VideoJob:
+        """Stop a job and remove it with its files (upload, CSV, report, overlay): at once
+        when it has ended, else as soon as its worker lets go of them."""
+        job = self.cancel(job_id)
+        with self._lock:
+            self._jobs.pop(job.id, None)
+            self.gone.bury(job.id, why)
+            job.deleted = True
+            remove_now = job.ended
+        if remove_now:
+            shutil.rmtree(job.folder, ignore_errors=True)
+        return job
+
+    def expire(self, before: float, why: str) -> list[str]:
+        """Delete the jobs that ended before ``before`` (a ``time.time()``); their ids.
+        Queued and running jobs are never expired."""
+        with self._lock:
+            old = [j.id for j in self._jobs.values() if j.finished is not None and j.finished < before]
+        for job_id in old:
+            self.delete(job_id, why)
+        return old
 
     def shutdown(self) -> None:
         """Stop every job and wait for the workers."""
@@ -192,13 +254,20 @@ class JobManager:
             cache[model_id] = self.catalogue.load(model_id)
         return cache[model_id]
 
+    def _end(self, job: VideoJob, state: str, message: str | None = None) -> None:
+        with self._lock:
+            job.state, job.finished = state, time.time()
+            if message is not None:
+                job.message = message
+            self._futures.pop(job.id, None)
+
     def _run(self, job: VideoJob) -> None:
-        try:
-            if job.cancel.is_set():
-                job.state = "cancelled"
+        with self._lock:
+            if job.cancel.is_set():  # cancelled while queued: already says so
                 return
             job.state = "running"
-            source = open_video(job.upload, job.name)
+        try:
+            source = open_video(job.upload, job.name, self.max_pixels)
             job.frame_count = source.frame_count
             estimator = self._estimator(job.model)
             watched = _WatchedSource(source, job)
@@ -215,16 +284,20 @@ class JobManager:
             if "overlay" in summary.outputs:
                 job.outputs["overlay"] = summary.outputs["overlay"]
             if job.cancel.is_set():
-                job.state, job.message = "cancelled", f"stopped after {summary.frames} frames"
+                self._end(job, "cancelled", f"stopped after {summary.frames} frames")
                 return
             if summary.frames_with_face == 0:
                 job.message = f"no face found in any of the {summary.frames} frames of '{job.name}'"
-            job.state = "done"
+            self._end(job, "done")
         except Exception as err:  # the job fails with a message; the server keeps serving
             if job.cancel.is_set():
-                job.state, job.message = "cancelled", "stopped"
+                self._end(job, "cancelled", "stopped")
             else:
                 log.warning("video job %s (%s) failed: %s", job.id, job.name, err)
-                job.state, job.message = "failed", str(err)
+                self._end(job, "failed", str(err))
         finally:
             job.upload.unlink(missing_ok=True)
+            with self._lock:
+                remove = job.deleted
+            if remove:
+                shutil.rmtree(job.folder, ignore_errors=True)

@@ -9,8 +9,11 @@ Offered, each under an id the page sends back (never a path):
   the folder given by ``--models DIR``, and the file given by ``--weights PATH``.
 
 :meth:`ModelCatalogue.shared` gives the one estimator per model that photos and live
-sessions share (calls under its lock); :meth:`ModelCatalogue.load` a fresh one for a video
-job's worker thread.
+sessions share: its network runs under a lock held for a few faces at a time
+(:meth:`SharedEstimator.analyse`), while each live session and each photo worker finds faces
+and places landmarks with its own detector (:meth:`ModelCatalogue.new_landmarker`), so a
+photo being searched for faces never holds up a live view. :meth:`ModelCatalogue.load`
+gives a fresh estimator for a video job's worker thread.
 """
 
 from __future__ import annotations
@@ -22,8 +25,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from ..landmarks import FaceLandmarker
 from ..pretrained import REGISTRY, get_pretrained
 from ..predict import AUEstimator
+from ..readout import FaceInput
+from ..results import FaceResult
 from ..weights import WeightsError, load_checkpoint
 
 __all__ = ["CHECKPOINT_SUFFIXES", "ModelCatalogue", "ModelChoice", "SharedEstimator"]
@@ -57,10 +65,25 @@ class ModelChoice:
 
 @dataclass
 class SharedEstimator:
-    """An estimator shared by photos and live sessions; call it only under ``lock``."""
+    """An estimator shared by photos and live sessions. Its network runs only under
+    ``lock``, taken for at most ``chunk`` faces at a time; its detector is not used (each
+    caller has its own: :meth:`ModelCatalogue.new_landmarker`)."""
 
     estimator: AUEstimator
     lock: threading.Lock
+    chunk: int = 4
+
+    def analyse(self, image: np.ndarray, faces: list[FaceInput]) -> list[FaceResult]:
+        """Register ``faces`` of an RGB uint8 image, run the network on their crops (the lock
+        held for :attr:`chunk` crops at a time, so a group photo lets live frames in between)
+        and read the maps out; as :meth:`aumaps.estimator.Estimator.analyse`."""
+        estimator = self.estimator
+        kept, matrices, crops = estimator.register(image, faces)
+        parts = []
+        for start in range(0, max(len(crops), 1), self.chunk):
+            with self.lock:
+                parts.append(estimator.heatmaps(crops[start:start + self.chunk]))
+        return estimator.read(np.concatenate(parts), matrices, crops, kept)
 
 
 def _registry_card(name: str) -> dict[str, Any]:
@@ -87,11 +110,13 @@ class ModelCatalogue:
         weights: the model selected when the page opens: a registry name or a checkpoint path.
         models_dir: a folder of checkpoints to offer as well.
         backend: the inference engine (see :class:`~aumaps.estimator.Estimator`).
+        device: the torch device the networks run on (``cpu``, ``cuda``, ``cuda:1``...).
     """
 
     def __init__(self, weights: str | os.PathLike[str] = "default", models_dir: str | os.PathLike[str] | None = None,
-                 backend: str = "auto") -> None:
+                 backend: str = "auto", device: str = "cpu") -> None:
         self.backend = backend
+        self.device = device
         self.models_dir = Path(models_dir) if models_dir else None
         if self.models_dir is not None and not self.models_dir.is_dir():
             raise FileNotFoundError(f"--models: no such folder of checkpoints: '{self.models_dir}'")
@@ -160,10 +185,16 @@ class ModelCatalogue:
         choice = self.get(model_id)
         if choice.card.get("error"):
             raise WeightsError(choice.card["error"])
-        estimator = AUEstimator(weights=choice.weights, backend=self.backend)
+        estimator = AUEstimator(weights=choice.weights, backend=self.backend, device=self.device)
         own = {k: v for k, v in (estimator.checkpoint.card or {}).items() if isinstance(v, (str, int, float))}
         choice.card.update({**own, **choice.card, "engine": estimator.engine.describe()})
         return estimator
+
+    @staticmethod
+    def new_landmarker() -> FaceLandmarker:
+        """A face detector and landmark predictor of one's own (dlib's detector keeps state
+        while it runs: one per thread that detects); the estimators' is the same kind."""
+        return FaceLandmarker()
 
     def shared(self, model_id: str | None) -> SharedEstimator:
         """The estimator photos and live sessions share for ``model_id`` (loaded once)."""

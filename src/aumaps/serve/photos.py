@@ -1,18 +1,25 @@
 """Photos: an uploaded image in, its faces out, kept a while for the CSV and overlay downloads.
 
 :func:`analyse_photo` decodes the saved upload by its content (:func:`aumaps.images.read_image`:
-OpenCV, then Pillow; the name the client gave is only a label), deletes it, and runs the
-shared estimator. What a download needs is kept in a :class:`PhotoStore` (bounded; the
-oldest photos go first): the faces' numbers for the CSV, a display JPEG of the image, and
-the overlay PNGs of :func:`aumaps.visualise.overlay` (what ``aumaps predict --maps`` writes),
-drawn when asked for. Each photo's id is random: only the page that uploaded it knows it.
+its size read from the header and checked against the pixel cap first, then OpenCV, then
+Pillow; the name the client gave is only a label), deletes it, finds the faces with the
+worker's own detector and runs the shared estimator's network a few faces at a time
+(:meth:`~aumaps.serve.models.SharedEstimator.analyse`). :class:`PhotoAnalyser` runs that in a
+background thread (:mod:`aumaps.serve.workers`): never on the event loop, and never holding
+the live views' lock for more than a few faces. What a download needs is kept in a
+:class:`PhotoStore` (bounded; the oldest photos go first; deleted on request or after the
+retention): the faces' numbers for the CSV, a display JPEG of the image, and the overlay
+PNGs of :func:`aumaps.visualise.overlay` (what ``aumaps predict --maps`` writes), drawn when
+asked for. Each photo's id is random: only the page that uploaded it knows it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import io
 import secrets
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,13 +28,17 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..images import ImageReadError, read_image
+from ..images import ImageReadError, ImageTooLarge, read_image
+from ..landmarks import FaceLandmarker
+from ..readout import FaceInput
 from ..results import FaceResult, FrameResult, ResultWriter
 from ..visualise import overlay
-from .models import SharedEstimator
+from .errors import Graveyard
+from .models import ModelCatalogue, SharedEstimator
 from .payload import au_info, face_payload
+from .workers import BackgroundPool
 
-__all__ = ["DISPLAY_SIDE", "Photo", "PhotoStore", "analyse_photo", "photos_csv"]
+__all__ = ["DISPLAY_SIDE", "Photo", "PhotoAnalyser", "PhotoStore", "analyse_photo", "photos_csv"]
 
 #: Longest side of the image the page shows (the coordinates sent are scaled to it).
 DISPLAY_SIDE = 1600
@@ -56,6 +67,7 @@ class Photo:
     faces: list[FaceResult] = field(repr=False)
     display: bytes = field(repr=False)
     scale: float
+    added: float = field(default_factory=time.time)
 
     @property
     def nbytes(self) -> int:
@@ -85,28 +97,49 @@ class Photo:
 
 
 class PhotoStore:
-    """The analysed photos, oldest dropped first beyond ``max_bytes`` (and ``max_photos``)."""
+    """The analysed photos, oldest dropped first beyond ``max_bytes`` (and ``max_photos``);
+    :meth:`delete` and :meth:`expire` remove them on request and after the retention."""
 
     def __init__(self, max_bytes: int = 1 << 30, max_photos: int = 500) -> None:
         self.max_bytes, self.max_photos = int(max_bytes), int(max_photos)
         self._photos: OrderedDict[str, Photo] = OrderedDict()
         self._lock = threading.Lock()
+        self.gone = Graveyard()
 
     def add(self, photo: Photo) -> None:
         with self._lock:
             self._photos[photo.id] = photo
             while len(self._photos) > 1 and (len(self._photos) > self.max_photos
                                              or sum(p.nbytes for p in self._photos.values()) > self.max_bytes):
-                self._photos.popitem(last=False)
+                dropped, _ = self._photos.popitem(last=False)
+                self.gone.bury(dropped, "older photos were dropped to save the server's memory: upload it again")
 
     def get(self, photo_id: str) -> Photo:
-        """Raises KeyError (with a message for the page) for an unknown or dropped photo."""
+        """Raises Gone (deleted, expired, dropped) or KeyError (with a message for the page)."""
         with self._lock:
             photo = self._photos.get(photo_id)
         if photo is None:
-            raise KeyError(f"no photo {photo_id!r} on this server (it was never uploaded here, or "
-                           "older photos were dropped to save memory: upload it again)")
+            self.gone.check(photo_id, "photo")
+            raise KeyError(f"no photo {photo_id!r} on this server (it was never uploaded here, or the server was "
+                           "restarted since: upload it again)")
         return photo
+
+    def delete(self, photo_id: str, why: str = "deleted at your request") -> Photo:
+        """Forget a photo (its image, faces and pictures: nothing of it stays on the server)."""
+        with self._lock:
+            photo = self._photos.pop(photo_id, None)
+        if photo is None:
+            return self.get(photo_id)  # raises
+        self.gone.bury(photo_id, why)
+        return photo
+
+    def expire(self, before: float, why: str) -> list[str]:
+        """Delete the photos added before ``before`` (a ``time.time()``); their ids."""
+        with self._lock:
+            old = [key for key, photo in self._photos.items() if photo.added < before]
+        for key in old:
+            self.delete(key, why)
+        return old
 
 
 def _display_jpeg(image: np.ndarray) -> tuple[bytes, float]:
@@ -118,24 +151,69 @@ def _display_jpeg(image: np.ndarray) -> tuple[bytes, float]:
     return jpeg.tobytes(), shown.shape[1] / image.shape[1]
 
 
-def analyse_photo(upload: Path, name: str, model_id: str, shared: SharedEstimator) -> Photo:
-    """Decode the upload at ``upload`` (deleted afterwards) and analyse its faces.
+def analyse_photo(upload: Path, name: str, model_id: str, shared: SharedEstimator, landmarker: FaceLandmarker,
+                  max_pixels: int | None = None) -> Photo:
+    """Decode the upload at ``upload`` (deleted afterwards) and analyse its faces: found by
+    ``landmarker`` (the caller's own), their network maps computed under the shared lock a
+    few faces at a time.
 
     Raises:
+        ImageTooLarge: more pixels than ``max_pixels`` (the cap in force when ``None``); the
+            size was read from the header, nothing was decoded.
         ImageReadError: the content is not an image OpenCV or Pillow can decode (the message
             names ``name``, never the server's file).
     """
     try:
-        image = read_image(upload)
+        image = read_image(upload, max_pixels)
+    except ImageTooLarge as err:
+        raise ImageTooLarge(name, err.pixels, err.limit, err.width, err.height) from None
     except ImageReadError as err:
         raise ImageReadError(name, f"{err.reason} (videos go to the Videos tab)") from None
     finally:
         upload.unlink(missing_ok=True)
-    with shared.lock:
-        faces = shared.estimator.predict(image)
+    found = [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(landmarker(image))]
+    faces = shared.analyse(image, found)
     display, scale = _display_jpeg(image)
     faces = [replace(f, crop=np.empty(0, np.uint8)) for f in faces]
     return Photo(secrets.token_urlsafe(12), name, model_id, shared.estimator.aus, image, faces, display, scale)
+
+
+class PhotoAnalyser:
+    """Analyses photos in a background pool (one at a time by default: the cores are the
+    live views' first), each worker thread with its own face detector.
+
+    Args:
+        catalogue: where the shared estimators come from.
+        workers: photos analysed at once.
+        max_pixels: the pixel cap (the one in force when ``None``).
+    """
+
+    def __init__(self, catalogue: ModelCatalogue, workers: int = 1, max_pixels: int | None = None) -> None:
+        self.catalogue, self.max_pixels = catalogue, max_pixels
+        self._pool = BackgroundPool(workers, "aumaps-photo")
+        self._local = threading.local()
+
+    def _landmarker(self) -> FaceLandmarker:
+        if not hasattr(self._local, "landmarker"):
+            self._local.landmarker = self.catalogue.new_landmarker()
+        return self._local.landmarker
+
+    def _run(self, upload: Path, name: str, model_id: str) -> tuple[Photo, int]:
+        try:
+            shared = self.catalogue.shared(model_id)
+        except BaseException:
+            upload.unlink(missing_ok=True)
+            raise
+        photo = analyse_photo(upload, name, model_id, shared, self._landmarker(), self.max_pixels)
+        return photo, shared.estimator.codec.crop_size
+
+    async def analyse(self, upload: Path, name: str, model_id: str) -> tuple[Photo, int]:
+        """The photo at ``upload`` (deleted afterwards) analysed off the event loop; with the
+        model's crop size (for the page's map placement)."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._run, upload, name, model_id)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def photos_csv(photos: list[Photo]) -> str:

@@ -6,7 +6,9 @@ export const state = {
   listeners: [],     // called with the new model id when the picker changes
 };
 
-export class ApiError extends Error {}
+export class ApiError extends Error {
+  constructor(message, status = 0) { super(message); this.status = status; }
+}
 
 // fetch + JSON, throwing ApiError with the server's message on a 4xx/5xx.
 export async function api(path, options = {}) {
@@ -20,7 +22,7 @@ export async function api(path, options = {}) {
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch { body = null; }
   if (!response.ok) {
-    throw new ApiError((body && body.error) || text || `${response.status} ${response.statusText}`);
+    throw new ApiError((body && body.error) || text || `${response.status} ${response.statusText}`, response.status);
   }
   return body;
 }

@@ -6,7 +6,7 @@
 // on (kept as the JPEG sent), so the maps sit exactly where they were found.
 // window.aumapsLive holds the figures shown (for tests and the benchmark).
 
-import { el, notify, state } from './api.js';
+import { api, el, notify, state } from './api.js';
 import { bars, drawBox, drawMaps } from './draw.js';
 
 const SERIES_SECONDS = 20;
@@ -16,6 +16,7 @@ window.aumapsLive = stats;
 let ws = null;
 let stream = null;
 let aus = [];
+let maxRows = 0;            // the recording's cap, as the server announces it
 let frameId = 0;
 let encoding = false;
 let running = false;
@@ -132,20 +133,33 @@ async function onResult(result) {
   stats.last = { id: result.id, faces: result.faces.length, intensities: result.faces.map((f) => f.intensities), server_ms: result.server_ms, skipped: result.skipped };
   $('live-fps').textContent = String(stats.fps);
   $('live-latency').textContent = latency.toFixed(0);
-  if (result.recorded_rows !== null && result.recorded_rows !== undefined) $('live-recording').textContent = `recording: ${result.recorded_rows} rows`;
+  if (result.recorded_rows !== null && result.recorded_rows !== undefined) {
+    $('live-recording').textContent = `recording: ${result.recorded_rows.toLocaleString()} of ${maxRows.toLocaleString()} rows`;
+  }
 }
 
+// Recording: the server announces its cap as it starts, warns near it, stops at it; a stopped
+// recording is a CSV file on the server, downloaded over HTTP (never one huge socket message).
 function onRecording(msg) {
   const button = $('live-record');
+  if (msg.max_rows) maxRows = msg.max_rows;
   button.classList.toggle('on', msg.on);
   button.textContent = msg.on ? '■ Stop recording' : '● Record';
-  if (msg.on) { $('live-recording').textContent = 'recording: 0 rows'; return; }
+  if (msg.on) {
+    $('live-recording').textContent = `recording: ${msg.rows.toLocaleString()} of ${maxRows.toLocaleString()} rows`;
+    if (msg.warning) message(msg.warning);
+    else message(`recording: at most ${maxRows.toLocaleString()} rows (one per frame and face); it stops by itself there`, true);
+    return;
+  }
   $('live-recording').textContent = '';
-  const stamp = new Date().toISOString().replace(/[:T]/g, '-').slice(0, 19);
-  const url = URL.createObjectURL(new Blob([msg.csv], { type: 'text/csv' }));
-  const link = el('a', { href: url, download: `aumaps-live-${stamp}.csv`, id: 'live-csv' }, `aumaps-live-${stamp}.csv (${msg.rows} rows)`);
-  $('live-download').replaceChildren('Recording: ', link);
-  stats.recording = { rows: msg.rows, csv: msg.csv };
+  message(msg.message || '', !msg.message);
+  stats.recording = { rows: msg.rows, url: msg.url, filename: msg.filename };
+  if (!msg.url) { $('live-download').replaceChildren(); return; }
+  const link = el('a', { href: msg.url, download: msg.filename, id: 'live-csv' }, `${msg.filename} (${msg.rows.toLocaleString()} rows)`);
+  const forget = el('button', { class: 'button', onclick: async () => {
+    try { await api(msg.url, { method: 'DELETE' }); $('live-download').replaceChildren('Recording deleted from the server.'); } catch (err) { notify(err.message); }
+  } }, 'Delete from the server');
+  $('live-download').replaceChildren('Recording: ', link, ' ', forget);
   link.click();
 }
 
@@ -162,11 +176,12 @@ function connect() {
     const msg = JSON.parse(event.data);
     if (msg.type === 'ready') {
       aus = msg.aus;
+      maxRows = msg.max_recorded_rows;
       message('', true);
       $('live-record').disabled = false;
     } else if (msg.type === 'result') onResult(msg);
     else if (msg.type === 'recording') onRecording(msg);
-    else if (msg.type === 'error') { stats.error = msg.message; message(msg.message); }
+    else if (msg.type === 'error') { stats.error = msg.message; message(msg.message); }  // the session goes on
   };
   ws.onclose = (event) => {
     if (socket !== ws) return;
@@ -199,7 +214,19 @@ async function start() {
 
 function stop(closeSocket = true) {
   running = false;
-  if (closeSocket && ws) ws.close();
+  if (closeSocket && ws) {
+    const socket = ws;
+    if ($('live-record').classList.contains('on') && socket.readyState === WebSocket.OPEN) {
+      // stopped while recording: ask for the recording first, close once it has come
+      socket.onmessage = (event) => {
+        const msg = JSON.parse(event.data);
+        if (msg.type === 'recording' && !msg.on) { onRecording(msg); socket.close(); }
+      };
+      socket.onclose = null;
+      socket.send(JSON.stringify({ type: 'record', on: false }));
+      setTimeout(() => socket.close(), 10000);
+    } else socket.close();
+  }
   ws = null;
   if (stream) stream.getTracks().forEach((t) => t.stop());
   stream = null;

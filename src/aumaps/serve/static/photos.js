@@ -1,6 +1,6 @@
 // The Photos panel: upload images, draw each face's maps where they sit, bars, a table, downloads.
 
-import { dropTarget, el, notify, upload } from './api.js';
+import { api, dropTarget, el, notify, upload } from './api.js';
 import { bars, drawBox, drawMaps } from './draw.js';
 
 const photos = [];          // server summaries, in upload order
@@ -80,11 +80,23 @@ async function analyse(file) {
   message.className = photo.message ? 'message' : 'message note';
   message.textContent = photo.message || `${photo.faces.length} face${photo.faces.length === 1 ? '' : 's'} · model ${photo.model}`;
   const downloads = el('p', { class: 'downloads' }, photo.faces.map((f) =>
-    el('a', { href: `/api/photos/${photo.id}/overlay/${f.face_id}`, download: '' }, `overlay PNG, face ${f.face_id}`)));
+    el('a', { href: `/api/photos/${photo.id}/overlay/${f.face_id}`, download: '' }, `overlay PNG, face ${f.face_id}`)),
+    el('button', { class: 'button delete', onclick: () => remove(photo, node) }, 'Delete'));
   node.append(el('div', { class: 'photo-row' }, photo.canvas,
     el('div', { class: 'bars-box' }, photo.faces.map((f) => bars(f, photo.aus)))), downloads);
   node.dataset.state = 'done';
   node.dataset.photo = photo.id;
+  updateToggles();
+  updateTable();
+}
+
+// Forget a photo on the server (nothing of it stays there) and take it off the page.
+async function remove(photo, node) {
+  try { await api(`/api/photos/${photo.id}`, { method: 'DELETE' }); } catch (err) {
+    if (!(err.status === 404 || err.status === 410)) { notify(err.message); return; }
+  }
+  photos.splice(photos.indexOf(photo), 1);
+  node.remove();
   updateToggles();
   updateTable();
 }

@@ -24,6 +24,13 @@ function describe(status) {
   }
 }
 
+function keptFor(status) {
+  if (status.expires_in === null || status.expires_in === undefined) return '';
+  const hours = status.expires_in / 3600;
+  const left = hours >= 1 ? `${hours.toFixed(hours < 10 ? 1 : 0)} h` : `${Math.ceil(status.expires_in / 60)} min`;
+  return ` · kept on the server for ${left} more (--retention)`;
+}
+
 function showResults(job, status) {
   const { node } = job;
   const out = status.outputs;
@@ -53,7 +60,7 @@ function update(job, status) {
   if (status.fraction === null) bar.removeAttribute('value'); else bar.value = status.fraction;
   bar.hidden = ['done', 'failed', 'cancelled'].includes(status.state);
   const message = node.querySelector('.message');
-  message.textContent = describe(status) + (status.state === 'done' && status.message ? ` — ${status.message}` : '');
+  message.textContent = describe(status) + (status.state === 'done' && status.message ? ` — ${status.message}` : '') + keptFor(status);
   message.className = ['failed', 'cancelled'].includes(status.state) || (status.state === 'done' && status.message) ? 'message' : 'message note';
   node.querySelector('.problems').textContent = status.problems.join(' · ');
   node.querySelector('.cancel').hidden = !['queued', 'running'].includes(status.state);
@@ -66,8 +73,9 @@ function addCard(id, name) {
     el('progress', { max: 1 }),
     el('p', { class: 'message note' }, 'uploading…'),
     el('p', { class: 'problems hint' }),
-    el('p', {}, el('button', { class: 'button cancel', onclick: () => cancel(id) }, 'Stop'),
-      ' ', el('button', { class: 'button', onclick: () => forget(id) }, 'Remove from the page')),
+    el('p', {}, el('button', { class: 'button cancel', onclick: () => cancel(node.dataset.job) }, 'Stop'),
+      ' ', el('button', { class: 'button delete', onclick: () => remove(node.dataset.job, node) }, 'Delete'),
+      el('span', { class: 'hint' }, ' (the job and its files, from the server too)')),
     el('div', { class: 'results' }));
   document.getElementById('job-list').prepend(node);
   return node;
@@ -88,12 +96,17 @@ async function poll(id) {
 }
 
 async function cancel(id) {
-  try { update(jobs.get(id), await api(`/api/jobs/${id}`, { method: 'DELETE' })); } catch (err) { notify(err.message); }
+  try { update(jobs.get(id), await api(`/api/jobs/${id}/cancel`, { method: 'POST' })); } catch (err) { notify(err.message); }
 }
 
-function forget(id) {
-  const job = jobs.get(id);
-  if (job) job.node.remove();
+// Delete the job on the server (its upload and outputs) and take it off the page.
+async function remove(id, node) {
+  if (id) {
+    try { await api(`/api/jobs/${id}`, { method: 'DELETE' }); } catch (err) {
+      if (!(err.status === 404 || err.status === 410)) { notify(err.message); return; }
+    }
+  }
+  node.remove();
   jobs.delete(id);
   saveIds();
 }
