@@ -687,6 +687,8 @@ def _add_serve(sub) -> None:
                    "file (default: %(default)s)")
     p.add_argument("--models", metavar="DIR",
                    help="also offer every checkpoint (*.pt, *.pth, *.pth.tar, *.ckpt) in DIR in the page's model picker")
+    p.add_argument("--device", default="cpu",
+                   help="torch device the networks run on: cpu, cuda, cuda:1, mps (default: %(default)s)")
     p.add_argument("--max-upload-mb", type=float, default=500,
                    help="largest photo or video accepted, in MB (default: %(default)s)")
     p.add_argument("--max-pixels", type=_pixel_count, default=None, metavar="N",
@@ -711,11 +713,17 @@ def _add_serve(sub) -> None:
     p.set_defaults(func=cmd_serve)
 
 
-    p.add_argument("--device", default="cpu",
-                   help="torch device the networks run on: cpu, cuda, cuda:1, mps (default: %(default)s)")
 def cmd_serve(args) -> int:
+    from .images import MAX_PIXELS_ENV
     from .serve import serve
+    from .serve.server import parse_duration
 
+    if args.token is not None:
+        raise ValueError("--token is not accepted: a token on the command line is visible to every user of this "
+                         "machine (ps); put it in $AUMAPS_TOKEN or in a file given with --token-file, or leave it "
+                         "out and aumaps makes one")
+    if args.max_pixels is not None:  # video frames read it too
+        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     try:
         serve(host=args.host, port=args.port, weights=args.weights, models=args.models,
               max_upload_mb=args.max_upload_mb, token_file=args.token_file, open_browser=args.open,
@@ -727,9 +735,7 @@ def cmd_serve(args) -> int:
         return 2
     return 0
 
-    from .images import MAX_PIXELS_ENV
 
-    from .serve.server import parse_duration
 def build_parser() -> argparse.ArgumentParser:
     if args.token is not None:
         raise ValueError("--token is not accepted: a token on the command line is visible to every user of this "
