@@ -137,9 +137,18 @@ def plot_series(
     no_face = table.groupby("frame")["success"].max() == 0
     faces = _faces(table, max_faces)
     styles = ["-", "--", ":", "-."]
-    fig, axes = plt.subplots(len(aus), 1, figsize=(10, 1.5 * len(aus) + 1.2), sharex=True, squeeze=False)
+    columns = _panel_columns(aus)
+    rows = max(len(c) for c in columns)
+    fig, grid = plt.subplots(rows, len(columns), figsize=(10 if len(columns) == 1 else 14, (1.5 if rows < 8 else 1.05)
+                                                          * rows + 1.2), sharex=True, squeeze=False)
+    for c, column in enumerate(columns):
+        for r in range(len(column), rows):
+            grid[r, c].set_visible(False)
+        if len(columns) > 1:
+            grid[0, c].set_title(f"{'upper' if c == 0 else 'lower'} face", fontsize=10)
+    axes = [grid[r, c] for c, column in enumerate(columns) for r in range(len(column))]
     step = float(np.median(np.diff(frames.to_numpy()))) if len(frames) > 1 else 1.0
-    for ax, au in zip(axes[:, 0], aus, strict=True):
+    for ax, au in zip(axes, [a for column in columns for a in column], strict=True):
         colour = np.array(au_colour(au)) / 255
         for start, stop in runs(no_face.to_numpy()):
             ax.axvspan(frames.iloc[start], frames.iloc[stop - 1] + step, color="0.85", lw=0)
@@ -149,12 +158,14 @@ def plot_series(
             ax.plot(frames.to_numpy(), series.to_numpy(), styles[k % len(styles)], color=colour, lw=1.3,
                     label=f"face {face_id}")
         ax.set_ylim(0, MAX_INTENSITY)
-        ax.set_yticks([0, 1, 2, 3, 4, 5])
+        ax.set_yticks([0, 1, 2, 3, 4, 5] if rows < 8 else [0, 5])
         ax.grid(alpha=0.3)
         ax.set_ylabel(f"AU{au:02d}", color=colour, rotation=0, ha="right", va="center", fontweight="bold")
     if len(faces) > 1:
-        axes[0, 0].legend(loc="upper right", fontsize=8, ncol=len(faces))
-    axes[-1, 0].set_xlabel("time (s)")
+        axes[0].legend(loc="upper right", fontsize=8, ncol=len(faces))
+    for c, column in enumerate(columns):
+        grid[len(column) - 1, c].set_xlabel("time (s)")
+        grid[len(column) - 1, c].xaxis.set_tick_params(labelbottom=True)
     fig.suptitle(title or "AU intensity over time", fontsize=11)
     fig.tight_layout()
     if out is None:
@@ -166,6 +177,16 @@ def plot_series(
     finally:
         plt.close(fig)
     return out
+
+
+def _panel_columns(aus: Sequence[int]) -> list[list[int]]:
+    """The plot's panels: one column of AUs, or, for more than eight (OpenFace's 17), two:
+    the upper face (brows, lids, cheeks) and the lower face, each in the model's order."""
+    if len(aus) <= 8:
+        return [list(aus)]
+    upper = [a for a in aus if get_au(a).region == "upper"]
+    lower = [a for a in aus if get_au(a).region != "upper"]
+    return [column for column in (upper, lower) if column]
 
 
 def runs(mask: np.ndarray) -> list[tuple[int, int]]:
