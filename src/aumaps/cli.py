@@ -737,12 +737,6 @@ def cmd_serve(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    if args.token is not None:
-        raise ValueError("--token is not accepted: a token on the command line is visible to every user of this "
-                         "machine (ps); put it in $AUMAPS_TOKEN or in a file given with --token-file, or leave it "
-                         "out and aumaps makes one")
-    if args.max_pixels is not None:  # video frames read it too
-        os.environ[MAX_PIXELS_ENV] = str(args.max_pixels)
     from . import __version__
 
     parser = argparse.ArgumentParser(
