@@ -217,6 +217,9 @@ class DlibFaceDetector(FaceDetector):
 
 
 _FACE_CNN_FILE = "mmod_human_face_detector.dat"
+#: dlib's CNN is loaded once per process (``_load_face_cnn``) and keeps its layers' outputs while it
+#: runs: one call at a time across every detector (each live session and photo worker has its own).
+_FACE_CNN_LOCK = threading.Lock()
 
 
 def _packaged_model(name: str) -> Path | None:
@@ -299,7 +302,8 @@ class _CNNConfirmation:
         scale = self.FACE_WIDTH / width
         region = cv2.resize(image[top:bottom, left:right], None, fx=scale, fy=scale,
                             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-        found = _load_face_cnn(str(self.path))(np.ascontiguousarray(region), 0)
+        with _FACE_CNN_LOCK:
+            found = _load_face_cnn(str(self.path))(np.ascontiguousarray(region), 0)
         if not found:
             return False
         target = (np.asarray(box, float) - [left, top, left, top]) * scale
