@@ -554,6 +554,21 @@ def test_every_route_answers_failures_as_json(base, app, photo, clip, grace_hopp
     check("GET", "/api/nothing-here", None, 404, "no such address")
     check("PUT", "/api/config", None, 405, "PUT")
     check("POST", "/api/photos?name=x.jpg&model=nope", image, 400, "choose one of")
+    # the live socket: a model whose engine cannot be built here
+    with monkeypatch.context() as patch:
+        patch.setattr(state.catalogue, "shared", failing(EngineUnavailable("the openvino back-end needs OpenVINO")))
+        with live_socket(base) as ws:
+            message = json.loads(ws.recv(timeout=60))
+        assert message["type"] == "error" and message["fatal"] and "needs OpenVINO" in message["message"]
+    # a video job whose analysis fails: the job says why, and the server goes on
+    from aumaps.serve import jobs as job_module
+
+    with monkeypatch.context() as patch:
+        patch.setattr(job_module, "process_video", failing(EngineUnavailable("no int8 model of these weights")))
+        status, _, body = post(f"{base}/api/jobs?name=v.avi", clip.read_bytes())
+        failed = wait_for_job(base, as_json(body)["id"])
+    assert failed["state"] == "failed" and "no int8 model" in failed["message"] and failed["outputs"] == {}
+    check("GET", f"/api/jobs/{failed['id']}/csv", None, 404, "the job is failed")
     assert request(f"{base}/api/config")[0] == 200  # and the server goes on
 
 
@@ -600,6 +615,8 @@ def test_token_is_needed_on_every_request_and_socket(tmp_path):
         conn.close()
         status, _, body = request(f"{base}/login", b"token=guess", "POST", token=None)
         assert status == 403 and b"not this server" in body
+        status, _, body = request(f"{base}/login", token=None)  # the form's address reloaded: the form again
+        assert status == 401 and b'action="/login"' in body
 
 
 def _raw_get(base: str, target: bytes, headers: dict[str, bytes] | None = None) -> tuple[int, bytes]:
@@ -648,6 +665,8 @@ def test_loopback_server_refuses_other_hosts_and_sites(base, grace_hopper_path):
 
 
 def test_tokens_come_from_a_file_or_the_environment_never_the_command_line(tmp_path, capsys):
+    assert is_loopback("127.0.0.1") and is_loopback("localhost") and is_loopback("::1") and is_loopback("[::1]")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and not is_loopback("example.org")
     token, origin, notes = server_token(environ={})
     assert origin == "generated" and len(token) >= 32 and notes == []
     assert server_token(environ={})[0] != token

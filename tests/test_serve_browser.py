@@ -7,7 +7,6 @@ README's picture)."""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil

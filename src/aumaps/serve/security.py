@@ -224,7 +224,7 @@ class AccessGuard:
             await receive()
             await send({"type": "websocket.close", "code": 1008, "reason": reason[:120]})
             return
-        if scope.get("method") == "GET" and scope.get("path") == "/":
+        if scope.get("method") == "GET" and scope.get("path") in ("/", "/login"):  # a browser: the form
             status, headers, body = login_page(reason, status)
         else:
             body = json.dumps({"error": reason}).encode()

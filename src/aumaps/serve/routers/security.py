@@ -56,6 +56,12 @@ async def index(request: Request) -> Response:
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"), headers=page_headers(request))
 
 
+@router.get("/login", include_in_schema=False)
+async def login_again(request: Request) -> Response:
+    """The login form's address reloaded with the cookie in place: the page."""
+    return RedirectResponse("/", status_code=303)
+
+
 @router.post("/login", include_in_schema=False)
 async def login(request: Request) -> Response:
     token = request.app.state.token
