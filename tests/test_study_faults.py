@@ -187,7 +187,8 @@ def test_a_replaced_video_is_analysed_again_a_touched_one_is_not(tmp_path, astro
     assert {k: e["status"] for k, e in run.entries.items()} == {"v0.csv": "done", "v1.csv": "complete",
                                                               "v2.csv": "complete"}
     assert pd.read_csv(out / "v0.csv")["frame"].tolist() == list(range(1, 10))  # the new video's frames
-    assert {k: v for k, v in _stamps(out).items() if k != "v0.csv"} == {k: v for k, v in before.items() if k != "v0.csv"}
+    unchanged = {k: v for k, v in before.items() if k != "v0.csv"}
+    assert {k: v for k, v in _stamps(out).items() if k != "v0.csv"} == unchanged
     # the old report described the old video: gone (this run wrote none); the others keep theirs
     assert not (out / "v0_report").exists() and (out / "v1_report" / "index.html").is_file()
     page = write_study_page(out).read_text()
@@ -346,7 +347,8 @@ def test_study_csvs_and_summaries_neutralise_formula_names(tmp_path, astronaut, 
     for name in names:
         cv2.imwrite(str(photos / name), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     monkeypatch.chdir(photos)  # the study given as '.': its images.csv names the files as they are
-    assert run_study(".", tmp_path / "photo-results", StudyOptions(progress=False), estimator=estimator).exit_status == 0
+    run = run_study(".", tmp_path / "photo-results", StudyOptions(progress=False), estimator=estimator)
+    assert run.exit_status == 0
     images = pd.read_csv(tmp_path / "photo-results" / "images.csv")
     assert sorted(images["file"]) == sorted(["'=HYPERLINK(1).png", "'-rf.png", "'@x.png", "plain.png"])
     assert images["x_0"].dtype == float and images["success"].tolist() == [1, 1, 1, 1]

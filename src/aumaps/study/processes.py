@@ -115,9 +115,11 @@ def _worker_main(conn: Connection, options: StudyOptions, out_dir: Path, device:
     try:
         import cv2
         import torch
+        from tqdm.auto import tqdm
 
         torch.set_num_threads(threads)
         cv2.setNumThreads(threads)
+        tqdm.set_lock(threading.RLock())  # not tqdm's multiprocessing semaphore, which a killed worker would leak
         analyst = Analyst(build_estimator(options, device), out_dir, options, model_key)
     except Exception as err:  # noqa: BLE001 - told to the parent, which decides
         conn.send(("error", f"{type(err).__name__}: {err}"))
@@ -340,6 +342,13 @@ def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, 
                 entry |= {"status": "failed", "error": "its worker process was interrupted (SIGINT)"}
             finished(item, entry)
 
+    def clean_after(worker: _Worker) -> None:
+        """Remove what the ended worker was writing for its item (temporary names carry its pid)."""
+        item = worker.item
+        for leftover in leftovers(out / item.csv) + leftovers(out / item.report):
+            if f".{worker.process.pid}-" in leftover.name:
+                remove(leftover)
+
     def bury(worker: _Worker) -> None:
         """The worker's process has ended: its item (if any) fails, naming why."""
         nonlocal start_failures, last_error
@@ -355,9 +364,7 @@ def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, 
             say(last_error)
         if worker.item is not None:
             item = worker.item
-            for leftover in leftovers(out / item.csv) + leftovers(out / item.report):
-                if f".{worker.process.pid}-" in leftover.name:  # what the dead process was writing
-                    remove(leftover)
+            clean_after(worker)
             on_frames(-worker.frames)  # its frames do not count
             status = "interrupted" if interrupted else "failed"
             finished(item, unfinished(item, status, None if interrupted else
@@ -416,6 +423,8 @@ def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, 
             worker.stop(timeout=10 if not interrupted else 2)
         for worker in pool:
             if worker.item is not None:  # stopped before it said how its item ended
+                clean_after(worker)
+                on_frames(-worker.frames)
                 finished(worker.item, unfinished(worker.item, "interrupted" if interrupted else "failed",
                                                  None if interrupted else "the study stopped"))
     return interrupted
