@@ -1,6 +1,6 @@
 """Training throughput (samples/s) on this machine: small vs paper configuration, 1 vs N processes.
 
-    python benchmarks/bench_train.py [--samples 96] [--processes 1 2]
+    python benchmarks/bench_train.py [--samples 96] [--processes 1 2] [--configs openface17.yaml pilots/...]
 
 Builds a small synthetic set in a temporary folder, then times one epoch of ``--samples``
 training samples (augmentation, targets, forward, backward, optimiser step; validation
@@ -50,21 +50,26 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=96, help="training samples timed per run")
     ap.add_argument("--processes", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--amp", default="auto", help="auto (bfloat16 where native, else float32), bf16, fp16 or fp32")
+    ap.add_argument("--configs", nargs="+", default=None,
+                    help="configs (relative to configs/) to time instead of the small and paper ones, e.g. "
+                         "pilots/w64-c256.yaml pilots/w64-c128.yaml pilots/w128-c128.yaml openface17.yaml")
     args = ap.parse_args()
     print(describe_machine())
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         manifest = make_dataset(tmp / "synth", n_subjects=6, frames_per_subject=max(8, args.samples // 3),
                                 seed=0, progress=False, splits=(0.67, 0.0, 0.33))
-        cache = build_cache(manifest, tmp / "cache", aus="all", progress=False)
+        cache = build_cache(manifest, tmp / "cache", aus="all", progress=False)  # every AU: any config's set
         rows = []
-        for label, name in CONFIGS.items():
+        configs = CONFIGS if args.configs is None else {name: name for name in args.configs}
+        for label, name in configs.items():
             row = {"configuration": label}
             for n in args.processes:
                 cfg = load_config(CONFIG_DIR / name, {
                     "data": {"cache": str(cache), "manifest": None, "max_train": args.samples, "max_val": 0},
-                    "train": {"epochs": 1, "amp": args.amp, "workers": 0, "out_dir": str(tmp / f"run-{name}-{n}")}})
-                path = tmp / f"{name}-{n}.yaml"
+                    "train": {"epochs": 1, "amp": args.amp, "workers": 0, "out_dir": str(tmp / f"run-{name}-{n}"),
+                              "ema": 0.0}})
+                path = tmp / f"{name.replace('/', '-')}-{n}.yaml"
                 path.write_text(yaml.safe_dump(cfg))
                 row[f"{n} process{'es' if n > 1 else ''} (samples/s)"] = round(_run(path, n), 2)
             rows.append(row)

@@ -196,3 +196,49 @@ def test_float64_weights_need_float32_arithmetic():
         _dtype("float64", Precision("bf16", torch.bfloat16, "cpu", False, "asked for"))
     with pytest.raises(ValueError, match="float32 or float64"):
         _dtype("float16", resolve_precision("fp32"))
+
+
+@pytest.fixture(scope="module")
+def synth_cache(tmp_path_factory):
+    """A small synthetic set with labels for every catalogue AU (OpenFace's 17 among them)."""
+    from aumaps.data.cache import build_cache
+    from aumaps.data.synth import make_dataset
+
+    root = tmp_path_factory.mktemp("synth17")
+    manifest = make_dataset(root / "synth", n_subjects=4, frames_per_subject=4, sequence_length=2, seed=0,
+                            splits=(0.5, 0.25, 0.25), progress=False)
+    return build_cache(manifest, root / "cache", aus="all", progress=False)
+
+
+def test_17_au_run_on_small_crops_resumes_bit_identically(synth_cache, tmp_path):
+    """The bundled model's kind of run: OpenFace's 17 AUs, 128x128 crops and 32x32 maps from a
+    256x256 cache, a moving average of the weights; killed after epoch 1 and resumed, it ends
+    where an uninterrupted run ends."""
+    def cfg(out):
+        return load_config(overrides={
+            "data": {"cache": str(synth_cache)},
+            "aus": "openface",
+            "codec": {"crop_size": 128, "map_size": 32, "sigma": 1.0, "sigma_growth": 0.1, "window": 3.0},
+            "model": {"num_stacks": 1, "depth": 2, "width": 16},
+            "optim": {"name": "adam", "lr": 1e-3},
+            "schedule": {"name": "cosine", "warmup": 1},
+            "train": {"epochs": 2, "batch_size": 4, "workers": 0, "amp": "auto", "seed": 3, "out_dir": str(out),
+                      "ema": 0.9},
+        })
+
+    full = train(cfg(tmp_path / "full"), progress=False)
+    train(cfg(tmp_path / "part"), progress=False, max_epochs=1)
+    part = train(cfg(tmp_path / "part"), resume=True, progress=False)
+    a = torch.load(full / "train_state.pt", weights_only=True)
+    b = torch.load(part / "train_state.pt", weights_only=True)
+    for key in a["model"]:
+        assert torch.equal(a["model"][key], b["model"][key]), key
+    ckpt = load_checkpoint(full / "model.pt")
+    assert ckpt.aus == (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)
+    assert (ckpt.codec.crop_size, ckpt.codec.map_size) == (128, 32)
+    maps = ckpt.model(torch.zeros(1, 3, 128, 128))[-1]
+    assert tuple(maps.shape) == (1, 17, 32, 32)
+    bad = cfg(tmp_path / "bad")
+    bad["codec"]["map_size"] = 64
+    with pytest.raises(ValueError, match="quarter of codec.crop_size"):
+        train(bad, progress=False)
