@@ -31,8 +31,10 @@ from aumaps.study import (
     summarize,
 )
 from aumaps.study.baseline import (
+    DEFAULT_MIN_FRAMES,
     MapStore,
     correct_csv,
+    min_frames,
     neutral_map,
     scalar_neutral,
     subtract_map,
@@ -408,7 +410,7 @@ class _Offset:
 
 @pytest.mark.parametrize("form", ["scalar", "map"])
 def test_baseline_removes_a_constant_offset_from_a_synthetic_video(form, estimator, tmp_path):
-    video = _synthetic_video(tmp_path / "study" / "smile.avi")
+    video = _synthetic_video(tmp_path / "study" / "smile.avi", frames=32)  # a neutral needs 30 frames
     shifted = copy.copy(estimator)
     shifted.engine = _Offset(estimator.engine, 0.75)
     tables = []
@@ -445,7 +447,8 @@ def test_map_store_keeps_maps_in_row_order(tmp_path):
             rows.append(f"{k // 2 + 1},{face_id},0,1,{maps[k, 0].max():.4f},{maps[k, 1].max():.4f}")
         rows.append("4,-1,0,0,,")
         (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
-        estimates = correct_csv(tmp_path / "in.csv", tmp_path / "out.csv", (6, 12), "map", 0.0, store)
+        estimates = correct_csv(tmp_path / "in.csv", tmp_path / "out.csv", (6, 12), "map", 0.0, store,
+                                least_frames=1)  # 3 frames a track: the minimum on purpose (percentile 0)
     table = pd.read_csv(tmp_path / "out.csv")
     for face_id in (0, 1):
         own = maps[face_id::2]
@@ -454,6 +457,98 @@ def test_map_store_keeps_maps_in_row_order(tmp_path):
         np.testing.assert_allclose(got, expected, atol=5e-3)
         assert estimates[str(face_id)]["frames"] == 3
     assert table["AU06_r_corr"].isna().tolist() == [False] * 6 + [True]
+
+
+# -- baselines people can trust: minimum length, one neutral per participant ----------------
+
+
+def _face_rows(values: np.ndarray, face_id: int = 0, start: int = 1) -> list[dict]:
+    """One face row per frame: ``values`` ``(T, 2)`` as AU06 and AU12."""
+    return [{"frame": start + k, "face_id": face_id, "timestamp": (start + k - 1) / FPS, "success": 1,
+             "AU06_r": round(float(a), 4), "AU12_r": round(float(b), 4)} for k, (a, b) in enumerate(values)]
+
+
+def test_min_frames_keeps_the_percentile_off_the_minimum():
+    assert min_frames() == DEFAULT_MIN_FRAMES == 30  # 5th percentile of 30 frames: rank 1.45, above the lowest
+    assert min_frames(1.0) == 101 and min_frames(10.0, least=5) == 11 and min_frames(0.0, least=5) == 5
+    values = np.array([[2.0], [3.0], [4.0]])
+    assert scalar_neutral(values)[0] == pytest.approx(2.1)  # a 3-frame track's 5th percentile: its minimum, nearly
+    with pytest.raises(ValueError):
+        min_frames(5.0, least=0)
+
+
+def test_a_track_too_short_for_a_neutral_is_not_corrected_and_says_so(tmp_path):
+    rng = np.random.default_rng(3)
+    long = np.clip(rng.normal(0.0, 1.0, (40, 2)), 0, None) + [1.0, 0.5]  # at rest (1.0, 0.5) half the time
+    short = np.array([[2.0, 3.0], [2.5, 3.5], [3.0, 4.0]])  # 3 frames, all expressive
+    rows = _face_rows(long) + _face_rows(short, face_id=1, start=41)
+    pd.DataFrame(rows).to_csv(tmp_path / "in.csv", index=False)
+    estimates = correct_csv(tmp_path / "in.csv", tmp_path / "out.csv", (6, 12))
+    out = pd.read_csv(tmp_path / "out.csv")
+    track0, track1 = out[out["face_id"] == 0], out[out["face_id"] == 1]
+    np.testing.assert_allclose(track0[["AU06_r_corr", "AU12_r_corr"]],
+                               np.clip(long - np.percentile(long, 5, axis=0), 0, 5), atol=1e-4)
+    assert track1[["AU06_r_corr", "AU12_r_corr"]].isna().all().all()  # not made zero: left empty
+    assert estimates["0"]["corrected"] and estimates["0"]["frames"] == 40
+    assert not estimates["1"]["corrected"] and "AU06" not in estimates["1"]
+    assert "3 frames, fewer than the 30" in estimates["1"]["reason"]
+    # without the minimum, the short track's expression is taken for its neutral: its lowest
+    # frame corrected to 0 (asked for on purpose: the minimum, 1 frame enough)
+    correct_csv(tmp_path / "in.csv", tmp_path / "all.csv", (6, 12), percentile=0.0, least_frames=1)
+    forced = pd.read_csv(tmp_path / "all.csv")
+    assert forced.loc[forced["face_id"] == 1, "AU12_r_corr"].iloc[0] == 0.0
+
+
+def _participant_study(results: Path) -> dict[str, np.ndarray]:
+    """P1 rests at AU12 1.0 in v1 and smiles through v2 (never resting: per-video baselines
+    would take the smile for the neutral); P2 rests at 0.2 in v3 (two tracks); P3's v4 is 10
+    frames long (too few for a neutral). Returns each video's AU12 values."""
+    rng = np.random.default_rng(5)
+    v1 = np.stack([np.full(60, 0.4), 1.0 + np.clip(rng.normal(0, 1, 60), 0, None)], axis=1)
+    v2 = np.stack([np.full(50, 0.4), 3.0 + rng.uniform(0, 0.5, 50)], axis=1)
+    v3 = np.stack([np.full(80, 0.1), 0.2 + np.clip(rng.normal(0, 1, 80), 0, None)], axis=1)
+    v4 = np.stack([np.full(10, 0.0), np.full(10, 2.0)], axis=1)
+    (results / "s1").mkdir(parents=True)
+    (results / "s2").mkdir()
+    pd.DataFrame(_face_rows(v1)).to_csv(results / "s1" / "v1.csv", index=False)
+    pd.DataFrame(_face_rows(v2)).to_csv(results / "s1" / "v2.csv", index=False)
+    pd.DataFrame(_face_rows(v3[:40]) + _face_rows(v3[40:], face_id=1, start=41)).to_csv(results / "s2" / "v3.csv",
+                                                                                        index=False)
+    pd.DataFrame(_face_rows(v4)).to_csv(results / "s2" / "v4.csv", index=False)
+    return {"v1": v1[:, 1], "v2": v2[:, 1], "v3": v3[:, 1], "v4": v4[:, 1]}
+
+
+def test_one_neutral_per_participant_across_their_videos(tmp_path, capsys):
+    results = tmp_path / "results"
+    au12 = _participant_study(results)
+    sheet = tmp_path / "sheet.csv"
+    pd.DataFrame({"video": ["v1.mp4", "v2.mp4", "v3.mp4", "v4.mp4"], "participant": ["P1", "P1", "P2", "P3"],
+                  "session": [1, 2, 1, 1]}).to_csv(sheet, index=False)
+    table = summarize(results, by=sheet, key="video", baseline_by="participant").set_index(["name", "face_id"])
+    p1 = np.percentile(np.concatenate([au12["v1"], au12["v2"]]), 5)  # pooled over both of P1's videos
+    p2 = np.percentile(au12["v3"], 5)  # over both of v3's tracks
+    # the same neutral for every video of a participant, and every track
+    assert table.loc[("v1", 0), "AU12_r_neutral"] == table.loc[("v2", 0), "AU12_r_neutral"] == pytest.approx(p1, abs=1e-4)
+    assert table.loc[("v3", 0), "AU12_r_neutral"] == table.loc[("v3", 1), "AU12_r_neutral"] == pytest.approx(p2, abs=1e-4)
+    assert p1 == pytest.approx(1.0, abs=0.05) and p2 == pytest.approx(0.2, abs=0.05)
+    assert table.loc[("v1", 0), "baseline"] == "P1" and table.loc[("v1", 0), "baseline_videos"] == 2
+    assert table.loc[("v2", 0), "baseline_frames"] == 110
+    # v2's smile survives: corrected against P1's rest, not against itself
+    assert table.loc[("v2", 0), "AU12_r_corr_mean"] == pytest.approx(au12["v2"].mean() - p1, abs=1e-3)
+    per_video = np.clip(au12["v2"] - np.percentile(au12["v2"], 5), 0, 5).mean()
+    assert per_video < 0.3 < 2.0 < table.loc[("v2", 0), "AU12_r_corr_mean"]
+    # too few frames: no neutral, no corrected statistics, and it says so
+    assert np.isnan(table.loc[("v4", 0), "AU12_r_neutral"]) and np.isnan(table.loc[("v4", 0), "AU12_r_corr_mean"])
+    assert table.loc[("v4", 0), "baseline_frames"] == 10
+    # the CLI gives the same table
+    out = tmp_path / "summary.csv"
+    assert main(["summarize", str(results), "--out", str(out), "--by", str(sheet), "--baseline-by", "participant"]) == 0
+    cli = pd.read_csv(out).set_index(["name", "face_id"])
+    assert cli.loc[("v2", 0), "AU12_r_neutral"] == pytest.approx(p1, abs=1e-4)
+    assert main(["summarize", str(results), "--out", str(out), "--baseline-by", "participant"]) == 2  # no sheet
+    assert "participant sheet" in capsys.readouterr().err
+    assert main(["summarize", str(results), "--out", str(out), "--by", str(sheet), "--baseline-by", "who"]) == 2
+    assert "no column 'who'" in capsys.readouterr().err
 
 
 # -- summaries ---------------------------------------------------------------------------

@@ -655,6 +655,14 @@ def _add_summarize(sub) -> None:
     p.add_argument("--page", metavar="HTML", nargs="?", const="",
                    help="also write the study page (a row per video, a sparkline per AU, links to reports) to "
                    "HTML (default: RESULTS/index.html)")
+    p.add_argument("--baseline-by", metavar="COLUMN",
+                   help="correct every video against one neutral per participant, from all of their videos "
+                   "(COLUMN of the --by sheet names each video's participant): AUxx_r_corr statistics and "
+                   "AUxx_neutral columns")
+    p.add_argument("--baseline-percentile", type=float, default=None, metavar="P",
+                   help="the participant neutral's percentile (default: 5)")
+    p.add_argument("--baseline-min-frames", type=int, default=None, metavar="N",
+                   help="the fewest face frames a participant neutral is estimated from (default: 30)")
     p.set_defaults(func=cmd_summarize)
 
 
@@ -663,7 +671,11 @@ def cmd_summarize(args) -> int:
     from .results import neutralise_cell
     from .study import summarize, write_study_page
 
-    table = summarize(args.results, by=args.by, key=args.key)
+    from .study.baseline import DEFAULT_MIN_FRAMES, DEFAULT_PERCENTILE
+
+    table = summarize(args.results, by=args.by, key=args.key, baseline_by=args.baseline_by,
+                      percentile=DEFAULT_PERCENTILE if args.baseline_percentile is None else args.baseline_percentile,
+                      least_frames=DEFAULT_MIN_FRAMES if args.baseline_min_frames is None else args.baseline_min_frames)
     with atomic_path(args.out) as temporary:
         table.map(neutralise_cell).to_csv(temporary, index=False)  # names and labels never run as formulas
     print(f"{table['video'].nunique()} video(s), {len(table)} row(s) (one per video and face track) -> {args.out}")

@@ -17,6 +17,19 @@ and both assuming the person is at rest in at least ``percentile`` % of the trac
     0, 5)``. Needs every frame's maps (kept, as float16, in a temporary file during the
     video), and can change rankings within a video.
 
+**A neutral needs frames.** A low percentile of a few frames is their minimum: a 3-frame
+track's 5th percentile is its lowest value, and subtracting it takes every frame's
+expression down with it. A track (or a participant, below) with fewer than
+:func:`min_frames` frames (:data:`DEFAULT_MIN_FRAMES`, more where the percentile is so low
+that the minimum would still be taken) gets no correction: its ``AUxx_r_corr`` cells stay
+empty and the estimate says why (``"corrected": false``, ``"reason"``).
+
+**Per participant.** :func:`participant_neutrals` pools every face row of all of a
+participant's videos (a participant sheet names them: the sheet ``aumaps summarize --by``
+reads) into one neutral per participant, the same for each of their videos: the calibration
+across a person's sessions that per-video baselines cannot give (a video in which someone
+never rests). It assumes each video shows that participant alone.
+
 The default, :data:`DEFAULT_FORM`, is the form that measured better on synthetic videos with
 known per-person offsets (``benchmarks/bench_baseline.py``; ``docs/study.md`` has the
 figures). Corrected intensities go into the CSV beside the raw ones, as ``AUxx_r_corr``
@@ -28,9 +41,11 @@ Shapes: T frames of one track, A AUs, H×W maps.
 from __future__ import annotations
 
 import csv
+import logging
+import math
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -39,13 +54,18 @@ import numpy as np
 from ..aus import MAX_INTENSITY, column_name
 from ..results import DECIMALS, FaceResult
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "BASELINE_FORMS",
     "DEFAULT_FORM",
+    "DEFAULT_MIN_FRAMES",
     "DEFAULT_PERCENTILE",
     "MapStore",
     "correct_csv",
     "corrected_column",
+    "min_frames",
+    "participant_neutrals",
     "neutral_map",
     "scalar_neutral",
     "subtract_map",
@@ -60,6 +80,18 @@ DEFAULT_FORM = "scalar"
 DEFAULT_PERCENTILE = 5.0
 #: The map form estimates each track's neutral map from at most this many frames.
 MAX_NEUTRAL_FRAMES = 1000
+#: The fewest frames a neutral is estimated from (1 s at 30 frames/s; see :func:`min_frames`).
+DEFAULT_MIN_FRAMES = 30
+
+
+def min_frames(percentile: float = DEFAULT_PERCENTILE, least: int = DEFAULT_MIN_FRAMES) -> int:
+    """The fewest frames a neutral at ``percentile`` is estimated from: ``least``, and more
+    where the percentile would otherwise fall on the lowest frame or next to it (at least
+    ``1 + 100 / percentile`` frames: the percentile then lies at or above the second-lowest
+    value; 21 at 5 %). ``percentile`` 0 asks for the minimum itself: ``least``."""
+    if least < 1:
+        raise ValueError(f"the least number of frames for a neutral must be at least 1, got {least}")
+    return int(least) if percentile <= 0 else max(int(least), math.ceil(1 + 100.0 / percentile))
 
 
 def corrected_column(au: int) -> str:
@@ -152,10 +184,12 @@ def correct_csv(
     form: str = DEFAULT_FORM,
     percentile: float = DEFAULT_PERCENTILE,
     maps: MapStore | None = None,
+    least_frames: int = DEFAULT_MIN_FRAMES,
 ) -> dict[str, dict[str, Any]]:
     """Copy a video's CSV adding one ``AUxx_r_corr`` column per AU after the schema's, the
-    intensity above the face track's neutral (empty where ``success = 0``). The schema's
-    columns are copied byte for byte.
+    intensity above the face track's neutral (empty where ``success = 0``, and for a track
+    too short for a neutral: :func:`min_frames`). The schema's columns are copied byte for
+    byte.
 
     Args:
         csv_in, csv_out: the video's CSV, and where to write the copy (may not be the same).
@@ -163,11 +197,14 @@ def correct_csv(
         form: ``"scalar"`` or ``"map"`` (see the module docstring).
         percentile: the low percentile taken as the neutral.
         maps: the ``"map"`` form: the faces' maps in the order of the ``success = 1`` rows.
+        least_frames: see :func:`min_frames`.
 
     Returns:
-        Per face track (its ``face_id`` as a string): ``frames`` (frames with the face) and
-        the neutral: ``{"AU06": b, ...}`` for the scalar form; for the map form the peak of
-        each AU's neutral map (``neutral_peak``) and the frames it was estimated from.
+        Per face track (its ``face_id`` as a string): ``frames`` (frames with the face),
+        ``corrected`` (whether it was long enough) and the neutral: ``{"AU06": b, ...}`` for
+        the scalar form; for the map form the peak of each AU's neutral map
+        (``neutral_peak``) and the frames it was estimated from. A track too short has
+        ``reason`` instead of a neutral.
     """
     if form not in BASELINE_FORMS:
         raise ValueError(f"baseline form must be one of {', '.join(BASELINE_FORMS)}, got {form!r}")
@@ -189,10 +226,15 @@ def correct_csv(
         tracks.setdefault(int(rows[r][index["face_id"]]), []).append(k)
     corrected = np.full((len(faces), len(aus)), np.nan)
     estimates: dict[str, dict[str, Any]] = {}
+    needed = min_frames(percentile, least_frames)
     for face_id, members in sorted(tracks.items()):
         members = np.asarray(members)
-        entry: dict[str, Any] = {"frames": len(members)}
-        if form == "scalar":
+        entry: dict[str, Any] = {"frames": len(members), "corrected": len(members) >= needed}
+        if not entry["corrected"]:
+            entry["reason"] = (f"{len(members)} frames, fewer than the {needed} a neutral at the "
+                               f"{percentile:g}th percentile needs: not corrected")
+            log.info("%s: face track %d: %s", csv_in, face_id, entry["reason"])
+        elif form == "scalar":
             values = np.array([[float(rows[faces[k]][c]) for c in au_cols] for k in members])
             neutral = scalar_neutral(values, percentile)
             corrected[members] = subtract_scalar(values, neutral)
@@ -209,5 +251,48 @@ def correct_csv(
         writer.writerow(header + [corrected_column(a) for a in aus])
         for r, row in enumerate(rows):
             values = by_row.get(r)
-            writer.writerow(row + (extra if values is None else [round(float(v), DECIMALS) for v in values]))
+            cells = extra if values is None else [round(float(v), DECIMALS) if np.isfinite(v) else "" for v in values]
+            writer.writerow(row + cells)
     return estimates
+
+
+def participant_neutrals(
+    tables: Mapping[str, Any],
+    participants: Mapping[str, str],
+    aus: Sequence[int],
+    percentile: float = DEFAULT_PERCENTILE,
+    least_frames: int = DEFAULT_MIN_FRAMES,
+) -> dict[str, dict[str, Any]]:
+    """One scalar neutral per participant, from the face rows of all their videos together.
+
+    Args:
+        tables: per video, its rows (a DataFrame with ``success`` and the ``AUxx_r`` columns,
+            as :func:`aumaps.study.summarize` reads a CSV).
+        participants: per video, its participant (videos not named here are left out).
+        aus: the AUs.
+        percentile, least_frames: as for a track (:func:`scalar_neutral`, :func:`min_frames`).
+
+    Returns:
+        Per participant: ``videos`` (how many), ``frames`` (face rows pooled), ``corrected``
+        (enough frames for a neutral) and ``neutral`` (``(A,)`` array) or ``reason``.
+    """
+    needed = min_frames(percentile, least_frames)
+    pooled: dict[str, list[np.ndarray]] = {}
+    for video, participant in participants.items():
+        table = tables.get(video)
+        if table is None:
+            continue
+        faces = table[table["success"] == 1]
+        pooled.setdefault(participant, []).append(faces[[column_name(a) for a in aus]].to_numpy(dtype=np.float64))
+    neutrals: dict[str, dict[str, Any]] = {}
+    for participant, parts in sorted(pooled.items()):
+        values = np.concatenate(parts) if parts else np.empty((0, len(aus)))
+        values = values[np.isfinite(values).all(axis=1)]
+        entry: dict[str, Any] = {"videos": len(parts), "frames": len(values), "corrected": len(values) >= needed}
+        if entry["corrected"]:
+            entry["neutral"] = scalar_neutral(values, percentile)
+        else:
+            entry["reason"] = (f"{len(values)} face frames in {len(parts)} video(s), fewer than the {needed} a "
+                               f"neutral at the {percentile:g}th percentile needs: not corrected")
+        neutrals[participant] = entry
+    return neutrals

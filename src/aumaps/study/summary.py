@@ -17,6 +17,14 @@ other CSVs and temporary files are skipped) and gives, per video and face track:
 The statistics over frames are :func:`aumaps.report.au_statistics`' (the per-video report
 shows the same numbers); a video without any face has one row with ``face_id = -1``.
 :func:`join_sheet` adds a participant/condition sheet's columns by video name.
+
+**Per-participant baselines** (``baseline_by``: a column of the sheet, e.g. ``participant``):
+one neutral per participant from all of their videos' face rows
+(:func:`aumaps.study.baseline.participant_neutrals`); every video of a participant is
+corrected against it (``AUxx_r_corr = clip(AUxx_r - neutral, 0, 5)``, replacing per-track
+corrected columns the CSVs may hold), and the summary says which neutral each row got:
+``baseline`` (the participant), ``baseline_videos``, ``baseline_frames`` and ``AUxx_neutral``
+(empty, with no corrected statistics, where the participant has too few frames).
 """
 
 from __future__ import annotations
@@ -25,17 +33,18 @@ import csv
 import logging
 import os
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ..aus import column_name
+from ..aus import MAX_INTENSITY, column_name
 from ..report import ACTIVE, au_statistics, runs
 from ..results import NO_FACE
 from ..video import VIDEO_EXTENSIONS
-from .baseline import corrected_column
+from .baseline import DEFAULT_MIN_FRAMES, DEFAULT_PERCENTILE, corrected_column, participant_neutrals
 
 __all__ = ["csv_aus", "join_sheet", "result_csvs", "summarize", "summarize_video", "video_name"]
 
@@ -104,7 +113,9 @@ def summarize_video(table: pd.DataFrame, aus: Sequence[int], video: str = "") ->
     for column in columns:  # au_statistics reads AUxx_r: give it each column under that name
         au = int(column[2:4])
         view = table[["frame", "timestamp", "face_id", "success", column]].rename(columns={column: column_name(au)})
-        per_column[column] = au_statistics(view, [au]).set_index("face_id")
+        with warnings.catch_warnings():  # a track left uncorrected (too short) has only empty cells: NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            per_column[column] = au_statistics(view, [au]).set_index("face_id")
     faces = sorted(int(f) for f in table.loc[table["success"] == 1, "face_id"].unique())
     rows = []
     for face_id in faces or [NO_FACE]:
@@ -129,6 +140,9 @@ def summarize(
     results_dir: str | os.PathLike[str],
     by: str | os.PathLike[str] | pd.DataFrame | None = None,
     key: str = "video",
+    baseline_by: str | None = None,
+    percentile: float = DEFAULT_PERCENTILE,
+    least_frames: int = DEFAULT_MIN_FRAMES,
 ) -> pd.DataFrame:
     """One row per video and face track of the CSVs under ``results_dir`` (see the module
     docstring), sorted by video and face.
@@ -138,26 +152,128 @@ def summarize(
         by: a participant/condition sheet (CSV file or DataFrame) joined by video name
             (:func:`join_sheet`).
         key: the sheet's column naming the videos.
+        baseline_by: the sheet's column naming each video's participant: correct every
+            video against its participant's neutral (see the module docstring).
+        percentile, least_frames: the participant neutral's percentile and the fewest
+            frames it is estimated from (:func:`aumaps.study.baseline.min_frames`).
 
     Raises:
         FileNotFoundError: no such folder.
-        ValueError: no video CSV in it, or a bad sheet.
+        ValueError: no video CSV in it, a bad sheet, ``baseline_by`` without a sheet or
+            not one of its columns, or CSVs of different AUs under one participant baseline.
     """
     root = Path(results_dir)
     paths = result_csvs(root)
     if not paths:
         raise ValueError(f"'{root}' holds no aumaps video CSV to summarise")
-    parts = []
+    tables: dict[str, tuple[pd.DataFrame, tuple[int, ...]]] = {}
     for path in paths:
         aus = csv_aus(path)
         wanted = set(["frame", "timestamp", "face_id", "success"] + [column_name(a) for a in aus]
                      + [corrected_column(a) for a in aus])
         table = pd.read_csv(path, usecols=lambda c, wanted=wanted: c.strip() in wanted, skipinitialspace=True)
         table.columns = [c.strip() for c in table.columns]
-        video = path.relative_to(root).with_suffix("").as_posix()
-        parts.append(summarize_video(table, aus, video))
+        tables[path.relative_to(root).with_suffix("").as_posix()] = (table, aus)
+    sheet = None if by is None else _read_sheet(by)
+    neutrals: dict[str, dict] = {}
+    participant_of: dict[str, str] = {}
+    if baseline_by is not None:
+        if sheet is None:
+            raise ValueError("a per-participant baseline needs the participant sheet (--by) that names each "
+                             "video's participant")
+        participant_of = _sheet_column(sheet, key, baseline_by, list(tables))
+        aus_sets = {tables[v][1] for v in participant_of}
+        if len(aus_sets) > 1:
+            raise ValueError(f"the videos hold different AUs ({sorted(aus_sets)}): one participant baseline needs "
+                             "one model's CSVs")
+        aus = next(iter(aus_sets), ())
+        neutrals = participant_neutrals({v: t for v, (t, _) in tables.items()}, participant_of, aus, percentile,
+                                        least_frames)
+        for participant, entry in neutrals.items():
+            if not entry["corrected"]:
+                log.warning("participant %s: %s", participant, entry["reason"])
+    parts = []
+    for video, (table, aus) in tables.items():
+        if baseline_by is not None:
+            entry = neutrals.get(participant_of.get(video, ""), None)
+            table = _corrected(table, aus, entry["neutral"] if entry and entry["corrected"] else None)
+        part = summarize_video(table, aus, video)
+        if baseline_by is not None:
+            entry = neutrals.get(participant_of.get(video, ""), {})
+            columns = {"baseline": participant_of.get(video), "baseline_videos": entry.get("videos", 0),
+                       "baseline_frames": entry.get("frames", 0)}
+            neutral = entry.get("neutral")
+            columns |= {f"{column_name(a)}_neutral": (round(float(neutral[k]), 4) if neutral is not None else np.nan)
+                        for k, a in enumerate(aus)}
+            place = list(part.columns).index("face_id") + 1
+            for offset, (name, value) in enumerate(columns.items()):
+                part.insert(place + offset, name, value)
+        parts.append(part)
     summary = pd.concat(parts, ignore_index=True)
-    return summary if by is None else join_sheet(summary, by, key)
+    return summary if sheet is None else join_sheet(summary, sheet, key)
+
+
+def _corrected(table: pd.DataFrame, aus: Sequence[int], neutral: np.ndarray | None) -> pd.DataFrame:
+    """``table`` with its ``AUxx_r_corr`` columns made against ``neutral`` (``(A,)``; None:
+    empty), for the face rows."""
+    table = table.copy()
+    faces = table["success"] == 1
+    for k, au in enumerate(aus):
+        values = np.full(len(table), np.nan)
+        if neutral is not None:
+            raw = table.loc[faces, column_name(au)].to_numpy(dtype=float)
+            values[faces.to_numpy()] = np.clip(raw - neutral[k], 0.0, MAX_INTENSITY)
+        table[corrected_column(au)] = values
+    return table
+
+
+def _read_sheet(sheet: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
+    if isinstance(sheet, pd.DataFrame):
+        return sheet.copy()
+    return pd.read_csv(sheet, dtype=str, skipinitialspace=True)
+
+
+def _sheet_keys(table: pd.DataFrame, key: str) -> tuple[pd.Series, str]:
+    """The sheet's video keys as the summary writes them, and the summary column they match
+    (``name``, or ``video`` when some key holds a ``/``).
+
+    Raises:
+        ValueError: no ``key`` column, or a video named twice.
+    """
+    if key not in table.columns:
+        raise ValueError(f"the sheet has no column {key!r} (its columns: {', '.join(map(str, table.columns))}); "
+                         "name the column of video names with --key")
+    keys = table[key].astype(str).str.strip()
+    on = "video" if keys.str.contains("/").any() else "name"
+    keys = keys.map(lambda k: k.removeprefix("./")) if on == "video" else keys
+    keys = keys.map(lambda k: k.rsplit(".", 1)[0] if Path(k).suffix.lower() in VIDEO_EXTENSIONS else k)
+    repeated = sorted(set(keys[keys.duplicated()]))
+    if repeated:
+        raise ValueError(f"the sheet names these videos more than once: {', '.join(repeated[:10])}")
+    return keys, on
+
+
+def _sheet_column(sheet: pd.DataFrame, key: str, column: str, videos: Sequence[str]) -> dict[str, str]:
+    """Per video (its path within the study, without ``.csv``), the sheet's ``column``
+    (videos without a sheet row, or an empty cell, are left out and logged).
+
+    Raises:
+        ValueError: no such column, or a bad key column (:func:`_sheet_keys`).
+    """
+    if column not in sheet.columns:
+        raise ValueError(f"the sheet has no column {column!r} (its columns: {', '.join(map(str, sheet.columns))})")
+    keys, on = _sheet_keys(sheet, key)
+    values = dict(zip(keys, sheet[column]))
+    found = {}
+    for video in videos:
+        value = values.get(video if on == "video" else video_name(video))
+        if value is not None and isinstance(value, str) and value.strip():
+            found[video] = value.strip()
+    left = sorted(set(videos) - set(found))
+    if left:
+        log.warning("%d video(s) have no %s in the sheet, so no participant baseline (e.g. %s)", len(left), column,
+                    ", ".join(left[:5]))
+    return found
 
 
 def join_sheet(summary: pd.DataFrame, sheet: str | os.PathLike[str] | pd.DataFrame, key: str = "video") -> pd.DataFrame:
@@ -173,17 +289,8 @@ def join_sheet(summary: pd.DataFrame, sheet: str | os.PathLike[str] | pd.DataFra
     Raises:
         ValueError: no ``key`` column, or a video named twice.
     """
-    table = pd.read_csv(sheet, dtype=str, skipinitialspace=True) if not isinstance(sheet, pd.DataFrame) else sheet.copy()
-    if key not in table.columns:
-        raise ValueError(f"the sheet has no column {key!r} (its columns: {', '.join(map(str, table.columns))}); "
-                         "name the column of video names with --key")
-    keys = table[key].astype(str).str.strip()
-    on = "video" if keys.str.contains("/").any() else "name"
-    keys = keys.map(lambda k: k.removeprefix("./")) if on == "video" else keys
-    keys = keys.map(lambda k: k.rsplit(".", 1)[0] if Path(k).suffix.lower() in VIDEO_EXTENSIONS else k)
-    repeated = sorted(set(keys[keys.duplicated()]))
-    if repeated:
-        raise ValueError(f"the sheet names these videos more than once: {', '.join(repeated[:10])}")
+    table = _read_sheet(sheet)
+    keys, on = _sheet_keys(table, key)
     table = table.drop(columns=[key]).assign(_key=keys.to_numpy())
     missing = sorted(set(summary[on]) - set(keys))
     unused = sorted(set(keys) - set(summary[on]))
