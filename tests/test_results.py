@@ -48,15 +48,17 @@ def test_columns_follow_openface_22_column_for_column(aus, file_column):
     shared = [c for c in ours if c in openface]
     # every OpenFace column aumaps has keeps OpenFace's name and relative order...
     assert shared == [c for c in openface if c in shared]
-    # ...and they are all of OpenFace's identification, landmark and AU columns for these AUs
+    # ...and they are all of OpenFace's identification, pose, landmark and AU columns for these AUs
     expected = ["frame", "face_id", "timestamp", "confidence", "success"]
+    expected += ["pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"]
     expected += [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
     expected += [f"AU{a:02d}_r" for a in aus] + [f"AU{a:02d}_c" for a in aus]
     assert shared == expected
-    # images add the file in front; aumaps' own columns (peaks, box) come after OpenFace's
+    # images add the file in front; aumaps' own columns (peaks, box, detector score) come after OpenFace's
     assert (ours[0] == "file") == file_column
     extras = ours[ours.index(f"AU{aus[-1]:02d}_c") + 1:]
-    assert extras == [f"AU{a:02d}_{xy}" for a in aus for xy in "xy"] + ["box_x0", "box_y0", "box_x1", "box_y1"]
+    assert extras == [f"AU{a:02d}_{xy}" for a in aus for xy in "xy"] + ["box_x0", "box_y0", "box_x1", "box_y1",
+                                                                        "detector_score"]
     assert len(ours) == len(set(ours))
 
 
@@ -67,7 +69,8 @@ def _face(face_id: int, intensities, seed: int = 0) -> FaceResult:
         face_id=face_id, aus=aus, intensities=np.asarray(intensities, float), heatmaps=np.zeros((2, 64, 64)),
         peaks=np.full((2, 2, 2), np.nan), argmax=np.array([[10.123456, 20.0], [np.nan, np.nan]]),
         landmarks=rng.uniform(0, 100, (68, 2)), box=np.array([1.0, 2.0, 3.0, 4.0]), confidence=0.987654321,
-        matrix=np.eye(2, 3), crop=np.zeros((4, 4, 3), np.uint8))
+        matrix=np.eye(2, 3), crop=np.zeros((4, 4, 3), np.uint8), detector_score=1.2345678,
+        pose=np.array([10.0, -20.0, 600.123456, 0.1, -0.25, np.nan]))
 
 
 def test_rows_round_once_and_presence_follows_the_threshold():
@@ -76,6 +79,8 @@ def test_rows_round_once_and_presence_follows_the_threshold():
     (row,) = result_rows(frame, (6, 12))
     assert row["frame"] == 5 and row["face_id"] == 3 and row["success"] == 1
     assert row["timestamp"] == 0.1235 and row["confidence"] == 0.9877 and row["AU06_x"] == 10.1235
+    assert row["detector_score"] == 1.2346 and row["pose_Tz"] == 600.1235 and row["pose_Ry"] == -0.25
+    assert np.isnan(row["pose_Rz"])  # a pose value not known stays empty
     assert (row["AU06_c"], row["AU12_c"]) == (0, 1)
     assert row["AU06_r"] == round(below, 4)
     assert np.isnan(row["AU12_x"])  # an empty map has no location
@@ -92,13 +97,15 @@ def test_images_and_videos_share_one_writer_and_the_frame_agrees():
     table = pd.read_csv(io.StringIO(text))
     assert list(table.columns) == csv_columns((6, 12))
     assert table["success"].tolist() == [1, 1, 0] and table["face_id"].tolist() == [0, 1, -1]
-    assert table.loc[2, ["confidence", "AU06_r", "x_0"]].isna().all()  # no face: empty cells, not zeros
+    assert table.loc[2, ["AU06_r", "x_0", "pose_Rx", "detector_score"]].isna().all()  # no face: empty cells
+    assert table.loc[2, "confidence"] == 0  # ...but confidence 0, as OpenFace writes it
     frame = results_frame(results, (6, 12))
     pd.testing.assert_frame_equal(frame, table, check_dtype=False)
 
     image = FrameResult(0, 0.0, [_face(0, [1.0, 2.0])], path=Path("a/b.jpg"))
     (row,) = result_rows(image, (6, 12), file_column=True)
     assert row["file"] == "a/b.jpg" and list(row)[0] == "file"
+
 
 # -- text cells a spreadsheet would run as formulas --------------------------------------
 

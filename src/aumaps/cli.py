@@ -91,6 +91,13 @@ def _add_predict(sub) -> None:
     video.add_argument("--redetect", type=int, default=30, metavar="N",
                        help="run the face detector at least every N frames, tracking in between "
                        "(default: %(default)s)")
+    pose = p.add_argument_group("head pose (pose_* columns)", "the camera, where known, in pixels; what is not "
+                                "given is OpenFace's default: fx = fy = mean of 500 x width/640 and 500 x height/480, "
+                                "principal point at the image centre")
+    pose.add_argument("--fx", type=float, help="focal length along x (also fy unless --fy is given)")
+    pose.add_argument("--fy", type=float, help="focal length along y (also fx unless --fx is given)")
+    pose.add_argument("--cx", type=float, help="principal point x")
+    pose.add_argument("--cy", type=float, help="principal point y")
     study = p.add_argument_group(
         "studies", "a folder tree of videos (and images) in one command: one CSV per video mirroring the tree "
         "(the images of a folder: one images.csv), each written under a temporary name and renamed when "
@@ -143,6 +150,9 @@ def cmd_predict(args) -> int:
             raise ValueError("a study is folders and files of videos and images: give their paths (not --webcam)")
         if args.overlay or args.plot:
             raise ValueError("--overlay and --plot name one file: in a study, --report writes a report per video")
+        if any(v is not None for v in (args.fx, args.fy, args.cx, args.cy)):
+            raise ValueError("--fx, --fy, --cx and --cy do not reach a study's workers yet: analyse its videos "
+                             "with aumaps predict VIDEO --out CSV, or use the default camera")
         out_dir = Path(args.out_dir) if args.out_dir is not None else Path(args.out).with_suffix("")
         if args.report:
             log.warning("--report %s: in a study each video's report goes beside its CSV under %s", args.report,
@@ -200,7 +210,8 @@ def cmd_predict(args) -> int:
         IntensitySmoother.parse(args.smooth)  # a bad spec fails before any work
     try:
         est = AUEstimator(weights=args.weights, detector=args.detector, device=args.device,
-                          batch_size=args.batch_size, backend=args.backend, max_error=args.max_error)
+                          batch_size=args.batch_size, backend=args.backend, max_error=args.max_error,
+                          camera={"fx": args.fx, "fy": args.fy, "cx": args.cx, "cy": args.cy})
     except EngineUnavailable as err:  # a back-end's optional packages, or no int8 model
         print(f"aumaps predict: error: {err}", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@ the inference engine chosen for the machine (:mod:`aumaps.runtime`), and the fac
 and landmark predictor (:mod:`aumaps.landmarks`). Per face the pipeline is the BMVC 2018
 release's: dlib detection and 68 landmarks, the 3-point registration into the codec's crop
 (:mod:`aumaps.align`), the crop through the network, and the readout
-(:mod:`aumaps.readout`). Crops of all faces go through the network as one batch.
+(:mod:`aumaps.readout`). Crops of all faces go through the network as one batch. Each
+registered face is also assessed: its row's ``confidence`` (:mod:`aumaps.confidence`) and its
+head pose (:mod:`aumaps.pose`, for the camera given or OpenFace's default one).
 
 Images, videos (:mod:`aumaps.video`) and the browser app share this object;
 :class:`aumaps.predict.AUEstimator` adds the user-facing API (files, videos, data frames).
@@ -14,15 +16,18 @@ Images, videos (:mod:`aumaps.video`) and the browser app share this object;
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from . import align
+from .confidence import LandmarkConfidence
 from .geometry import bounding_box
 from .images import read_image, to_rgb_uint8
 from .landmarks import Face, FaceLandmarker
+from .pose import Camera, camera_for, head_pose
 from .readout import FaceInput, read_faces
 from .results import FaceResult
 from .runtime import DEFAULT_MAX_ERROR, create_engine
@@ -48,6 +53,9 @@ class Estimator:
             machine), ``"torch"`` (float32, the release's computation), ``"fast"``,
             ``"onnx"``, ``"openvino"`` or ``"int8"``.
         max_error: the accuracy bound a fast engine must hold.
+        camera: what is known of the camera, for the head pose: a :class:`~aumaps.pose.Camera`
+            or a mapping with any of ``fx``, ``fy``, ``cx``, ``cy`` (pixels); the rest is
+            OpenFace's default for each image's size (:func:`aumaps.pose.camera_for`).
     """
 
     def __init__(
@@ -59,6 +67,7 @@ class Estimator:
         batch_size: int | None = None,
         backend: str = "auto",
         max_error: float = DEFAULT_MAX_ERROR,
+        camera: Camera | Mapping[str, float | None] | None = None,
     ) -> None:
         self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self.codec = self.checkpoint.codec
@@ -69,6 +78,8 @@ class Estimator:
         self.engine = create_engine(backend, self.model, self.device, self.codec.crop_size, max_error)
         self.backend = backend
         self.batch_size = int(batch_size or self.engine.batch_size)
+        self.camera = _camera_spec(camera)
+        self.confidence = LandmarkConfidence(self.landmarker.predictor)
 
     # -- network ---------------------------------------------------------------------------
     def heatmaps(self, crops: np.ndarray) -> np.ndarray:
@@ -90,13 +101,29 @@ class Estimator:
         return np.concatenate(out)
 
     def register(self, image: np.ndarray, faces: Sequence[FaceInput]) -> tuple[list[FaceInput], np.ndarray, np.ndarray]:
-        """The faces that can be registered, their ``(K, 2, 3)`` matrices and ``(K, S, S, 3)`` crops."""
+        """The faces that can be registered, assessed (:meth:`assess`), their ``(K, 2, 3)``
+        matrices and ``(K, S, S, 3)`` crops."""
         if not faces:
             size = self.codec.crop_size
             return [], np.zeros((0, 2, 3)), np.zeros((0, size, size, 3), np.uint8)
         kept, matrices, crops = align.register_faces(image, np.stack([f.landmarks for f in faces]),
                                                      self.codec.crop_size)
-        return [faces[k] for k in kept], matrices, crops
+        return self.assess(image, [faces[k] for k in kept]), matrices, crops
+
+    def camera_for(self, width: int, height: int) -> Camera:
+        """The camera of a ``width × height`` image: what the estimator was given, OpenFace's
+        defaults for the rest."""
+        return camera_for(width, height, **self.camera)
+
+    def assess(self, image: np.ndarray, faces: Sequence[FaceInput]) -> list[FaceInput]:
+        """``faces`` with their rows' ``confidence`` (:mod:`aumaps.confidence`) and head
+        ``pose`` (:mod:`aumaps.pose`) filled in."""
+        if not faces:
+            return []
+        confidences = self.confidence(image, [f.landmarks for f in faces])
+        camera = self.camera_for(image.shape[1], image.shape[0])
+        return [replace(face, confidence=float(c), pose=head_pose(face.landmarks, camera))
+                for face, c in zip(faces, confidences, strict=True)]
 
     def read(self, maps: np.ndarray, matrices: np.ndarray, crops: np.ndarray,
              faces: Sequence[FaceInput]) -> list[FaceResult]:
@@ -146,3 +173,17 @@ class Estimator:
 def _numbered(faces: Sequence[Face]) -> list[FaceInput]:
     """Detected faces as readout inputs, their index in the detector's order as ``face_id``."""
     return [FaceInput(i, f.box, f.confidence, f.landmarks) for i, f in enumerate(faces)]
+
+
+def _camera_spec(camera: Camera | Mapping[str, float | None] | None) -> dict[str, float]:
+    """The known camera values (``fx``, ``fy``, ``cx``, ``cy``) of an estimator's ``camera``."""
+    if camera is None:
+        return {}
+    if isinstance(camera, Camera):
+        return {"fx": camera.fx, "fy": camera.fy, "cx": camera.cx, "cy": camera.cy}
+    unknown = sorted(set(camera) - {"fx", "fy", "cx", "cy"})
+    if unknown:
+        raise ValueError(f"unknown camera values {unknown}: give fx, fy, cx and/or cy (pixels)")
+    spec = {k: float(v) for k, v in camera.items() if v is not None}
+    camera_for(640, 480, **spec)  # a bad value fails here, not on the first face
+    return spec

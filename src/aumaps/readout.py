@@ -9,7 +9,7 @@ inverse of each face's registration.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,13 +22,17 @@ __all__ = ["FaceInput", "read_faces"]
 
 @dataclass
 class FaceInput:
-    """What is known of a face before the network: its id, box, detector confidence and
-    ``(68, 2)`` image landmarks."""
+    """What is known of a face before the network: its id, box, the detector's raw score
+    (NaN when the landmarks were given) and ``(68, 2)`` image landmarks; once registered
+    (:meth:`aumaps.estimator.Estimator.register`), also the row's calibrated ``confidence``
+    (:mod:`aumaps.confidence`) and the head ``pose`` (``(6,)``, :mod:`aumaps.pose`)."""
 
     face_id: int
     box: np.ndarray
-    confidence: float
+    detector_score: float
     landmarks: np.ndarray
+    confidence: float = field(default=float("nan"), kw_only=True)
+    pose: np.ndarray | None = field(default=None, kw_only=True)
 
 
 def read_faces(
@@ -64,6 +68,8 @@ def read_faces(
             landmarks=np.asarray(face.landmarks, dtype=np.float64),
             box=np.asarray(face.box, dtype=np.float64),
             confidence=float(face.confidence),
+            detector_score=float(face.detector_score),
+            pose=np.full(6, np.nan) if face.pose is None else np.asarray(face.pose, dtype=np.float64),
             matrix=matrices[k],
             crop=crops[k],
         )

@@ -6,17 +6,27 @@ the browser app all produce them, and all write them in **one schema**, OpenFace
 (``FeatureExtraction``) column names in its order for the columns aumaps has, so that scripts
 written for OpenFace read aumaps' CSVs unchanged:
 
-``[file,] frame, face_id, timestamp, confidence, success, x_0 … x_67, y_0 … y_67,
-AUxx_r …, AUxx_c …, AUxx_x, AUxx_y …, box_x0, box_y0, box_x1, box_y1``
+``[file,] frame, face_id, timestamp, confidence, success, pose_Tx, pose_Ty, pose_Tz, pose_Rx,
+pose_Ry, pose_Rz, x_0 … x_67, y_0 … y_67, AUxx_r …, AUxx_c …, AUxx_x, AUxx_y …, box_x0, box_y0,
+box_x1, box_y1, detector_score``
 
 * ``file``: images only, the image's path (first column).
 * ``frame``: 1-based frame number (images: the image's position in the run), as OpenFace.
 * ``face_id``: the face's track id in videos (stable while tracked), its index in an image
   (face 0 is the face the BMVC 2018 release would analyse); ``-1`` on a row without a face.
 * ``timestamp``: seconds (frame position / fps for files, wall clock for webcams; 0 for images).
-* ``confidence``: the face detector's score (at the track's latest detection).
+* ``confidence``: OpenFace's meaning, how far the row can be trusted, in [0, 1], on every
+  row (tracked frames too): the calibrated probability that the landmarks lie within 10 % of
+  the inter-ocular distance of where they belong (:mod:`aumaps.confidence`); 0 on a row
+  without a face, as OpenFace writes it.
 * ``success``: 1 when a face was analysed; a frame or image without a face keeps one row
-  with ``success = 0`` and empty cells, so time series stay aligned. Never made-up numbers.
+  with ``success = 0``, ``confidence = 0`` and empty cells, so time series stay aligned.
+  Never made-up numbers.
+* ``pose_Tx, pose_Ty, pose_Tz``: the head's position relative to the camera in millimetres;
+  ``pose_Rx, pose_Ry, pose_Rz``: its rotation in radians (pitch, yaw, roll), OpenFace's
+  conventions and default camera (:mod:`aumaps.pose`). Empty where the landmarks give no pose.
+  OpenFace's gaze, eye-landmark, 3D-landmark and shape-parameter columns, which come before
+  and after the pose in its files, are absent.
 * ``x_i, y_i``: the 68 landmarks in image pixels.
 * ``AUxx_r``: intensity, 0–5 (each AU map's maximum, clamped).
 * ``AUxx_c``: presence, 1 when ``AUxx_r`` ≥ :data:`OCCURRENCE_THRESHOLD` (1.0, FACS level A),
@@ -24,6 +34,8 @@ AUxx_r …, AUxx_c …, AUxx_x, AUxx_y …, box_x0, box_y0, box_x1, box_y1``
   intensity.)
 * ``AUxx_x, AUxx_y``: where the AU's map peaks, in image pixels (aumaps' own columns).
 * ``box_*``: the face box the landmarks were placed in (aumaps' own columns).
+* ``detector_score``: the face detector's raw score at the track's latest detection (its
+  scale is the detector's; empty when the landmarks were given).
 
 Every number is rounded to :data:`DECIMALS` decimals. :func:`results_frame` gives the same
 columns as a pandas DataFrame (NaN for empty cells). Text cells that a spreadsheet would run
@@ -47,6 +59,7 @@ import pandas as pd
 
 from .aus import column_name
 from .geometry import NUM_LANDMARKS
+from .pose import POSE_COLUMNS
 
 __all__ = [
     "DECIMALS",
@@ -83,9 +96,13 @@ class FaceResult:
         argmax: ``(A, 2)`` image (x, y) of each map's maximum (NaN for an empty map).
         landmarks: ``(68, 2)`` image landmarks used for registration.
         box: ``(4,)`` face box x0, y0, x1, y1 (image pixels).
-        confidence: the face detector's score (NaN when the landmarks were given).
+        confidence: how far the face's row can be trusted, in [0, 1] (:mod:`aumaps.confidence`;
+            NaN where it was not assessed).
         matrix: ``(2, 3)`` image→crop affine.
         crop: ``(S, S, 3)`` uint8 RGB registered crop the network saw.
+        detector_score: the face detector's raw score (NaN when the landmarks were given).
+        pose: ``(6,)`` head pose ``Tx, Ty, Tz`` (mm), ``Rx, Ry, Rz`` (radians), as the CSV's
+            ``pose_*`` columns (:mod:`aumaps.pose`; NaN where unknown).
     """
 
     face_id: int
@@ -99,6 +116,8 @@ class FaceResult:
     confidence: float
     matrix: np.ndarray
     crop: np.ndarray = field(repr=False)
+    detector_score: float = float("nan")
+    pose: np.ndarray = field(default_factory=lambda: np.full(6, np.nan))
 
     def intensities_dict(self) -> dict[int, float]:
         """``{AU number: intensity}``."""
@@ -135,11 +154,12 @@ def csv_columns(aus: Sequence[int], file_column: bool = False) -> list[str]:
     """The schema's header for ``aus`` (see the module docstring); ``file_column`` for images."""
     cols = ["file"] if file_column else []
     cols += ["frame", "face_id", "timestamp", "confidence", "success"]
+    cols += list(POSE_COLUMNS)
     cols += [f"x_{i}" for i in range(NUM_LANDMARKS)] + [f"y_{i}" for i in range(NUM_LANDMARKS)]
     cols += [column_name(a) for a in aus]
     cols += [f"AU{a:02d}_c" for a in aus]
     cols += [f"AU{a:02d}_{xy}" for a in aus for xy in ("x", "y")]
-    return cols + ["box_x0", "box_y0", "box_x1", "box_y1"]
+    return cols + ["box_x0", "box_y0", "box_x1", "box_y1", "detector_score"]
 
 
 #: How a formula starts, for a spreadsheet (OWASP, "CSV Injection"): what
@@ -171,10 +191,11 @@ def result_rows(result: FrameResult, aus: Sequence[int], file_column: bool = Fal
     base: dict[str, Any] = {"file": str(result.path)} if file_column else {}
     base |= {"frame": result.index + 1, "timestamp": _number(result.timestamp)}
     if not result.faces:
-        return [{**base, "face_id": NO_FACE, "success": 0}]
+        return [{**base, "face_id": NO_FACE, "confidence": 0.0, "success": 0}]
     rows = []
     for face in result.faces:
         row = {**base, "face_id": int(face.face_id), "confidence": _number(face.confidence), "success": 1}
+        row |= dict(zip(POSE_COLUMNS, map(_number, face.pose), strict=True))
         row |= {f"x_{i}": _number(v) for i, v in enumerate(face.landmarks[:, 0])}
         row |= {f"y_{i}": _number(v) for i, v in enumerate(face.landmarks[:, 1])}
         row |= {column_name(a): _number(v) for a, v in zip(aus, face.intensities, strict=True)}
@@ -182,6 +203,7 @@ def result_rows(result: FrameResult, aus: Sequence[int], file_column: bool = Fal
         for a, (x, y) in zip(aus, face.argmax, strict=True):
             row[f"AU{a:02d}_x"], row[f"AU{a:02d}_y"] = _number(x), _number(y)
         row |= dict(zip(("box_x0", "box_y0", "box_x1", "box_y1"), map(_number, face.box), strict=True))
+        row["detector_score"] = _number(face.detector_score)
         rows.append(row)
     return rows
 

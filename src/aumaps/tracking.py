@@ -46,7 +46,7 @@ class TrackedFace(FaceInput):
         face_id: the track's id, stable while the face is tracked.
         box: ``(4,)`` x0, y0, x1, y1 the landmarks were placed in (the detector's box on a
             detection, else the box derived from the previous frame's landmarks).
-        confidence: the detector's score at the track's latest detection.
+        detector_score: the detector's raw score at the track's latest detection.
         landmarks: ``(68, 2)`` image x, y.
         detected: whether the face was detected on this frame (else tracked).
     """
