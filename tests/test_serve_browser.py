@@ -284,7 +284,7 @@ def test_live_webcam_values_follow_the_camera(signed_in, base, outputs):
     # record a few seconds: the rows download over HTTP as a CSV file in the one schema
     browser.find_element(By.ID, "live-record").click()
     WebDriverWait(browser, 30).until(lambda d: "of 100,000 rows" in d.find_element(By.ID, "live-recording").text)
-    assert "stops by itself" in browser.find_element(By.ID, "live-message").text  # the cap, announced at once
+    assert "stops by itself" in browser.find_element(By.ID, "live-recording").text  # the cap, announced at once
     start = browser.execute_script("return window.aumapsLive.drawn")
     WebDriverWait(browser, 60).until(lambda d: d.execute_script("return window.aumapsLive.drawn") >= start + 5)
     browser.find_element(By.ID, "live-record").click()

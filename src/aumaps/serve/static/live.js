@@ -17,6 +17,7 @@ let ws = null;
 let stream = null;
 let aus = [];
 let maxRows = 0;            // the recording's cap, as the server announces it
+let recordingWarning = null; // the server's note when the recording nears its cap
 let frameId = 0;
 let encoding = false;
 let running = false;
@@ -133,9 +134,15 @@ async function onResult(result) {
   stats.last = { id: result.id, faces: result.faces.length, intensities: result.faces.map((f) => f.intensities), server_ms: result.server_ms, skipped: result.skipped };
   $('live-fps').textContent = String(stats.fps);
   $('live-latency').textContent = latency.toFixed(0);
-  if (result.recorded_rows !== null && result.recorded_rows !== undefined) {
-    $('live-recording').textContent = `recording: ${result.recorded_rows.toLocaleString()} of ${maxRows.toLocaleString()} rows`;
-  }
+  if (result.recorded_rows !== null && result.recorded_rows !== undefined) showRecording(result.recorded_rows);
+}
+
+// The recording's progress beside its button: rows of the cap, and the server's warning near it.
+function showRecording(rows) {
+  const box = $('live-recording');
+  box.textContent = `recording: ${rows.toLocaleString()} of ${maxRows.toLocaleString()} rows` +
+    (recordingWarning ? ` — ${recordingWarning}` : ' (it stops by itself there)');
+  box.className = recordingWarning ? 'message' : '';
 }
 
 // Recording: the server announces its cap as it starts, warns near it, stops at it; a stopped
@@ -146,20 +153,20 @@ function onRecording(msg) {
   button.classList.toggle('on', msg.on);
   button.textContent = msg.on ? '■ Stop recording' : '● Record';
   if (msg.on) {
-    $('live-recording').textContent = `recording: ${msg.rows.toLocaleString()} of ${maxRows.toLocaleString()} rows`;
-    if (msg.warning) message(msg.warning);
-    else message(`recording: at most ${maxRows.toLocaleString()} rows (one per frame and face); it stops by itself there`, true);
+    recordingWarning = msg.warning || null;
+    showRecording(msg.rows);
     return;
   }
+  recordingWarning = null;
   $('live-recording').textContent = '';
-  message(msg.message || '', !msg.message);
+  $('live-recording').className = '';
   stats.recording = { rows: msg.rows, url: msg.url, filename: msg.filename };
   if (!msg.url) { $('live-download').replaceChildren(); return; }
   const link = el('a', { href: msg.url, download: msg.filename, id: 'live-csv' }, `${msg.filename} (${msg.rows.toLocaleString()} rows)`);
   const forget = el('button', { class: 'button', onclick: async () => {
     try { await api(msg.url, { method: 'DELETE' }); $('live-download').replaceChildren('Recording deleted from the server.'); } catch (err) { notify(err.message); }
   } }, 'Delete from the server');
-  $('live-download').replaceChildren('Recording: ', link, ' ', forget);
+  $('live-download').replaceChildren('Recording: ', link, ' ', forget, msg.message ? ` — ${msg.message}` : '');
   link.click();
 }
 
