@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,7 @@ from aumaps.data.bp4d import BP4D_AUS, BP4D_SUBJECTS, FERA2015_DEVEL, FERA2015_T
 from aumaps.data.cache import CacheError, CropCache, build_cache, merge_caches
 from aumaps.data.dataset import AUHeatmapDataset
 from aumaps.data.disfa import DISFA_AUS, DISFA_FOLDS, read_disfa
-from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence
+from aumaps.data.synth import intensity_curves, neutral_faces, render_sequence, sample_nuisance
 from aumaps.evaluate import evaluate_checkpoint
 from aumaps.landmarks import DlibFaceDetector, FaceDetector, FaceLandmarker
 from aumaps.train import load_config, train
@@ -80,7 +81,10 @@ def _sequence(index: int, n: int, aus: tuple[int, ...]) -> tuple[list[np.ndarray
     identity = neutral_faces(index + 1, seed=3, procedural=0.0)[index]
     rng = np.random.default_rng(index)
     curves = intensity_curves(rng, n, keyframe_every=3)
-    frames = [image for image, _ in render_sequence(identity, curves, rng, nuisance=True)]
+    # a plain scene: a face dlib finds in every frame (no hand over it, no dark room, no 35° turn)
+    scene = replace(sample_nuisance(rng, strength=0.4), occluder=False, low_light=1.0, downscale=1.0,
+                    motion=(0.0, 0.0))
+    frames = [image for image, _ in render_sequence(identity, curves, rng, nuisance=scene)]
     return frames, {au: np.round(curves[au]).astype(int) for au in aus}
 
 
