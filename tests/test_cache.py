@@ -426,3 +426,59 @@ def test_several_manifests_make_one_data_set(dataset, built, tmp_path):
     pd.DataFrame([{"image": "images/a.png", "subject": "X2", "AU12_r": 2}]).to_csv(other / "nosplit.csv", index=False)
     with pytest.raises(ManifestError, match="split column"):
         read_manifests([dataset, other / "nosplit.csv"])
+
+
+def _peak_bytes_of(call):
+    """(result, peak bytes Python allocated) of ``call()``."""
+    import tracemalloc
+
+    tracemalloc.start()
+    try:
+        result = call()
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_zip_bomb_member_is_refused_unread(tmp_path, monkeypatch):
+    """A member that inflates to 64 MB (64 kB in the archive) when the pixel cap allows images
+    of at most 8 * 1000 + 16 MB bytes: refused from its declared size, nothing read."""
+    import zipfile
+
+    monkeypatch.setenv("AUMAPS_MAX_PIXELS", "1000")
+    archive = tmp_path / "S001.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.writestr("S001/0001.png", bytes(64 * 2**20))
+    assert zipfile.ZipFile(archive).getinfo("S001/0001.png").file_size == 64 * 2**20 > cache_frames.max_member_bytes()
+    assert archive.stat().st_size < 2**20
+    invalid, peak = _peak_bytes_of(lambda: cache_frames.RowImages().read(f"{archive}#S001/0001.png"))
+    assert isinstance(invalid, cache_frames.InvalidRow) and invalid.kind == "unreadable"
+    assert "'S001/0001.png'" in invalid.reason and str(archive) in invalid.reason
+    assert f"declares {64 * 2**20:,} bytes" in invalid.reason and "AUMAPS_MAX_PIXELS" in invalid.reason
+    assert peak < 2 * 2**20  # the member was never inflated
+
+
+def test_a_zip_member_over_the_pixel_cap_is_refused_from_its_header(tmp_path, monkeypatch):
+    """A 20 MB PNG member (within the size bound) declaring 3000 x 3000 pixels over a 1-megapixel
+    cap: refused after its first 256 kB; an image within the cap in the same archive is read."""
+    import zipfile
+
+    from test_images import grey_png
+
+    monkeypatch.setenv("AUMAPS_MAX_PIXELS", "1000000")
+    big = grey_png(tmp_path / "big.png", 3000, 3000)
+    with open(big, "ab") as out:  # bytes after IEND: the member is 20 MB whatever its pixels
+        out.write(bytes(20 * 2**20))
+    small = grey_png(tmp_path / "small.png", 40, 30, value=77)
+    archive = tmp_path / "S002.zip"
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+        out.write(big, "S002/big.png")
+        out.write(small, "S002/small.png")
+    assert 20 * 2**20 < zipfile.ZipFile(archive).getinfo("S002/big.png").file_size < cache_frames.max_member_bytes()
+    rows = cache_frames.RowImages()
+    invalid, peak = _peak_bytes_of(lambda: rows.read(f"{archive}#S002/big.png"))
+    assert isinstance(invalid, cache_frames.InvalidRow) and invalid.kind == "unreadable"
+    assert "3000x3000 pixels" in invalid.reason and "'S002/big.png'" in invalid.reason
+    assert peak < 4 * 2**20  # the head only, not the 20 MB
+    image = rows.read(f"{archive}#S002/small.png")
+    assert isinstance(image, np.ndarray) and image.shape == (30, 40, 3) and (image == 77).all()

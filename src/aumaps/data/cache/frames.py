@@ -4,6 +4,11 @@
 (``F001.zip#F001/T1/0001.jpg``, read without extracting) or a frame of a video
 (``video.avi#123``, 0-based). Video frames are decoded in one pass from the start of the
 video, yielding the frames a manifest names as they go by.
+
+A zip member is read only once what it declares is within bounds: its uncompressed size
+(:func:`max_member_bytes`, from the pixel cap) before anything is read, then the pixel count
+of its image header (:func:`aumaps.images.check_pixels`) after its first 256 KB, so a zip
+bomb or a gigapixel image in an archive is refused, named, without filling the memory.
 """
 
 from __future__ import annotations
@@ -16,14 +21,18 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from ...images import ImageReadError, decode_image, read_image
+from ...images import MAX_PIXELS_ENV, ImageReadError, check_pixels, decode_image, image_size, pixel_cap, read_image
 
-__all__ = ["InvalidRow", "RowImages", "frame_ref"]
+__all__ = ["InvalidRow", "RowImages", "frame_ref", "max_member_bytes"]
 
 #: A video frame reference, ``video.avi#123``.
 _VIDEO_FRAME = re.compile(r"(.+)#(\d+)")
 #: A member of a zip archive, ``F001.zip#F001/T1/0001.jpg``.
 _ZIP_MEMBER = re.compile(r"(.+?\.zip)#(.+)", re.IGNORECASE)
+#: Bytes of a zip member read first, for its image header (the size it declares).
+_HEAD_BYTES = 256 * 1024
+#: Room for what an image file holds besides its pixels (EXIF, ICC profiles, thumbnails).
+_METADATA_BYTES = 16 * 1024 * 1024
 
 
 class InvalidRow(Exception):
@@ -44,6 +53,11 @@ def frame_ref(image: str) -> tuple[str, int] | None:
     return match.group(1), int(match.group(2))
 
 
+def max_member_bytes() -> int:
+    """The largest zip member (uncompressed) read as an image: what an uncompressed image at
+    the pixel cap (:func:`aumaps.images.pixel_cap`) takes at 8 bytes a pixel (16-bit RGBA),
+    plus 16 MB of metadata. A member that declares more is refused unread (a zip bomb)."""
+    return 8 * pixel_cap() + _METADATA_BYTES
 
 
 class RowImages:
@@ -64,13 +78,40 @@ class RowImages:
         try:
             if archive not in self._archives:
                 self._archives[archive] = zipfile.ZipFile(archive)
-            data = self._archives[archive].read(name)
+            data = self._read_member(self._archives[archive], name, archive)
         except (OSError, KeyError, zipfile.BadZipFile) as error:
             return InvalidRow("unreadable", f"cannot read '{name}' from '{archive}': {error}")
+        except ImageReadError as error:  # too large: refused before it was read whole
+            return InvalidRow("unreadable", f"'{name}' in '{archive}': {error.reason}")
+        if isinstance(data, InvalidRow):
+            return data
         try:
             return decode_image(data, f"{archive}#{name}")
         except ImageReadError as error:
             return InvalidRow("unreadable", f"'{name}' in '{archive}' is not a decodable image ({error.reason})")
+
+    @staticmethod
+    def _read_member(archive: zipfile.ZipFile, name: str, path: str) -> bytes | InvalidRow:
+        """A member's bytes, read only once its declared size (the zip's entry) and the pixel
+        count its image header declares are within bounds: a zip bomb, or a small file
+        declaring a gigapixel, is refused having read at most :data:`_HEAD_BYTES`.
+
+        Raises:
+            ImageTooLarge: the header declares more pixels than the pixel cap.
+        """
+        info = archive.getinfo(name)
+        limit = max_member_bytes()
+        if info.file_size > limit:
+            return InvalidRow("unreadable", (
+                f"'{name}' in '{path}' declares {info.file_size:,} bytes uncompressed, more than an image at the "
+                f"pixel cap can take ({limit:,} bytes for {pixel_cap() / 1e6:,.0f} megapixels); not read "
+                f"(the environment variable {MAX_PIXELS_ENV} raises the cap)"))
+        with archive.open(info) as stream:
+            head = stream.read(_HEAD_BYTES)
+            size = image_size(head, f"{path}#{name}")  # None: the header lies further in (decode_image checks)
+            if size is not None:
+                check_pixels(*size, f"{path}#{name}")
+            return head + stream.read(limit + 1 - len(head))  # zipfile stops at the declared size
 
     @staticmethod
     def video_frames(path: str, images: list[str]) -> Iterator[np.ndarray | InvalidRow]:
