@@ -103,7 +103,7 @@ def check_compatible(out_dir: str | os.PathLike[str], results_options: Mapping[s
             changes = ", ".join(f"{k}: {before.get(k)!r} then, {wanted.get(k)!r} now" for k in differ)
             raise ValueError(
                 f"'{out_dir}' holds results made with other options ({changes}; see {log['file']}): "
-                "resuming would mix them; choose another --out-dir, or delete it to start again")
+                "resuming would mix them; choose another --out-dir, or give --force to analyse everything again")
 
 
 class RunLog:
