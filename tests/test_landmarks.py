@@ -14,8 +14,9 @@ import pytest
 from PIL import Image
 
 import aumaps.landmarks as landmarks_module
+import hard_faces
+from aumaps.geometry import box_iou, interocular_distance
 from aumaps.images import read_image
-from aumaps.geometry import interocular_distance
 from aumaps.landmarks import (
     LANDMARK_MODEL_ENV,
     DlibFaceDetector,
@@ -238,7 +239,7 @@ def test_cnn_verdicts_remembered_where_the_image_is_the_same(astronaut: np.ndarr
     confirm = _CNNConfirmation._confirm
     monkeypatch.setattr(_CNNConfirmation, "_confirm",
                         lambda self, image, box: asked.append(box) or confirm(self, image, box))
-    detector = DlibFaceDetector(remember=3)
+    detector = DlibFaceDetector(remember=3, candidates=None)  # the weak face alone is checked
     weak = _weak_real_face(astronaut)
     first = detector.detect(weak)
     assert len(asked) == 1 and len(first) == 1
@@ -255,6 +256,83 @@ def test_cnn_verdicts_remembered_where_the_image_is_the_same(astronaut: np.ndarr
     count = len(asked)
     detector.detect(weak)
     assert len(asked) == count + 1
+
+
+# ---------------------------------------------------------------- every face (hard faces)
+
+
+def _photo_face(photo: np.ndarray, landmarker: FaceLandmarker, width: float, size, at=(0.5, 0.4), fill=None):
+    (face,) = landmarker(photo)
+    return hard_faces.tile(photo, face.landmarks, width, size, at=at, fill=fill)
+
+
+@pytest.fixture(scope="module")
+def sunglasses_group(astronaut: np.ndarray, grace_hopper_path: Path, landmarker: FaceLandmarker):
+    """Five people side by side, faces 100 px wide, made from the two real photos (mirrored,
+    one in dim light); the second wears large dark sunglasses. The picture and each face's
+    landmarks."""
+    grace = read_image(grace_hopper_path)
+    photos = [grace, astronaut, np.ascontiguousarray(grace[:, ::-1]), np.ascontiguousarray(astronaut[:, ::-1]),
+              hard_faces.darken(grace, light=0.35, noise=2.0)]
+    tiles = []
+    for k, photo in enumerate(photos):
+        tile, lm = _photo_face(photo, landmarker, 100, (240, 300))
+        tiles.append((hard_faces.sunglasses(tile, lm, size=1.2) if k == 1 else tile, lm))
+    return hard_faces.group(tiles)
+
+
+def test_group_photo_with_sunglasses_every_face_found(sunglasses_group, landmarker: FaceLandmarker) -> None:
+    picture, truth = sunglasses_group
+    before = [box for box, _ in DlibFaceDetector(candidates=None).detect(picture)]  # HOG and its confirmation
+    assert [hard_faces.found(before, lm) for lm in truth] == [True, False, True, True, True]
+    faces = landmarker(picture)
+    assert len(faces) == 5 and all(hard_faces.found([f.box for f in faces], lm) for lm in truth)
+    glasses = next(f for f in faces if hard_faces.found([f.box], truth[1]))
+    assert glasses.confidence < 0  # HOG's score: below its threshold, kept because the CNN confirmed it
+    # the 68 landmarks still come from dlib's predictor on the box: the mouth and jaw where they are
+    error = np.linalg.norm(glasses.landmarks[48:68] - truth[1][48:68], axis=1).mean()
+    assert error < 0.1 * interocular_distance(truth[1])
+
+
+def test_candidates_checked_per_image_are_bounded(sunglasses_group, monkeypatch) -> None:
+    from aumaps.landmarks import _CNNConfirmation
+
+    asked = []
+    confirm = _CNNConfirmation._confirm
+    monkeypatch.setattr(_CNNConfirmation, "_confirm",
+                        lambda self, image, box: asked.append(box) or confirm(self, image, box))
+    picture = sunglasses_group[0]
+    detector = DlibFaceDetector(candidates=-1.5, max_candidates=2, confirm_below=0.0)  # candidates only
+    _, low = detector._run(picture, 0, -1.5)
+    assert len(low) > 2  # dlib scores many places between -1.5 and 0 in a group photo
+    detector.detect(picture, small_faces=False)
+    assert len(asked) == 2  # the two best, no more
+    assert {round(float(box_iou(b, np.array([c[0] for c in low])).max()), 6) for b in asked} == {1.0}  # of those
+    with pytest.raises(ValueError, match="below the threshold"):
+        DlibFaceDetector(candidates=0.5)
+
+
+def test_face_cut_by_the_edge_is_kept(astronaut: np.ndarray, landmarker: FaceLandmarker) -> None:
+    # a third of the face outside the picture: the HOG detector finds it (score ~0.2), the
+    # CNN, seeing a cut face, would not confirm it; the release's rule stands there
+    picture, truth = _photo_face(astronaut, landmarker, 130, 320, at=(0.07, 0.5), fill=110)
+    (box, score), = DlibFaceDetector(confirm_below=None).detect(picture)
+    assert score < 0.5 and hard_faces.found([box], truth)
+    assert [b.tolist() for b, _ in DlibFaceDetector().detect(picture)] == [box.tolist()]
+
+
+def test_dlib_cnn_finds_a_masked_face(astronaut: np.ndarray, landmarker: FaceLandmarker) -> None:
+    picture, truth = _photo_face(astronaut, landmarker, 130, 320, at=(0.5, 0.5))
+    masked = hard_faces.mask(picture, truth)
+    assert not hard_faces.found([b for b, _ in DlibFaceDetector().detect(masked)], truth)  # HOG: nothing to confirm
+    assert "dlib-cnn" in available_detectors()
+    thorough = get_detector("dlib-cnn")
+    found = thorough.detect(masked)
+    assert len(found) == 1 and hard_faces.found([found[0][0]], truth)
+    # on a face both find, the CNN's box is put where HOG's would be (the landmark model's box)
+    (hog_box, _), = DlibFaceDetector().detect(picture)
+    (cnn_box, _), = thorough._confirmer.search(picture, 80)
+    assert box_iou(hog_box, cnn_box[None])[0, 0] > 0.6
 
 
 def test_detector_rejects_bad_images(astronaut: np.ndarray) -> None:

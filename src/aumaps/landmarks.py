@@ -7,7 +7,10 @@ rest of aumaps. :class:`FaceLandmarker` joins the two and is what the estimator 
 
 The ``"dlib"`` back-ends reproduce the original release: dlib's frontal face detector run
 without upsampling (faces in dlib's order, so face 0 is the one the release used) and
-dlib's 68-point shape predictor.
+dlib's 68-point shape predictor; the detector then adds what the release misses (small
+faces, and faces it scores low: sunglasses, a hand over the mouth, turned heads) where
+dlib's CNN face detector confirms them. ``"dlib-cnn"`` also runs that CNN over the whole
+image (masks, heads turned 45°; seconds per photo). ``docs/detectors.md`` has the figures.
 """
 
 from __future__ import annotations
@@ -125,7 +128,7 @@ class LandmarkPredictor(ABC):
 
 
 class DlibFaceDetector(FaceDetector):
-    """dlib's HOG frontal face detector.
+    """dlib's HOG frontal face detector, its weak and missed faces checked by dlib's CNN.
 
     The first search runs as in the original release (``detector(image)``: no upsampling,
     threshold 0); its faces come first, in dlib's order (highest score first), so face 0 is
@@ -135,13 +138,23 @@ class DlibFaceDetector(FaceDetector):
     nothing, and, with ``small_faces``, also after it, adding the faces it finds that no
     first-search face overlaps.
 
+    **Faces the HOG detector scores low or misses** — sunglasses, masks, a hand over the
+    mouth, heads turned 30-45°, since its templates need eyes, nose and mouth — mostly still
+    give it a detection below its threshold. Those from ``candidates`` up (from both
+    searches, the ``max_candidates`` best not overlapping a face) are kept when dlib's CNN
+    face detector confirms them, as weak detections are (``confirm_below``). With
+    ``cnn_search`` (the detector registered as ``"dlib-cnn"``), the CNN also searches the
+    whole image: faces the HOG detector gives nothing for (masks, heads turned 45°), at
+    seconds per photo on a laptop's CPU (``docs/detectors.md`` has the measured trade).
+
     Args:
         upsample: How many times dlib doubles the image before the first search.
         fallback_upsample: Upsampling of the second search, made only when the first
             found nothing and this is larger than ``upsample``; ``None`` for no second
             search.
-        threshold: dlib's ``adjust_threshold``: faces scoring below it are dropped.
-            Raise it (e.g. to 0.5) to discard dlib's weakest, often false, detections.
+        threshold: dlib's ``adjust_threshold``: faces scoring below it are dropped (unless
+            confirmed as candidates). Raise it (e.g. to 0.5) to discard dlib's weakest, often
+            false, detections.
         min_extra_score: without confirmation (``confirm_below=None``, or dlib's CNN model
             not installed), faces after the first (the best-scoring one, which the release
             would analyse whatever its score) are kept only from this score up.
@@ -158,9 +171,19 @@ class DlibFaceDetector(FaceDetector):
             place (a video's or webcam's background is not checked on every frame).
             ``None``: no confirmation (the release's rule: face 0 whatever its score).
         remember: see ``confirm_below``.
+        candidates: the lowest HOG score of a candidate face (below ``threshold``), or
+            ``None`` for no candidates. Needs the CNN's confirmation (``confirm_below``).
+        max_candidates: candidates checked per image at most (the best-scoring ones).
+        cnn_search: also run the CNN over the whole image, scaled so that faces from
+            ``cnn_min_face`` pixels wide are found, adding the faces no other one overlaps.
+        cnn_min_face: see ``cnn_search``.
     """
 
     small_face_search = True
+    #: Detections with less of their box inside the image are not asked of the CNN: a weak
+    #: one is kept as the release keeps it (face 0, or from ``min_extra_score`` up), a
+    #: candidate dropped.
+    INSIDE = 0.8
 
     def __init__(
         self,
@@ -171,15 +194,25 @@ class DlibFaceDetector(FaceDetector):
         small_faces: bool = True,
         confirm_below: float | None = 0.5,
         remember: int = 15,
+        candidates: float | None = -0.8,
+        max_candidates: int = 4,
+        cnn_search: bool = False,
+        cnn_min_face: float = 80.0,
     ) -> None:
         if upsample < 0 or (fallback_upsample is not None and fallback_upsample < 0):
             raise ValueError("upsampling counts must be non-negative")
+        if candidates is not None and candidates > threshold:
+            raise ValueError(f"candidates ({candidates}) must score below the threshold ({threshold})")
         self.upsample = int(upsample)
         self.fallback_upsample = None if fallback_upsample is None else int(fallback_upsample)
         self.threshold = float(threshold)
         self.min_extra_score = float(min_extra_score)
         self.small_faces = bool(small_faces)
         self.confirm_below = None if confirm_below is None else float(confirm_below)
+        self.candidates = None if candidates is None else float(candidates)
+        self.max_candidates = int(max_candidates)
+        self.cnn_search = bool(cnn_search)
+        self.cnn_min_face = float(cnn_min_face)
         self._detector = dlib.get_frontal_face_detector()
         self._confirmer = _CNNConfirmation(remember) if confirm_below is not None else None
 
@@ -190,30 +223,69 @@ class DlibFaceDetector(FaceDetector):
         """
         image = _check_image(image)
         small_faces = self.small_faces if small_faces is None else small_faces
-        detections = self._run(image, self.upsample)
+        confirming = self._confirmer is not None and self._confirmer.available
+        lowest = self.candidates if confirming and self.candidates is not None else self.threshold
+        detections, candidates = self._run(image, self.upsample, lowest)
         second = self.fallback_upsample is not None and self.fallback_upsample > self.upsample
-        if second and not detections:
-            detections = self._run(image, self.fallback_upsample)
-        elif second and small_faces:
-            for box, score in self._run(image, self.fallback_upsample):
-                if box_iou(box, np.array([d[0] for d in detections])).max() < 0.3:
+        if second and (small_faces or not detections):
+            more, more_candidates = self._run(image, self.fallback_upsample, lowest)
+            for box, score in more:
+                if not detections or box_iou(box, np.array([d[0] for d in detections])).max() < 0.3:
                     detections.append((box, score))
-        if self._confirmer is not None and self._confirmer.available:
-            weak = [i for i, (_, score) in enumerate(detections) if score < self.confirm_below]
-            verdicts = self._confirmer(image, [detections[i][0] for i in weak])
-            dropped = {i for i, confirmed in zip(weak, verdicts, strict=True) if not confirmed}
-            return [d for i, d in enumerate(detections) if i not in dropped]
-        return detections[:1] + [d for d in detections[1:] if d[1] >= self.min_extra_score]
+            candidates += more_candidates
+        if not confirming:
+            return detections[:1] + [d for d in detections[1:] if d[1] >= self.min_extra_score]
+        # a face cut by the image's edge is beyond the CNN's judgement (it finds few of them):
+        # there, the HOG detector's word stands, as in the release
+        inside = [_inside(box, image.shape) >= self.INSIDE for box, _ in detections]
+        weak = [i for i, (_, score) in enumerate(detections)
+                if score < self.confirm_below and (inside[i] or (i and score < self.min_extra_score))]
+        candidates = _best_apart([c for c in candidates if _inside(c[0], image.shape) >= self.INSIDE],
+                                 [d[0] for d in detections], self.max_candidates)
+        verdicts = self._confirmer(image, [detections[i][0] for i in weak] + [c[0] for c in candidates])
+        dropped = {i for i, confirmed in zip(weak, verdicts, strict=False) if not confirmed}
+        faces = [d for i, d in enumerate(detections) if i not in dropped]
+        faces += [c for c, confirmed in zip(candidates, verdicts[len(weak):], strict=True) if confirmed]
+        if self.cnn_search:
+            for box, score in self._confirmer.search(image, self.cnn_min_face):
+                if not faces or box_iou(box, np.array([f[0] for f in faces])).max() < 0.3:
+                    faces.append((box, score))
+        return faces
 
-    def _run(self, image: np.ndarray, upsample: int) -> list[Detection]:
-        rectangles, scores, _ = self._detector.run(image, upsample, self.threshold)
-        return [
+    def _run(self, image: np.ndarray, upsample: int, lowest: float) -> tuple[list[Detection], list[Detection]]:
+        """dlib's detections from ``lowest`` up: (those from the threshold up, in dlib's
+        order; those below it)."""
+        rectangles, scores, _ = self._detector.run(image, upsample, min(lowest, self.threshold))
+        found = [
             (
                 np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float64),
                 float(score),
             )
             for rect, score in zip(rectangles, scores, strict=True)
         ]
+        return [d for d in found if d[1] >= self.threshold], [d for d in found if d[1] < self.threshold]
+
+
+def _inside(box: np.ndarray, shape: tuple[int, ...]) -> float:
+    """The share of ``box``'s area inside an image of ``shape``."""
+    x0, y0, x1, y1 = box
+    h, w = shape[:2]
+    area = max(x1 - x0, 0.0) * max(y1 - y0, 0.0)
+    inner = max(min(x1, w) - max(x0, 0.0), 0.0) * max(min(y1, h) - max(y0, 0.0), 0.0)
+    return inner / area if area > 0 else 0.0
+
+
+def _best_apart(candidates: list[Detection], taken: list[np.ndarray], limit: int) -> list[Detection]:
+    """Up to ``limit`` of ``candidates``, best score first, none overlapping (IoU ≥ 0.3) a box
+    of ``taken`` or a better candidate."""
+    chosen: list[Detection] = []
+    for box, score in sorted(candidates, key=lambda c: -c[1]):
+        if len(chosen) == limit:
+            break
+        others = np.array(list(taken) + [c[0] for c in chosen]).reshape(-1, 4)
+        if not len(others) or box_iou(box, others).max() < 0.3:
+            chosen.append((box, score))
+    return chosen
 
 
 _FACE_CNN_FILE = "mmod_human_face_detector.dat"
@@ -236,6 +308,12 @@ def _packaged_model(name: str) -> Path | None:
 @functools.cache
 def _load_face_cnn(path: str) -> dlib.cnn_face_detection_model_v1:
     return dlib.cnn_face_detection_model_v1(path)
+
+
+#: Where dlib's HOG detector puts the box of a face the CNN boxes ``(x0, y0, x1, y1)``:
+#: centre shifted by ``(dx, dy)`` CNN box widths, width scaled by ``w`` (measured on 30 faces
+#: both found: real photos and synthetic faces, 90-180 px, mirrored; SD 0.06 and 0.11).
+CNN_TO_HOG = (0.0, 0.09, 1.08)
 
 
 class _CNNConfirmation:
@@ -279,6 +357,25 @@ class _CNNConfirmation:
                 self._memory.append((box, thumb, confirmed, self._calls))
                 verdicts.append(confirmed)
             return verdicts
+
+    def search(self, image: np.ndarray, min_face: float) -> list[Detection]:
+        """The CNN's faces in the whole image, scaled so that faces from ``min_face`` pixels
+        wide are found (it finds them from about 80), as ``(box, confidence)`` with boxes
+        where dlib's HOG detector would put them (for the 68-point predictor, trained on
+        those): :data:`CNN_TO_HOG`."""
+        scale = self.FACE_WIDTH / float(min_face)
+        resized = image if scale == 1 else cv2.resize(
+            image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        with self._lock:
+            found = _load_face_cnn(str(self.path))(np.ascontiguousarray(resized), 0)
+        faces = []
+        for d in found:
+            box = np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], float) / scale
+            width = box[2] - box[0]
+            centre = (box[:2] + box[2:]) / 2 + np.array(CNN_TO_HOG[:2]) * width
+            half = CNN_TO_HOG[2] * width / 2
+            faces.append((np.concatenate([centre - half, centre + half]), float(d.confidence)))
+        return faces
 
     @staticmethod
     def _thumbnail(image: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -481,6 +578,9 @@ def _get(
 
 
 register_detector("dlib", DlibFaceDetector)
+#: The thorough search: dlib's CNN over the whole image too (masks, heads turned 45°, faces the
+#: HOG detector gives nothing for), at seconds per photo (``docs/detectors.md``).
+register_detector("dlib-cnn", functools.partial(DlibFaceDetector, cnn_search=True))
 register_landmark_predictor("dlib", DlibLandmarkPredictor)
 
 
