@@ -14,7 +14,8 @@ box_x1, box_y1, detector_score``
 * ``frame``: 1-based frame number (images: the image's position in the run), as OpenFace.
 * ``face_id``: the face's track id in videos (stable while tracked), its index in an image
   (face 0 is the face the BMVC 2018 release would analyse); ``-1`` on a row without a face.
-* ``timestamp``: seconds (frame position / fps for files, wall clock for webcams; 0 for images).
+* ``timestamp``: seconds (a video file's frames: their presentation times from the container; frame
+  position / fps for folders of frames; wall clock for webcams; 0 for images).
 * ``confidence``: OpenFace's meaning, how far the row can be trusted, in [0, 1], on every
   row (tracked frames too): the calibrated probability that the landmarks lie within 10 % of
   the inter-ocular distance of where they belong (:mod:`aumaps.confidence`); 0 on a row
