@@ -385,6 +385,16 @@ def test_variable_frame_rate_clip_through_the_cli(tmp_path, tiny_weights, clip_f
     assert f"{len(truth)} frame(s)" in capsys.readouterr().out
 
 
+def test_variable_frame_rate_through_the_python_api(estimator, tmp_path, clip_frames, vfr_gaps):
+    frames = [clip_frames[i % 10] for i in range(len(vfr_gaps) + 1)]
+    path = tmp_path / "browser.webm"
+    truth = _write_vfr(path, frames, vfr_gaps, VFR_CODECS["webm"])
+    table = estimator.predict_video(path)
+    assert table["frame"].tolist() == list(range(1, len(truth) + 1))
+    np.testing.assert_allclose(table["timestamp"], truth, atol=0.002)
+    np.testing.assert_allclose([r.timestamp for r in estimator.stream(str(path))], truth, atol=0.002)
+
+
 def test_truncated_variable_frame_rate_file_says_where_it_broke(tmp_path, estimator, clip_frames, vfr_gaps):
     frames = [clip_frames[i % 10] for i in range(len(vfr_gaps) + 1)]
     whole = tmp_path / "whole.mkv"
