@@ -146,8 +146,11 @@ def draw_faces(
         if draw_box:
             bx = np.round(face.box).astype(int)
             cv2.rectangle(out, (bx[0], bx[1]), (bx[2], bx[3]), (255, 255, 255), thickness)
-            cv2.putText(out, f"face {face.face_id}", (bx[0], max(bx[1] - 4 * thickness, 10)), _FONT,
-                        0.4 * thickness, (255, 255, 255), thickness, cv2.LINE_AA)
+            origin = (bx[0], max(bx[1] - 4 * thickness, 10))
+            (tw, tht), _ = cv2.getTextSize(f"face {face.face_id}", _FONT, 0.4 * thickness, thickness)
+            label = (origin[0], origin[1] - tht, origin[0] + tw, origin[1] + thickness)
+            cv2.putText(out, f"face {face.face_id}", origin, _FONT, 0.4 * thickness, (255, 255, 255), thickness,
+                        cv2.LINE_AA)
         if draw_peaks:
             for a, au in enumerate(face.aus):
                 if not shown[a]:
@@ -159,7 +162,7 @@ def draw_faces(
                         cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness + 1,
                                    (255, 255, 255), 1, cv2.LINE_AA)
         if draw_labels:
-            _draw_chips(out, face, shown)
+            _draw_chips(out, face, shown, taken=[label] if draw_box else [])
     return out
 
 
@@ -169,10 +172,11 @@ def _text_colour(colour: Sequence[int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 150 else (255, 255, 255)
 
 
-def _draw_chips(out: np.ndarray, face, shown: np.ndarray) -> None:
+def _draw_chips(out: np.ndarray, face, shown: np.ndarray, taken: list[tuple[int, int, int, int]]) -> None:
     """Each shown AU's number on a chip of its colour beside its strongest peak (the map's
-    arg-max), strongest AU first; a chip that would cover an earlier one tries the other
-    sides of its point and is left out if none is free."""
+    arg-max), strongest AU first; a chip that would cover an earlier one (or a rectangle of
+    ``taken``, the face's label) tries the other sides of its point and is left out if none
+    is free."""
     side = float(np.max(np.asarray(face.box[2:]) - np.asarray(face.box[:2])))
     if not np.isfinite(side) or side < 60:
         return
@@ -180,7 +184,7 @@ def _draw_chips(out: np.ndarray, face, shown: np.ndarray) -> None:
     th = max(1, round(scale * 1.6))
     pad = max(2, round(3 * scale))
     h, w = out.shape[:2]
-    taken: list[tuple[int, int, int, int]] = []
+    taken = list(taken)
     for a in sorted(np.flatnonzero(shown), key=lambda k: -float(face.intensities[k])):
         x, y = np.asarray(face.argmax[a], np.float64)
         if not (np.isfinite(x) and np.isfinite(y)):
@@ -217,20 +221,26 @@ def _legend_columns(aus: Sequence[int]) -> list[tuple[str | None, list[int]]]:
     return [(region, members) for region, members in groups]
 
 
-def _legend_geometry(aus: Sequence[int], height: int) -> tuple[list, int, int, int, int]:
-    """``(columns, row, column width, header, value area)`` of :func:`draw_legend` for
-    ``height``: one column 11 rows wide as ever; two columns sized to their names."""
+#: Text size of two-column legends relative to one column's (their rows are fewer, so lower).
+_GROUPED_TEXT = 1.25
+
+
+def _legend_geometry(aus: Sequence[int], height: int) -> tuple[list, int, int, int, int, float]:
+    """``(columns, row, column width, header, value area, text factor)`` of :func:`draw_legend`
+    for ``height``: one column 11 rows wide as ever; two columns sized to their names, their
+    text larger by :data:`_GROUPED_TEXT` (rows of short videos are low)."""
     columns = _legend_columns(aus)
     longest = max([len(members) for _, members in columns] + [1])
     grouped = len(columns) > 1
     row = max(22, min(48, int((height - 40) / (longest + (0.7 if grouped else 0.0)))))
     if not grouped:
-        return columns, row, 11 * row, 0, int(3.2 * row)
-    scale = row / 44
-    th = max(1, round(scale * 1.5))
+        return columns, row, 11 * row, 0, int(3.2 * row), 1.0
+    scale = row / 44 * _GROUPED_TEXT
+    th = max(1, round(row / 44 * 1.5))
     name_w = max(cv2.getTextSize(_legend_name(a), _FONT, 0.45 * scale, th)[0][0] for a in aus)
     value_area = cv2.getTextSize("5.00", _FONT, 0.55 * scale, th)[0][0] + 18
-    return columns, row, row + 6 + max(name_w, int(3.5 * row)) + value_area, int(0.7 * row), value_area
+    width = row + 6 + max(name_w, int(3.5 * row)) + value_area
+    return columns, row, width, int(0.7 * row), value_area, _GROUPED_TEXT
 
 
 def draw_legend(
@@ -239,13 +249,14 @@ def draw_legend(
     """A legend panel: per AU its colour, name, an intensity bar and the value (RGB uint8,
     at least ``height`` high). More than eight AUs (OpenFace's 17) stand in two columns, upper
     face and lower face, each headed by its region."""
-    columns, row, col_w, header, value_area = _legend_geometry(aus, height)
+    columns, row, col_w, header, value_area, text = _legend_geometry(aus, height)
     longest = max([len(members) for _, members in columns] + [1])
     panel = np.full((max(height, 40 + header + row * longest), col_w * len(columns), 3), 32, np.uint8)
-    scale = row / 44
-    th = max(1, round(scale * 1.5))
+    th = max(1, round(row / 44 * 1.5))
     if title:
-        cv2.putText(panel, title, (8, int(26 * scale) + 6), _FONT, 0.6 * scale, (230, 230, 230), th, cv2.LINE_AA)
+        cv2.putText(panel, title, (8, int(26 * row / 44) + 6), _FONT, 0.6 * row / 44, (230, 230, 230), th,
+                    cv2.LINE_AA)
+    scale = row / 44 * text
     values = dict(zip(aus, intensities)) if intensities is not None else None
     top = 40 + header
     for c, (region, members) in enumerate(columns):
@@ -360,7 +371,7 @@ def legend_width(aus: Sequence[int], height: int, faces: int = 1) -> int:
     """The width :func:`overlay` gives the bars of ``faces`` faces beside a picture ``height``
     high: one face's legend (:func:`draw_legend`); for several, their table's width, at
     least one legend's and at most two."""
-    columns, _, col_w, _, _ = _legend_geometry(aus, height)
+    columns, _, col_w, _, _, _ = _legend_geometry(aus, height)
     one = col_w * len(columns)
     return one if faces <= 1 else int(min(2 * one, max(one, _table_width(aus, height, faces))))
 
