@@ -203,6 +203,8 @@ def test_photo_gives_the_python_apis_numbers(photo, reference, grace_hopper_path
     assert [a["name"] for a in photo["aus"]] == [get_au(a).name for a in AUS]
     smile = photo["aus"][AUS.index(12)]
     assert smile["name"] == "Lip Corner Puller" and smile["colour"].startswith("#")
+    assert (smile["region"], smile["region_title"], smile["short"]) == ("lower", "Lower face", "Lip corners up")
+    assert [a["region"] for a in photo["aus"]] == [get_au(a).region for a in AUS]  # the page groups by it
     np.testing.assert_allclose(face["intensities"], want.intensities, atol=1e-4)
     np.testing.assert_allclose(face["box"], want.box, atol=0.01)
     np.testing.assert_allclose(face["landmarks"], want.landmarks, atol=0.06)

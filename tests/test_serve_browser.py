@@ -1,9 +1,11 @@
 """``aumaps serve`` in a real headless Chromium (Debian's ``chromium`` + ``chromium-driver``,
 driven by Selenium; no browser is downloaded): a photo dropped on the page, a video job
 followed to its report and played, and the live view fed by Chromium's fake camera from a
-clip written here from two real faces. Screenshots are kept in the test's folder; with
-``AUMAPS_UPDATE_SCREENSHOTS=1`` the live one also replaces ``docs/images/serve.png`` (the
-README's picture)."""
+clip written here from two real faces; then the same with a 17-AU model (OpenFace's set), its
+bars, toggles and series grouped by face region. Screenshots are kept in the test's folder;
+with ``AUMAPS_UPDATE_SCREENSHOTS=1`` a live one also replaces ``docs/images/serve.png`` (the
+README's picture): the 17-AU one when ``AUMAPS_SCREENSHOT_WEIGHTS`` names a trained 17-AU
+checkpoint (the 17-AU tests use it instead of a random network), else the default model's."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from aumaps.aus import AU_SETS
 from aumaps.images import read_image
 from aumaps.predict import AUEstimator
 from aumaps.results import csv_columns
@@ -38,6 +41,10 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "images" / "serve.png"
 CAMERA_FPS = 30
+#: A trained 17-AU checkpoint for the 17-AU tests and the README's picture (else a random network).
+WEIGHTS17_ENV = "AUMAPS_SCREENSHOT_WEIGHTS"
+OPENFACE = tuple(AU_SETS["openface"])
+UPPER = tuple(a for a in OPENFACE if a in (1, 2, 4, 5, 6, 7, 45))
 
 
 def write_y4m(path: Path, frames: list[np.ndarray], fps: int = CAMERA_FPS) -> Path:
@@ -161,6 +168,13 @@ def drop(driver, zone_id: str, paths: list[Path]) -> None:
         "input.remove();", helper, driver.find_element(By.ID, zone_id))
 
 
+def grouped(aus) -> list[int]:
+    """``aus`` as the page lists them: upper face first, each region in the model's order."""
+    from aumaps.visualise import au_groups
+
+    return [a for _, members in au_groups(aus) for a in members]
+
+
 def bar_values(card) -> dict[int, tuple[float, str]]:
     return {int(row.get_attribute("data-au")): (float(row.get_attribute("data-value")),
                                                 row.find_element(By.CLASS_NAME, "bar-value").text)
@@ -195,7 +209,7 @@ def test_photos_dropped_on_the_page(signed_in, base, outputs, astronaut, grace_h
         assert card.get_attribute("data-state") == "done"
         want = reference.predict(image)[0].intensities
         shown = bar_values(card)
-        assert list(shown) == list(AUS)
+        assert list(shown) == grouped(AUS)  # the model's AUs, upper face first
         np.testing.assert_allclose([shown[a][0] for a in AUS], want, atol=1e-3)
         assert [shown[a][1] for a in AUS] == [f"{v:.2f}" for v in want]
         assert "Lip Corner Puller" in card.text and "Cheek Raiser" in card.text
@@ -298,7 +312,7 @@ def test_live_webcam_values_follow_the_camera(signed_in, base, outputs):
     assert table["timestamp"].is_monotonic_increasing and (table["success"] == 1).mean() > 0.8
     assert "rows" in browser.find_element(By.ID, "live-download").text
     browser.find_element(By.ID, "live-stop").click()
-    if os.environ.get("AUMAPS_UPDATE_SCREENSHOTS"):  # the README's picture, refreshed on request only
+    if os.environ.get("AUMAPS_UPDATE_SCREENSHOTS") and not os.environ.get(WEIGHTS17_ENV):  # the README's picture
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(outputs / "live.png", DOCS_SCREENSHOT)
     print(json.dumps({"fps": stats["fps"], "median latency ms": float(np.median(stats["latencies"]))}))
@@ -340,3 +354,134 @@ def test_the_login_form_takes_the_token(fresh_browser, base):
     field.submit()
     WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
     assert fresh_browser.current_url == f"{base}/" and fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")
+
+
+# -- a 17-AU model: bars, toggles and series grouped by face region ---------------------------
+
+
+@pytest.fixture(scope="module")
+def weights17(tmp_path_factory) -> Path:
+    """OpenFace's 17 AUs on 128-pixel crops and 32 x 32 maps, as the default model will be: the
+    checkpoint $AUMAPS_SCREENSHOT_WEIGHTS names (a trained one, for the README's picture), else a
+    small random network whose AUs read between about 0 and 4."""
+    import torch
+
+    from aumaps.codec import AUHeatmapCodec
+    from aumaps.model import AUHourglass
+    from aumaps.weights import load_checkpoint, save_checkpoint
+
+    if os.environ.get(WEIGHTS17_ENV):
+        path = Path(os.environ[WEIGHTS17_ENV])
+        assert tuple(load_checkpoint(path).aus) == OPENFACE, f"{path} is not a 17-AU model"
+        return path
+    torch.manual_seed(0)
+    model = AUHourglass(num_aus=len(OPENFACE), num_stacks=1, depth=2, width=32)
+    with torch.no_grad():
+        model.l0.bias.copy_(torch.linspace(-0.5, 3.5, len(OPENFACE)))
+    path = tmp_path_factory.mktemp("w17") / "openface17.pt"
+    save_checkpoint(path, model, aus=OPENFACE, codec=AUHeatmapCodec("openface", crop_size=128, map_size=32).to_dict(),
+                    card={"name": "random 17-AU test model", "trained_on": "nothing"})
+    return path
+
+
+@pytest.fixture(scope="module")
+def base17(outputs, weights17):
+    app = create_app(weights17, backend=BACKEND, upload_dir=outputs, token=TOKEN)
+    with running(app) as url:
+        yield url
+
+
+def region_rows(card, region: str) -> list[int]:
+    return [int(r.get_attribute("data-au"))
+            for r in card.find_elements(By.CSS_SELECTOR, f".bar-group[data-region='{region}'] .bar-row")]
+
+
+def test_seventeen_aus_grouped_on_the_photos_page(signed_in, base17, outputs, astronaut, weights17):
+    """Bars, check boxes and the table grouped upper face / lower face; a group's box switches
+    its AUs' maps off and on; the values are the Python API's."""
+    browser = signed_in
+    open_page(browser, f"{base17}/?token={TOKEN}")
+    astronaut_png = outputs / "astronaut17.png"
+    cv2.imwrite(str(astronaut_png), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    drop(browser, "photo-drop", [astronaut_png])
+    card = WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".card.photo[data-state='done']"))
+    assert region_rows(card, "upper") == list(UPPER) == [1, 2, 4, 5, 6, 7, 45]
+    assert region_rows(card, "lower") == [a for a in OPENFACE if a not in UPPER]
+    assert [h.text for h in card.find_elements(By.CSS_SELECTOR, ".bar-group h5")] == ["UPPER FACE", "LOWER FACE"]
+    want = dict(zip(OPENFACE, AUEstimator(weights=weights17, backend=BACKEND).predict(astronaut)[0].intensities))
+    shown = bar_values(card)
+    np.testing.assert_allclose([shown[a][0] for a in OPENFACE], [want[a] for a in OPENFACE], atol=1e-3)
+    assert "Inner Brow Raiser" in card.text and "Blink" in card.text and "Jaw Drop" in card.text
+
+    # the check boxes: two groups, each with a box for the whole group
+    groups = browser.find_elements(By.CSS_SELECTOR, "#au-toggles fieldset.toggle-group")
+    assert [g.get_attribute("data-region") for g in groups] == ["upper", "lower"]
+    assert [int(i.get_attribute("data-au")) for i in groups[0].find_elements(By.CSS_SELECTOR, "input[data-au]")] \
+        == sorted(UPPER)
+    assert "Upper face" in groups[0].find_element(By.TAG_NAME, "legend").text
+    # the table: a header row of regions spanning their AUs
+    spans = {th.get_attribute("data-region"): int(th.get_attribute("colspan"))
+             for th in browser.find_elements(By.CSS_SELECTOR, "#photo-table tr.groups th[data-region]")}
+    assert spans == {"upper": 7, "lower": 10}
+
+    canvas = card.find_element(By.TAG_NAME, "canvas")
+    with_maps = canvas_pixels(browser, canvas)
+    upper_box = browser.find_element(By.CSS_SELECTOR, "#au-toggles input[data-region='upper']")
+    assert upper_box.is_selected()
+    upper_box.click()  # the whole upper face off
+    boxes = groups[0].find_elements(By.CSS_SELECTOR, "input[data-au]")
+    assert not any(b.is_selected() for b in boxes)
+    assert all("off" in r.get_attribute("class").split()
+               for r in card.find_elements(By.CSS_SELECTOR, ".bar-group[data-region='upper'] .bar-row"))
+    assert not any("off" in r.get_attribute("class").split()
+                   for r in card.find_elements(By.CSS_SELECTOR, ".bar-group[data-region='lower'] .bar-row"))
+    without_upper = canvas_pixels(browser, canvas)
+    if any(want[a] >= 0.5 for a in UPPER):  # an upper-face AU was drawn: its map is gone now
+        assert (np.abs(with_maps.astype(int) - without_upper).sum(axis=2) > 30).sum() > 50
+    boxes[0].click()  # one AU back on: the group's box is mixed
+    assert browser.execute_script("return arguments[0].indeterminate", upper_box) and not upper_box.is_selected()
+    upper_box.click()  # all on again: the picture as it was
+    assert all(b.is_selected() for b in boxes) and upper_box.is_selected()
+    assert np.array_equal(canvas_pixels(browser, canvas), with_maps)
+    browser.save_screenshot(str(outputs / "photos17.png"))
+
+
+def test_seventeen_aus_live_series_per_face_region(signed_in, base17, outputs):
+    """The live view with 17 AUs: bars grouped, the last 20 seconds in two panels (upper and lower
+    face) with a line per AU switched on; a group's box takes its lines out and puts them back."""
+    browser = signed_in
+    open_page(browser, f"{base17}/?tab=live&token={TOKEN}")
+    browser.find_element(By.ID, "live-start").click()
+    WebDriverWait(browser, 120).until(lambda d: d.execute_script("return window.aumapsLive.drawn >= 3"))
+    panels = browser.execute_script("return window.aumapsLive.panels")
+    assert [(p["region"], p["aus"]) for p in panels] == [("upper", list(UPPER)),
+                                                         ("lower", [a for a in OPENFACE if a not in UPPER])]
+    bars = browser.execute_script(  # redrawn with every result: read them at once
+        "return [...document.querySelectorAll('#live-bars .bar-group')].map("
+        "  (g) => [g.dataset.region, [...g.querySelectorAll('.bar-row')].map((r) => Number(r.dataset.au))]);")
+    assert bars == [["upper", list(UPPER)], ["lower", [a for a in OPENFACE if a not in UPPER]]]
+    assert browser.find_element(By.ID, "live-aus-count").text == "all 17"
+    browser.find_element(By.CSS_SELECTOR, "#live-aus summary").click()  # the check boxes' fold
+    lower = browser.find_element(By.CSS_SELECTOR, "#live-toggles input[data-region='lower']")
+    lower.click()
+    assert browser.find_element(By.ID, "live-aus-count").text == "7 of 17"
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.aumapsLive.panels[1].aus.length === 0"))
+    assert browser.execute_script("return window.aumapsLive.panels[0].aus.length") == len(UPPER)
+    lower.click()
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script("return window.aumapsLive.panels[1].aus.length === 10"))
+    browser.find_element(By.CSS_SELECTOR, "#live-aus summary").click()  # folded again, for the picture
+    # a few seconds of series for the picture, then stop
+    start = browser.execute_script("return window.aumapsLive.drawn")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and browser.execute_script("return window.aumapsLive.drawn") < start + 60:
+        time.sleep(0.5)
+    stats = browser.execute_script("return window.aumapsLive")
+    assert stats["error"] is None and stats["drawn"] > start
+    series = canvas_pixels(browser, browser.find_element(By.ID, "live-series"))
+    assert series.shape[1] == 900 and (series != 0).any()
+    browser.save_screenshot(str(outputs / "live17.png"))
+    browser.find_element(By.ID, "live-stop").click()
+    if os.environ.get("AUMAPS_UPDATE_SCREENSHOTS") and os.environ.get(WEIGHTS17_ENV):  # the README's picture
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(outputs / "live17.png", DOCS_SCREENSHOT)

@@ -18,15 +18,20 @@ import numpy as np
 from .. import align
 from ..aus import MAX_INTENSITY, get_au
 from ..results import FaceResult
-from ..visualise import au_colour
+from ..visualise import REGION_TITLES, au_colour, short_name
 
 __all__ = ["au_info", "face_payload", "map_to_image"]
 
 
 def au_info(aus: Sequence[int]) -> list[dict[str, Any]]:
-    """Per AU: number, label (``AU06``), FACS name and colour (``#rrggbb``, as in every picture)."""
-    return [{"au": int(a), "label": get_au(a).label, "name": get_au(a).name,
-             "colour": "#{:02x}{:02x}{:02x}".format(*au_colour(a))} for a in aus]
+    """Per AU, in the model's order: number, label (``AU06``), FACS name, a short name for
+    narrow places (:func:`aumaps.visualise.short_name`), colour (``#rrggbb``, as in every
+    picture), and the region of the face it acts on (``upper``: brows, lids, cheeks;
+    ``lower``) with that region's title (``Upper face``), by which the page groups bars and
+    toggles."""
+    return [{"au": int(a), "label": get_au(a).label, "name": get_au(a).name, "short": short_name(a),
+             "colour": "#{:02x}{:02x}{:02x}".format(*au_colour(a)), "region": get_au(a).region,
+             "region_title": REGION_TITLES[get_au(a).region]} for a in aus]
 
 
 def map_to_image(matrix: np.ndarray, map_size: int, crop_size: int) -> list[list[float]]:

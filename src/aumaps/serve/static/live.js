@@ -7,15 +7,17 @@
 // window.aumapsLive holds the figures shown (for tests and the benchmark).
 
 import { api, el, notify, state } from './api.js';
-import { bars, drawBox, drawMaps } from './draw.js';
+import { auToggles, bars, drawBox, drawChips, drawMaps, groupsOf } from './draw.js';
 
 const SERIES_SECONDS = 20;
-const stats = { drawn: 0, sent: 0, fps: 0, latencies: [], serverMs: [], last: null, recording: null, error: null };
+// panels: what the last 20 seconds show, [{region ('upper', 'lower'; 'all' for up to 8 AUs), aus: [AU numbers drawn]}]
+const stats = { drawn: 0, sent: 0, fps: 0, latencies: [], serverMs: [], last: null, recording: null, error: null, panels: [] };
 window.aumapsLive = stats;
 
 let ws = null;
 let stream = null;
 let aus = [];
+const hidden = new Set();  // AU numbers switched off: no map, no line in the series, bar dimmed
 let maxRows = 0;            // the recording's cap, as the server announces it
 let recordingWarning = null; // the server's note when the recording nears its cap
 let frameId = 0;
@@ -24,6 +26,7 @@ let running = false;
 const series = [];     // {t, values | null}
 const sentFrames = new Map(); // frame id -> {blob, captured}: the frames a result may come back for
 let lastDrawn = 0;             // id of the newest frame drawn
+let lastResult = null;         // {result, frame (ImageBitmap), width, height} of the newest drawn
 const drawnTimes = []; // performance.now() of recent drawn results
 
 const $ = (id) => document.getElementById(id);
@@ -70,33 +73,101 @@ function loop(video, grab) {
   else setTimeout(() => loop(video, grab), 15);
 }
 
+// The last 20 seconds of the first face: a line per AU switched on, its number at the line's
+// end (moved apart where ends crowd); for more than eight AUs a panel per face region.
 function drawSeries(now) {
   const canvas = $('live-series');
   const ctx = canvas.getContext('2d');
   const { width, height } = canvas;
-  const left = 30; const bottom = height - 18;
   ctx.clearRect(0, 0, width, height);
-  ctx.strokeStyle = '#d8dee4'; ctx.fillStyle = '#5b636d'; ctx.font = '11px system-ui, sans-serif';
+  while (series.length && series[0].t < now - SERIES_SECONDS * 1000) series.shift();
+  // more than eight AUs (OpenFace's 17): a panel per face region; fewer share one
+  const groups = aus.length > 8 ? groupsOf(aus) : [{ region: 'all', title: '', items: aus.map((au, index) => ({ au, index })) }];
+  const gap = 18;
+  const panel = (width - gap * (groups.length - 1)) / Math.max(groups.length, 1);
+  stats.panels = groups.map((group, g) => ({
+    region: group.region, aus: drawPanel(ctx, group, g * (panel + gap), panel, height, now),
+  }));
+}
+
+function drawPanel(ctx, group, x0, panelWidth, height, now) {
+  const left = x0 + 24; const right = x0 + panelWidth - 28; const top = 22; const bottom = height - 18;
+  const toY = (v) => bottom - (Math.min(Math.max(v, 0), 5) / 5) * (bottom - top);
+  ctx.save();
+  ctx.font = '11px system-ui, sans-serif';
+  ctx.strokeStyle = '#d8dee4'; ctx.fillStyle = '#5b636d'; ctx.lineWidth = 1;
   for (let v = 0; v <= 5; v++) {
-    const y = bottom - (v / 5) * (bottom - 8);
-    ctx.beginPath(); ctx.moveTo(left, y); ctx.lineTo(width, y); ctx.stroke();
-    ctx.fillText(String(v), 10, y + 4);
+    ctx.beginPath(); ctx.moveTo(left, toY(v)); ctx.lineTo(right, toY(v)); ctx.stroke();
+    ctx.fillText(String(v), x0 + 8, toY(v) + 4);
   }
   ctx.fillText(`−${SERIES_SECONDS} s`, left, height - 4);
-  ctx.fillText('now', width - 26, height - 4);
-  while (series.length && series[0].t < now - SERIES_SECONDS * 1000) series.shift();
-  aus.forEach((au, a) => {
+  ctx.fillText('now', right - 20, height - 4);
+  ctx.font = '600 12px system-ui, sans-serif'; ctx.fillStyle = '#1f2328';
+  ctx.fillText(group.title, left, 13);
+  const drawn = []; const ends = [];
+  for (const { au, index } of group.items) {
+    if (hidden.has(au.au)) continue;
     ctx.strokeStyle = au.colour; ctx.lineWidth = 2; ctx.beginPath();
-    let pen = false;
+    let pen = false; let end = null;
     for (const s of series) {
       if (!s.values) { pen = false; continue; }
-      const x = left + ((s.t - (now - SERIES_SECONDS * 1000)) / (SERIES_SECONDS * 1000)) * (width - left);
-      const y = bottom - (Math.min(Math.max(s.values[a], 0), 5) / 5) * (bottom - 8);
+      const x = left + ((s.t - (now - SERIES_SECONDS * 1000)) / (SERIES_SECONDS * 1000)) * (right - left);
+      const y = toY(s.values[index]);
       if (pen) ctx.lineTo(x, y); else ctx.moveTo(x, y);
-      pen = true;
+      pen = true; end = y;
     }
     ctx.stroke();
-  });
+    drawn.push(au.au);
+    if (end !== null) ends.push({ y: end, au });
+  }
+  // the AU numbers at the lines' ends, at least a label's height apart
+  ends.sort((a, b) => a.y - b.y);
+  const step = 11;
+  for (let i = 1; i < ends.length; i++) ends[i].y = Math.max(ends[i].y, ends[i - 1].y + step);
+  for (let i = ends.length - 1; i >= 0; i--) {  // those pushed below the axis go back up
+    ends[i].y = Math.min(ends[i].y, i === ends.length - 1 ? bottom + 3 : ends[i + 1].y - step);
+  }
+  ctx.font = '600 10px system-ui, sans-serif';
+  for (const e of ends) {
+    ctx.fillStyle = e.au.colour;
+    ctx.fillText(String(e.au.au), right + 4, Math.max(e.y, top - 6) + 4);
+  }
+  ctx.restore();
+  return drawn;
+}
+
+// The check boxes (in a fold above the video): they switch AUs' maps, chips and lines.
+function showToggles() {
+  const count = () => {
+    const on = aus.filter((au) => !hidden.has(au.au)).length;
+    $('live-aus-count').textContent = on === aus.length ? `all ${aus.length}` : `${on} of ${aus.length}`;
+  };
+  $('live-toggles').replaceChildren(...auToggles(aus, hidden, () => {
+    count();
+    drawSeries(performance.now());
+    if (lastResult) drawResult();
+  }));
+  count();
+}
+
+// The newest result over the frame it was computed on: maps and chips of the AUs switched
+// on, face boxes, and the bars (redrawn as they are when AUs are switched on or off).
+function drawResult() {
+  const { result, frame, width, height } = lastResult;
+  const canvas = $('live-canvas');
+  if (canvas.width !== width || canvas.height !== height) {
+    canvas.width = width; canvas.height = height;
+  }
+  const ctx = canvas.getContext('2d');
+  if (frame) ctx.drawImage(frame, 0, 0, canvas.width, canvas.height); else ctx.clearRect(0, 0, canvas.width, canvas.height);
+  const scale = canvas.width / result.width;
+  const shown = (a) => !hidden.has(aus[a].au);
+  for (const face of result.faces) {
+    drawMaps(ctx, face, aus, { scale, opacity: 0.65, shown });
+    drawBox(ctx, face, scale);
+  }
+  for (const face of result.faces) drawChips(ctx, face, aus, { scale, shown });
+  $('live-bars').replaceChildren(...result.faces.map((f) => bars(f, aus, undefined, shown)));
 }
 
 async function onResult(result) {
@@ -105,19 +176,10 @@ async function onResult(result) {
   const frame = sent ? await createImageBitmap(sent.blob) : null;
   if (result.id <= lastDrawn) { if (frame) frame.close(); return; }  // a newer one was drawn meanwhile
   lastDrawn = result.id;
-  const canvas = $('live-canvas');
   const video = $('live-video');
-  if (canvas.width !== video.videoWidth || canvas.height !== video.videoHeight) {
-    canvas.width = video.videoWidth; canvas.height = video.videoHeight;
-  }
-  const ctx = canvas.getContext('2d');
-  if (frame) { ctx.drawImage(frame, 0, 0, canvas.width, canvas.height); frame.close(); } else ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const scale = canvas.width / result.width;
-  for (const face of result.faces) {
-    drawMaps(ctx, face, aus, { scale, opacity: 0.65 });
-    drawBox(ctx, face, scale);
-  }
-  $('live-bars').replaceChildren(...result.faces.map((f) => bars(f, aus)));
+  if (lastResult && lastResult.frame) lastResult.frame.close();
+  lastResult = { result, frame, width: video.videoWidth, height: video.videoHeight };
+  drawResult();
   message(result.message || '', !result.message);
   const now = performance.now();
   series.push({ t: now, values: result.faces.length ? result.faces[0].intensities : null });
@@ -177,12 +239,15 @@ function connect() {
   ws.binaryType = 'arraybuffer';
   sentFrames.clear();
   lastDrawn = 0;
+  if (lastResult && lastResult.frame) lastResult.frame.close();
+  lastResult = null;  // its AUs may not be the new model's
   message('loading the model…', true);
   ws.onmessage = (event) => {
     if (socket !== ws) return;  // a message still arriving on a socket replaced or stopped
     const msg = JSON.parse(event.data);
     if (msg.type === 'ready') {
       aus = msg.aus;
+      showToggles();
       maxRows = msg.max_recorded_rows;
       message('', true);
       $('live-record').disabled = false;

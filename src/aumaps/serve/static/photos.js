@@ -1,7 +1,7 @@
 // The Photos panel: upload images, draw each face's maps where they sit, bars, a table, downloads.
 
 import { api, dropTarget, el, notify, upload } from './api.js';
-import { bars, drawBox, drawMaps } from './draw.js';
+import { auToggles, bars, drawBox, drawChips, drawMaps, groupsOf } from './draw.js';
 
 const photos = [];          // server summaries, in upload order
 const hidden = new Set();   // AU numbers switched off
@@ -17,24 +17,27 @@ function settings() {
 function render(photo) {
   const { opacity, boxes } = settings();
   const ctx = photo.canvas.getContext('2d');
+  const shown = (a) => !hidden.has(photo.aus[a].au);
   ctx.drawImage(photo.image, 0, 0, photo.canvas.width, photo.canvas.height);
   for (const face of photo.faces) {
-    drawMaps(ctx, face, photo.aus, { scale: photo.scale, opacity, shown: (a) => !hidden.has(photo.aus[a].au) });
+    drawMaps(ctx, face, photo.aus, { scale: photo.scale, opacity, shown });
     if (boxes) drawBox(ctx, face, photo.scale);
   }
+  for (const face of photo.faces) drawChips(ctx, face, photo.aus, { scale: photo.scale, shown });
+  if (photo.bars) photo.bars.replaceChildren(...photo.faces.map((f) => bars(f, photo.aus, undefined, shown)));
 }
 
 function renderAll() {
   photos.filter((p) => p.canvas).forEach(render);
 }
 
+// Every AU of the photos' models, in AU order (grouped by face region where shown).
+function allAus() {
+  return [...knownAus.values()].sort((a, b) => a.au - b.au);
+}
+
 function updateToggles() {
-  const box = document.getElementById('au-toggles');
-  box.replaceChildren(...[...knownAus.entries()].sort((a, b) => a[0] - b[0]).map(([number, au]) =>
-    el('label', {}, el('input', {
-      type: 'checkbox', 'data-au': number, checked: !hidden.has(number),
-      onchange: (e) => { if (e.target.checked) hidden.delete(number); else hidden.add(number); renderAll(); },
-    }), el('span', { class: 'swatch', style: { background: au.colour } }), `${au.label} ${au.name}`)));
+  document.getElementById('au-toggles').replaceChildren(...auToggles(allAus(), hidden, renderAll));
   document.getElementById('photo-controls').hidden = photos.length === 0;
 }
 
@@ -43,12 +46,18 @@ function updateTable() {
   const table = document.getElementById('photo-table');
   const csv = document.getElementById('photos-csv');
   csv.href = `/api/photos.csv?ids=${done.map((p) => p.id).join(',')}`;
-  const aus = [...knownAus.entries()].sort((a, b) => a[0] - b[0]);
+  const groups = groupsOf(allAus());
+  const aus = groups.flatMap((g) => g.items.map(({ au }) => au));
   const rows = done.flatMap((p) => p.faces.map((f) => [p.name, f.face_id,
-    ...aus.map(([number]) => { const i = p.aus.findIndex((a) => a.au === number); return i < 0 ? '–' : f.intensities[i].toFixed(2); })]));
+    ...aus.map((au) => { const i = p.aus.findIndex((a) => a.au === au.au); return i < 0 ? '–' : f.intensities[i].toFixed(2); })]));
   table.hidden = rows.length === 0;
   table.replaceChildren(
-    el('thead', {}, el('tr', {}, ['file', 'face', ...aus.map(([, au]) => `${au.label} ${au.name}`)].map((h) => el('th', {}, h)))),
+    el('thead', {},
+      el('tr', { class: 'groups' }, el('th', { colspan: 2 }),
+        groups.map((g) => el('th', { colspan: g.items.length, 'data-region': g.region }, g.title))),
+      el('tr', {}, el('th', {}, 'file'), el('th', {}, 'face'),
+        aus.map((au) => el('th', { title: au.name, 'data-au': au.au },
+          el('span', { class: 'swatch', style: { background: au.colour } }), au.label, el('br'), el('small', {}, au.short || au.name))))),
     el('tbody', {}, rows.map((r) => el('tr', {}, r.map((v) => el('td', {}, String(v)))))));
 }
 
@@ -82,8 +91,8 @@ async function analyse(file) {
   const downloads = el('p', { class: 'downloads' }, photo.faces.map((f) =>
     el('a', { href: `/api/photos/${photo.id}/overlay/${f.face_id}`, download: '' }, `overlay PNG, face ${f.face_id}`)),
     el('button', { class: 'button delete', onclick: () => remove(photo, node) }, 'Delete'));
-  node.append(el('div', { class: 'photo-row' }, photo.canvas,
-    el('div', { class: 'bars-box' }, photo.faces.map((f) => bars(f, photo.aus)))), downloads);
+  photo.bars = el('div', { class: 'bars-box' }, photo.faces.map((f) => bars(f, photo.aus, undefined, (a) => !hidden.has(photo.aus[a].au))));
+  node.append(el('div', { class: 'photo-row' }, photo.canvas, photo.bars), downloads);
   node.dataset.state = 'done';
   node.dataset.photo = photo.id;
   updateToggles();
