@@ -179,6 +179,15 @@ def plot_series(
     return out
 
 
+def _region_groups(aus: Sequence[int]) -> list[tuple[str | None, list[int]]]:
+    """How a report groups AUs: all in one group (``None``), or for more than eight (OpenFace's
+    17) by face region, ``[("upper", [...]), ("lower", [...])]``, as :func:`_panel_columns`."""
+    columns = _panel_columns(aus)
+    if len(columns) == 1:
+        return [(None, columns[0])]
+    return [(get_au(column[0]).region, column) for column in columns]
+
+
 def _panel_columns(aus: Sequence[int]) -> list[list[int]]:
     """The plot's panels: one column of AUs, or, for more than eight (OpenFace's 17), two:
     the upper face (brows, lids, cheeks) and the lower face, each in the model's order."""
@@ -306,25 +315,42 @@ img.plot { width: 100%; height: auto; border: 1px solid #eee; }
 table { border-collapse: collapse; font-size: 0.92em; width: 100%; }
 th, td { padding: 0.3em 0.6em; text-align: right; border-bottom: 1px solid #eee; }
 th { background: #f4f4f4; } td.name, th.name { text-align: left; }
+th.region { text-align: left; vertical-align: top; font-weight: 600; background: #fafafa; white-space: nowrap; }
 .swatch { display: inline-block; width: 0.9em; height: 0.9em; border-radius: 2px;
           vertical-align: -0.1em; margin-right: 0.4em; }
 .peaks { display: flex; flex-wrap: wrap; gap: 1em; }
 figure { margin: 0; width: 220px; } figure img { width: 220px; height: auto; border-radius: 4px; }
+.peaks.small figure, .peaks.small figure img { width: 165px; } h3.region { font-size: 1em; margin: 1em 0 0.4em; }
 figcaption { font-size: 0.85em; color: #444; margin-top: 0.3em; }
 footer { margin-top: 2em; color: #888; font-size: 0.85em; }
 """
 
 
 def _table_html(stats: pd.DataFrame, several_faces: bool) -> str:
-    from .visualise import au_colour
+    """The per-AU statistics table; for more than eight AUs each face's rows grouped by face
+    region (a first column naming the region, one cell spanning its rows)."""
+    from .visualise import REGION_TITLES, au_colour
 
-    headers = (["face"] if several_faces else []) + [
+    groups = _region_groups(list(dict.fromkeys(stats["AU"].tolist())))
+    grouped = len(groups) > 1
+    if grouped:  # each face's rows, upper face first
+        order = {au: k for k, au in enumerate(au for _, members in groups for au in members)}
+        stats = stats.sort_values(["face_id", "AU"], key=lambda c: c.map(order) if c.name == "AU" else c,
+                                  kind="stable")
+    region_of = {au: region for region, members in groups for au in members}
+    size = {region: len(members) for region, members in groups}
+    headers = (["face"] if several_faces else []) + (["region"] if grouped else []) + [
         "AU", "frames", "mean", "std", "median", "max", "max at (s)", "active ≥1 (%)", "≥2 (%)", "mean when active"]
-    head = "".join(f'<th class="name">{h}</th>' if h == "AU" else f"<th>{h}</th>" for h in headers)
+    head = "".join(f'<th class="name">{h}</th>' if h in ("AU", "region") else f"<th>{h}</th>" for h in headers)
     body = []
+    previous = None
     for row in stats.itertuples(index=False):
         r, g, b = au_colour(row.AU)
         cells = [f"<td>{row.face_id}</td>"] if several_faces else []
+        if grouped and (row.face_id, region_of[row.AU]) != previous:
+            previous = (row.face_id, region_of[row.AU])
+            cells.append(f'<th class="region" scope="rowgroup" rowspan="{size[region_of[row.AU]]}">'
+                         f"{REGION_TITLES[region_of[row.AU]]}</th>")
         cells.append(f'<td class="name"><span class="swatch" style="background: rgb({r},{g},{b})"></span>'
                      f"AU{row.AU:02d} {html.escape(row.name)}</td>")
         cells.append(f"<td>{row.frames}</td>")
@@ -405,13 +431,21 @@ def write_report(
         items = peaks.peaks()
         parts.append("<h2>Frames of peak intensity</h2>")
         if items:
-            parts.append('<div class="peaks">')
-            for p in items:
-                caption = (f"AU{p.au:02d} {html.escape(get_au(p.au).name)}: <b>{p.value:.2f}</b><br>"
-                           f"frame {p.frame} ({p.timestamp:.2f} s), face {p.face_id}")
-                parts.append(f'<figure><img alt="AU{p.au:02d} peak" src="{_png_data_uri(p.thumbnail)}">'
-                             f"<figcaption>{caption}</figcaption></figure>")
-            parts.append("</div>")
+            from .visualise import REGION_TITLES
+
+            by_au = {p.au: p for p in items}
+            groups = _region_groups(list(by_au))
+            small = " small" if len(groups) > 1 else ""  # 17 AUs: six to a row, by face region
+            for region, members in groups:
+                if region is not None:
+                    parts.append(f'<h3 class="region">{REGION_TITLES[region]}</h3>')
+                parts.append(f'<div class="peaks{small}"' + (f' data-region="{region}"' if region else "") + ">")
+                for p in (by_au[a] for a in members):
+                    caption = (f"AU{p.au:02d} {html.escape(get_au(p.au).name)}: <b>{p.value:.2f}</b><br>"
+                               f"frame {p.frame} ({p.timestamp:.2f} s), face {p.face_id}")
+                    parts.append(f'<figure><img alt="AU{p.au:02d} peak" src="{_png_data_uri(p.thumbnail)}">'
+                                 f"<figcaption>{caption}</figcaption></figure>")
+                parts.append("</div>")
         else:
             parts.append("<p>No face, no peak.</p>")
     parts.append(f"<footer>aumaps {__version__}</footer></body></html>")
@@ -485,16 +519,28 @@ def write_study_page(
 ) -> Path:
     """Write the study page: one row per video (its name linking to its report when there
     is one), frames, share with a face, tracks, a sparkline per AU and a link to the CSV;
-    then the items that failed, with why. Written atomically; returns ``path``."""
+    then the items that failed, with why. More than eight AUs (OpenFace's 17): the AU columns
+    by face region under a header row naming it, narrower sparklines. Written atomically;
+    returns ``path``."""
     from . import __version__
-    from .visualise import au_colour
+    from .visualise import REGION_TITLES, au_colour
 
+    groups = _region_groups(aus)
+    many = len(groups) > 1  # more than eight AUs: columns by face region, narrower sparklines
+    aus = [a for _, members in groups for a in members]
+    spark = {"width": 72, "height": 22} if many else {}
     head = ["video", "frames", "with a face", "tracks"]
     cells = "".join(f'<th class="name">{h}</th>' if h == "video" else f"<th>{h}</th>" for h in head)
     for au in aus:
         r, g, b = au_colour(au)
         cells += (f'<th title="{html.escape(get_au(au).name)}"><span class="swatch" style="background: '
                   f'rgb({r},{g},{b})"></span>AU{au:02d}</th>')
+    if many:
+        cells = (f'<tr class="regions"><th colspan="{len(head)}"></th>'
+                 + "".join(f'<th colspan="{len(members)}" data-region="{region}">{REGION_TITLES[region]}</th>'
+                           for region, members in groups) + "<th></th></tr><tr>" + cells)
+    else:
+        cells = "<tr>" + cells
     body = []
     for video in videos:
         name = html.escape(video.name)
@@ -502,15 +548,19 @@ def write_study_page(
         share = 100.0 * video.frames_with_face / max(video.frames, 1)
         row = [f'<td class="name">{link}</td>', f"<td>{video.frames}</td>", f"<td>{share:.0f} %</td>",
                f"<td>{video.tracks}</td>"]
-        row += [f"<td>{sparkline_svg(video.series[au], au_colour(au))}</td>" if au in video.series else "<td>–</td>"
-                for au in aus]
+        row += [f"<td>{sparkline_svg(video.series[au], au_colour(au), **spark)}</td>" if au in video.series
+                else "<td>–</td>" for au in aus]
         row.append(f'<td><a href="{html.escape(video.csv)}">CSV</a></td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     shown = {"videos": str(len(videos)), **(facts or {})}
     parts = [
         *_page_top(f"aumaps study: {title}", "Action Units across a study", title, shown,
-                   css="td svg.spark { display: block; } td, th { vertical-align: middle; }"),
-        f'<table id="study"><thead><tr>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody></table>',
+                   css="td svg.spark { display: block; } td, th { vertical-align: middle; } "
+                       ".wide { overflow-x: auto; } tr.regions th { text-align: center; border-bottom: 2px solid #ddd; }"
+                       + (" body { max-width: 1700px; } #study td, #study th { padding: 0.25em 0.3em; }"
+                          if many else "")),
+        f'<div class="wide"><table id="study"><thead>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody>'
+        "</table></div>",
         (f"<p>Each line: the intensity (0–5) of the video's main face (the track seen in most frames) over the "
          f"video's length; dashed: intensity {ACTIVE:g} (active); gaps: frames without that face. Longer videos "
          "are drawn at each stretch's maximum.</p>"),
