@@ -68,8 +68,9 @@ export function drawMaps(ctx, face, aus, { scale = 1, opacity = 0.7, shown = () 
 }
 
 // Each shown AU's number on a chip of its colour beside its peak (strongest first; a chip that
-// would cover another tries the point's other sides, else is left out), as draw_faces does.
-export function drawChips(ctx, face, aus, { scale = 1, shown = () => true } = {}) {
+// would cover another, or a rectangle of `avoid`, tries the point's other sides, else is left
+// out), as draw_faces does.
+export function drawChips(ctx, face, aus, { scale = 1, shown = () => true, avoid = [] } = {}) {
   const side = Math.max(face.box[2] - face.box[0], face.box[3] - face.box[1]) * scale;
   if (!(side >= 60)) return;
   const size = Math.round(Math.min(Math.max(side / 14, 10), 22));
@@ -77,7 +78,7 @@ export function drawChips(ctx, face, aus, { scale = 1, shown = () => true } = {}
   ctx.save();
   ctx.font = `600 ${size}px system-ui, sans-serif`;
   ctx.textBaseline = 'middle';
-  const taken = [];
+  const taken = avoid.filter(Boolean).map((r) => [...r]);  // [x, y, w, h]: the faces' labels
   const order = aus.map((_, a) => a).filter((a) => shown(a) && face.intensities[a] >= MIN_SHOWN && face.argmax[a])
     .sort((a, b) => face.intensities[b] - face.intensities[a]);
   for (const a of order) {
@@ -100,6 +101,7 @@ export function drawChips(ctx, face, aus, { scale = 1, shown = () => true } = {}
   ctx.restore();
 }
 
+// The face's box and its label; returns the label's rectangle [x, y, w, h] (chips keep off it).
 export function drawBox(ctx, face, scale = 1) {
   const [x0, y0, x1, y1] = face.box.map((v) => v * scale);
   ctx.save();
@@ -107,9 +109,13 @@ export function drawBox(ctx, face, scale = 1) {
   ctx.lineWidth = Math.max(1.5, ctx.canvas.width / 500);
   ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
   ctx.fillStyle = '#fff';
-  ctx.font = `${Math.max(12, Math.round(ctx.canvas.width / 45))}px system-ui, sans-serif`;
-  ctx.fillText(`face ${face.face_id}`, x0, Math.max(y0 - 5, 12));
+  const size = Math.max(12, Math.round(ctx.canvas.width / 45));
+  ctx.font = `${size}px system-ui, sans-serif`;
+  const text = `face ${face.face_id}`; const y = Math.max(y0 - 5, 12);
+  ctx.fillText(text, x0, y);
+  const width = ctx.measureText(text).width;
   ctx.restore();
+  return [x0, y - size, width, size + 3];
 }
 
 // Intensity bars of one face: one row per AU with its FACS name, grouped by face region
@@ -169,4 +175,28 @@ export function auToggles(aus, hidden, onChange) {
   }
   sync();
   return nodes;
+}
+
+// Several faces' intensities in one table: an AU per row (grouped by face region), a face per
+// column, each cell a small bar and the value (data-value). Easier to compare than a list of
+// bars per face, and as short for 17 AUs and a group photo. `shown(i)`: as in bars().
+export function faceTable(faces, aus, shown = () => true) {
+  return el('table', { class: 'face-bars' },
+    el('thead', {}, el('tr', {}, el('th', {}), faces.map((f) => el('th', { 'data-face': f.face_id }, `face ${f.face_id}`)))),
+    groupsOf(aus).map((group) => el('tbody', { 'data-region': group.region },
+      el('tr', { class: 'group' }, el('th', { colspan: faces.length + 1 }, group.title)),
+      group.items.map(({ au, index }) => el('tr', { class: shown(index) ? '' : 'off', 'data-au': au.au, title: au.name },
+        el('th', {}, el('span', { class: 'swatch', style: { background: au.colour } }), `${au.label} ${au.name}`),
+        faces.map((f) => {
+          const v = f.intensities[index];
+          return el('td', { 'data-face': f.face_id, 'data-value': v.toFixed(4) },
+            el('span', { class: 'bar-track mini' },
+              el('span', { class: 'bar-fill', style: { width: `${(100 * Math.min(Math.max(v, 0), MAX_INTENSITY)) / MAX_INTENSITY}%`, background: au.colour } })),
+            el('span', { class: 'bar-value' }, v.toFixed(2)));
+        }))))));
+}
+
+// One face: its bars; several: their table.
+export function intensities(faces, aus, shown = () => true) {
+  return faces.length > 1 ? [faceTable(faces, aus, shown)] : faces.map((f) => bars(f, aus, undefined, shown));
 }

@@ -7,7 +7,7 @@
 // window.aumapsLive holds the figures shown (for tests and the benchmark).
 
 import { api, el, notify, state } from './api.js';
-import { auToggles, bars, drawBox, drawChips, drawMaps, groupsOf } from './draw.js';
+import { auToggles, drawBox, drawChips, drawMaps, groupsOf, intensities } from './draw.js';
 
 const SERIES_SECONDS = 20;
 // panels: what the last 20 seconds show, [{region ('upper', 'lower'; 'all' for up to 8 AUs), aus: [AU numbers drawn]}]
@@ -162,12 +162,13 @@ function drawResult() {
   if (frame) ctx.drawImage(frame, 0, 0, canvas.width, canvas.height); else ctx.clearRect(0, 0, canvas.width, canvas.height);
   const scale = canvas.width / result.width;
   const shown = (a) => !hidden.has(aus[a].au);
+  const labels = [];
   for (const face of result.faces) {
     drawMaps(ctx, face, aus, { scale, opacity: 0.65, shown });
-    drawBox(ctx, face, scale);
+    labels.push(drawBox(ctx, face, scale));
   }
-  for (const face of result.faces) drawChips(ctx, face, aus, { scale, shown });
-  $('live-bars').replaceChildren(...result.faces.map((f) => bars(f, aus, undefined, shown)));
+  for (const face of result.faces) drawChips(ctx, face, aus, { scale, shown, avoid: labels });
+  $('live-bars').replaceChildren(...intensities(result.faces, aus, shown));
 }
 
 async function onResult(result) {

@@ -1,7 +1,7 @@
 // The Photos panel: upload images, draw each face's maps where they sit, bars, a table, downloads.
 
 import { api, dropTarget, el, notify, upload } from './api.js';
-import { auToggles, bars, drawBox, drawChips, drawMaps, groupsOf } from './draw.js';
+import { auToggles, drawBox, drawChips, drawMaps, groupsOf, intensities } from './draw.js';
 
 const photos = [];          // server summaries, in upload order
 const hidden = new Set();   // AU numbers switched off
@@ -19,12 +19,13 @@ function render(photo) {
   const ctx = photo.canvas.getContext('2d');
   const shown = (a) => !hidden.has(photo.aus[a].au);
   ctx.drawImage(photo.image, 0, 0, photo.canvas.width, photo.canvas.height);
+  const labels = [];
   for (const face of photo.faces) {
     drawMaps(ctx, face, photo.aus, { scale: photo.scale, opacity, shown });
-    if (boxes) drawBox(ctx, face, photo.scale);
+    if (boxes) labels.push(drawBox(ctx, face, photo.scale));
   }
-  for (const face of photo.faces) drawChips(ctx, face, photo.aus, { scale: photo.scale, shown });
-  if (photo.bars) photo.bars.replaceChildren(...photo.faces.map((f) => bars(f, photo.aus, undefined, shown)));
+  for (const face of photo.faces) drawChips(ctx, face, photo.aus, { scale: photo.scale, shown, avoid: labels });
+  if (photo.bars) photo.bars.replaceChildren(...intensities(photo.faces, photo.aus, shown));
 }
 
 function renderAll() {
@@ -91,7 +92,7 @@ async function analyse(file) {
   const downloads = el('p', { class: 'downloads' }, photo.faces.map((f) =>
     el('a', { href: `/api/photos/${photo.id}/overlay/${f.face_id}`, download: '' }, `overlay PNG, face ${f.face_id}`)),
     el('button', { class: 'button delete', onclick: () => remove(photo, node) }, 'Delete'));
-  photo.bars = el('div', { class: 'bars-box' }, photo.faces.map((f) => bars(f, photo.aus, undefined, (a) => !hidden.has(photo.aus[a].au))));
+  photo.bars = el('div', { class: 'bars-box' }, intensities(photo.faces, photo.aus, (a) => !hidden.has(photo.aus[a].au)));
   node.append(el('div', { class: 'photo-row' }, photo.canvas, photo.bars), downloads);
   node.dataset.state = 'done';
   node.dataset.photo = photo.id;
