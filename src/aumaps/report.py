@@ -531,14 +531,16 @@ def write_study_page(
     spark = {"width": 72, "height": 22} if many else {}
     head = ["video", "frames", "with a face", "tracks"]
     cells = "".join(f'<th class="name">{h}</th>' if h == "video" else f"<th>{h}</th>" for h in head)
+    starts = {members[0] for _, members in groups[1:]}  # a line between the regions
+    edge = {au: ' class="region-start"' if au in starts else "" for au in aus}
     for au in aus:
         r, g, b = au_colour(au)
-        cells += (f'<th title="{html.escape(get_au(au).name)}"><span class="swatch" style="background: '
+        cells += (f'<th{edge[au]} title="{html.escape(get_au(au).name)}"><span class="swatch" style="background: '
                   f'rgb({r},{g},{b})"></span>AU{au:02d}</th>')
     if many:
         cells = (f'<tr class="regions"><th colspan="{len(head)}"></th>'
-                 + "".join(f'<th colspan="{len(members)}" data-region="{region}">{REGION_TITLES[region]}</th>'
-                           for region, members in groups) + "<th></th></tr><tr>" + cells)
+                 + "".join(f'<th{edge[members[0]]} colspan="{len(members)}" data-region="{region}">'
+                           f"{REGION_TITLES[region]}</th>" for region, members in groups) + "<th></th></tr><tr>" + cells)
     else:
         cells = "<tr>" + cells
     body = []
@@ -548,8 +550,8 @@ def write_study_page(
         share = 100.0 * video.frames_with_face / max(video.frames, 1)
         row = [f'<td class="name">{link}</td>', f"<td>{video.frames}</td>", f"<td>{share:.0f} %</td>",
                f"<td>{video.tracks}</td>"]
-        row += [f"<td>{sparkline_svg(video.series[au], au_colour(au), **spark)}</td>" if au in video.series
-                else "<td>–</td>" for au in aus]
+        row += [f"<td{edge[au]}>{sparkline_svg(video.series[au], au_colour(au), **spark)}</td>" if au in video.series
+                else f"<td{edge[au]}>–</td>" for au in aus]
         row.append(f'<td><a href="{html.escape(video.csv)}">CSV</a></td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     shown = {"videos": str(len(videos)), **(facts or {})}
@@ -557,10 +559,11 @@ def write_study_page(
         *_page_top(f"aumaps study: {title}", "Action Units across a study", title, shown,
                    css="td svg.spark { display: block; } td, th { vertical-align: middle; } "
                        ".wide { overflow-x: auto; } tr.regions th { text-align: center; border-bottom: 2px solid #ddd; }"
+                       " .region-start { border-left: 2px solid #ddd; }"
                        + (" body { max-width: 1700px; } #study td, #study th { padding: 0.25em 0.3em; }"
                           if many else "")),
-        f'<div class="wide"><table id="study"><thead>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody>'
-        "</table></div>",
+        (f'<div class="wide"><table id="study"><thead>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody>'
+         "</table></div>"),
         (f"<p>Each line: the intensity (0–5) of the video's main face (the track seen in most frames) over the "
          f"video's length; dashed: intensity {ACTIVE:g} (active); gaps: frames without that face. Longer videos "
          "are drawn at each stretch's maximum.</p>"),

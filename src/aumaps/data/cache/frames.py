@@ -21,7 +21,15 @@ from collections.abc import Iterator
 import cv2
 import numpy as np
 
-from ...images import MAX_PIXELS_ENV, ImageReadError, check_pixels, decode_image, image_size, pixel_cap, read_image
+from ...images import (
+    MAX_PIXELS_ENV,
+    ImageReadError,
+    check_pixels,
+    decode_image,
+    image_size,
+    pixel_cap,
+    read_image,
+)
 
 __all__ = ["InvalidRow", "RowImages", "frame_ref", "max_member_bytes"]
 
