@@ -192,3 +192,29 @@ def test_maps_of_aus_under_half_a_point_are_not_drawn_and_active_aus_get_a_chip(
     ys, xs = np.nonzero(chip)
     peak = face.argmax[OPENFACE.index(12)]
     assert np.hypot(xs.mean() - peak[0], ys.mean() - peak[1]) < 30
+
+
+@pytest.mark.parametrize("aus, rows, panels", [(OPENFACE, 2, 2 + 17), ((6, 12), 1, 3)])
+def test_the_demo_figure_has_a_row_per_face_region_for_17_aus(aus, rows, panels):
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from aumaps.visualise import figure_maps
+
+    face = _face17(0, 20.0, {12: 3.0}) if len(aus) > 2 else _face(0, 20.0)
+    face.crop[:] = 128
+    fig = figure_maps(face, title="maps")
+    try:
+        shown = [ax for ax in fig.axes if ax.get_visible()]
+        assert len(shown) == panels
+        assert len({round(ax.get_position().y0, 3) for ax in shown}) == rows
+        titles = [ax.get_title() for ax in shown]
+        if rows == 2:
+            assert titles[0] == "Upper face" and titles[8] == "Lower face" and titles[1] == "AU01 0.00"
+            assert "AU12 3.00" in titles and fig.get_size_inches()[0] < 20
+        else:
+            assert titles == ["registered crop", "AU06 3.00", "AU12 1.00"]
+    finally:
+        plt.close(fig)

@@ -456,20 +456,30 @@ def face_in_view(face, scale: float | tuple[float, float] = 1.0, origin: tuple[f
 
 
 def figure_maps(face, title: str | None = None):
-    """A matplotlib figure in the release demo's layout: the crop, then each AU's map over it."""
+    """A matplotlib figure in the release demo's layout: the crop, then each AU's map over it;
+    more than eight AUs (OpenFace's 17) in a row per face region, each row opened by the crop."""
     import matplotlib.pyplot as plt
 
-    n = len(face.aus)
-    fig, axes = plt.subplots(1, n + 1, figsize=(2.2 * (n + 1), 2.6))
-    axes[0].imshow(face.crop)
-    axes[0].set_title("registered crop", fontsize=9)
+    columns = _legend_columns(face.aus)
+    width = 1 + max(len(members) for _, members in columns)
+    side = 2.2 if len(columns) == 1 else 1.7
+    fig, grid = plt.subplots(len(columns), width, figsize=(side * width, (side + 0.4) * len(columns)), squeeze=False)
     crop_size = face.crop.shape[0]
-    for ax, au, hm, value in zip(axes[1:], face.aus, face.heatmaps, face.intensities):
-        big = cv2.resize(hm, (crop_size, crop_size), interpolation=cv2.INTER_LINEAR)
-        ax.imshow(face.crop, alpha=0.55)
-        ax.imshow(np.clip(big, 0, MAX_INTENSITY), cmap="inferno", vmin=0, vmax=MAX_INTENSITY, alpha=0.6)
-        ax.set_title(f"AU{au:02d} {value:.2f}", fontsize=9, color=np.array(au_colour(au)) / 255)
-    for ax in axes:
+    index = {au: a for a, au in enumerate(face.aus)}
+    for row, (region, members) in zip(grid, columns):
+        row[0].imshow(face.crop)
+        row[0].set_title("registered crop" if region is None else f"{REGION_TITLES[region]}", fontsize=9,
+                         fontweight="normal" if region is None else "bold")
+        for ax, au in zip(row[1:], members):
+            value = face.intensities[index[au]]
+            big = cv2.resize(np.asarray(face.heatmaps[index[au]], np.float32), (crop_size, crop_size),
+                             interpolation=cv2.INTER_LINEAR)
+            ax.imshow(face.crop, alpha=0.55)
+            ax.imshow(np.clip(big, 0, MAX_INTENSITY), cmap="inferno", vmin=0, vmax=MAX_INTENSITY, alpha=0.6)
+            ax.set_title(f"AU{au:02d} {value:.2f}", fontsize=9, color=np.array(au_colour(au)) / 255)
+        for ax in row[1 + len(members):]:
+            ax.set_visible(False)
+    for ax in grid.ravel():
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
