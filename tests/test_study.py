@@ -200,12 +200,13 @@ def test_run_log_says_what_became_of_each_item(analysed):
     a = items["s1/a.csv"]
     assert (a["status"], a["frames"], a["frames_with_face"], a["tracks"]) == ("done", 12, 12, 1)
     assert items["s2/deep/c.csv"]["frames"] == 10 and items["s2/images.csv"]["frames"] == 1
-    # the baseline estimate is logged, and is what the corrected columns subtract
+    # the baseline estimate is logged: a 12-frame track is too short for a neutral (30 frames),
+    # so the log says why and its corrected cells stay empty (the subtraction itself:
+    # test_baseline_removes_a_constant_offset_from_a_synthetic_video)
     table = pd.read_csv(out / "s1" / "a.csv")
-    neutral = a["baseline"]["tracks"]["0"]
-    expected = np.percentile(table[RAW].to_numpy(), 5, axis=0)
-    np.testing.assert_allclose([neutral[f"AU{au:02d}"] for au in AUS], expected, atol=1e-4)
-    np.testing.assert_allclose(table[CORR], np.clip(table[RAW] - expected, 0, 5), atol=2e-4)
+    estimate = a["baseline"]["tracks"]["0"]
+    assert estimate["frames"] == 12 and not estimate["corrected"] and "fewer than the 30" in estimate["reason"]
+    assert table[CORR].isna().all().all() and table[RAW].notna().all().all()
 
 
 def test_rerun_skips_what_is_complete_and_retries_what_failed(analysed):
