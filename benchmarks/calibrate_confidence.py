@@ -19,9 +19,11 @@ rows, side by side:
   face-free photos.
 
 A row is good when its mean landmark error is below ``ERROR_BOUND`` (10 % of the
-inter-ocular distance); not-faces are bad. The logistic fit weights good and bad rows equally
+inter-ocular distance); not-faces are bad. ``FACE_BOX`` is refitted as the commonest HOG window
+of the good training rows' registered faces; the logistic fit weights good and bad rows equally
 (``class_weight="balanced"``; scikit-learn, which the test extras bring with pingouin); it
-prints the ``CALIBRATION = ...`` line to paste into ``aumaps/confidence.py``. Printed for both calibrations: the AUC, the rows per confidence bin
+prints the ``FACE_BOX = ...`` and ``CALIBRATION = ...`` lines to paste into
+``aumaps/confidence.py``. Printed for both calibrations: the AUC, the rows per confidence bin
 with their share of good rows and their median error, and what a ``confidence >= 0.8`` (and
 0.9) filter keeps: the share of good rows, the 95th percentile of the error, the faces that
 pass, the good rows it loses.
@@ -38,7 +40,19 @@ import numpy as np
 import pandas as pd
 
 from aumaps.aus import MIRROR_68
-from aumaps.confidence import CALIBRATION, ERROR_BOUND, FEATURES, Calibration, LandmarkConfidence, check_box
+from aumaps.confidence import (
+    CALIBRATION,
+    ERROR_BOUND,
+    FACE_BOX,
+    FEATURES,
+    Calibration,
+    LandmarkConfidence,
+    check_box,
+    features_of,
+)
+
+#: What a row keeps of the checks (LandmarkConfidence.measure).
+MEASURES = ("recheck", "appearance", "window_x", "window_y", "window_side")
 from aumaps.geometry import interocular_distance, landmark_extent
 from aumaps.hardware import describe_machine
 from aumaps.landmarks import FaceLandmarker
@@ -169,20 +183,31 @@ def make_rows(count: int, seed: int) -> pd.DataFrame:
     start = time.perf_counter()
     while len(rows) < count:
         for kind, image, landmarks, error in samples.rows():
-            features = checker.features(np.ascontiguousarray(image), landmarks)
-            rows.append({"kind": kind, "source": samples.source, "error": error, **dict(zip(FEATURES, features))})
+            measures = checker.measure(np.ascontiguousarray(image), landmarks)
+            rows.append({"kind": kind, "source": samples.source, "error": error, **dict(zip(MEASURES, measures))})
             if len(rows) % 500 == 0:
                 print(f"  {len(rows)} rows, {time.perf_counter() - start:.0f} s", flush=True)
     return pd.DataFrame(rows[:count])
 
 
-def fit(rows: pd.DataFrame) -> Calibration:
+def face_box(rows: pd.DataFrame) -> tuple[float, float, float]:
+    """The commonest HOG window (centre x, y, side) of the good rows' registered faces."""
+    good = rows[(rows["error"] < ERROR_BOUND) & rows["window_side"].notna()]
+    windows = good[["window_x", "window_y", "window_side"]].round(1)
+    return tuple(float(v) for v in windows.value_counts().index[0])  # type: ignore[return-value]
+
+
+def features(rows: pd.DataFrame, box: tuple[float, float, float]) -> np.ndarray:
+    return features_of(rows[list(MEASURES)].to_numpy(), box)
+
+
+def fit(rows: pd.DataFrame, box: tuple[float, float, float]) -> Calibration:
     from sklearn.linear_model import LogisticRegression
 
-    x = CALIBRATION.inputs(rows[list(FEATURES)].to_numpy())
+    x = CALIBRATION.inputs(features(rows, box))
     keep = np.isfinite(x).all(axis=1)
     x, good = x[keep], (rows["error"] < ERROR_BOUND).to_numpy()[keep]
-    signs = np.array([-1.0, 1.0])  # the direction each feature must act in (monotone calibration)
+    signs = np.array(Calibration.SIGNS)  # the direction each feature must act in (monotone calibration)
     used = list(range(len(FEATURES)))
     while True:  # a feature fitted against its direction is left out (weight 0) and the rest refitted
         model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(x[:, used], good)
@@ -197,13 +222,14 @@ def fit(rows: pd.DataFrame) -> Calibration:
                        bias=round(float(model.intercept_[0]), 4))
 
 
-def report(name: str, calibration: Calibration, rows: pd.DataFrame) -> None:
+def report(name: str, calibration: Calibration, box: tuple[float, float, float], rows: pd.DataFrame) -> None:
     from sklearn.metrics import roc_auc_score
 
-    p = calibration(rows[list(FEATURES)].to_numpy())
+    p = calibration(features(rows, box))
     good = (rows["error"] < ERROR_BOUND).to_numpy()
     error = rows["error"].to_numpy()
-    print(f"\n{name}: weights {calibration.weights}, bias {calibration.bias}; AUC {roc_auc_score(good, p):.4f}")
+    print(f"\n{name}: weights {calibration.weights}, bias {calibration.bias}, FACE_BOX {box}; "
+          f"AUC {roc_auc_score(good, p):.4f}")
     print("  confidence      rows   good   median error (faces)")
     for lo, hi in ((0, 0.1), (0.1, 0.3), (0.3, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)):
         inside = (p >= lo) & (p < hi)
@@ -231,7 +257,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--rows", type=Path, help="keep the rows (features, error) here; reused if it exists")
+    parser.add_argument("--rows", type=Path, help="keep the rows (measures, error) here; reused if it exists")
     args = parser.parse_args()
     print(describe_machine())
     if args.rows and args.rows.exists():
@@ -244,12 +270,13 @@ def main() -> None:
     print(rows.groupby(["source", "kind"])["error"].agg(rows="size", good=lambda e: float((e < ERROR_BOUND).mean())))
     split = int(0.7 * len(rows))
     train, test = rows.iloc[:split], rows.iloc[split:]
-    refit = fit(train)
+    box = face_box(train)
+    refit = fit(train, box)
     print(f"\nrefit on {len(train)} rows; held out: {len(test)} rows")
-    report("shipped CALIBRATION", CALIBRATION, test)
-    report("refit", refit, test)
-    print(f"\nto ship the refit (aumaps/confidence.py):\nCALIBRATION = Calibration(weights={refit.weights}, "
-          f"bias={refit.bias})")
+    report("shipped CALIBRATION", CALIBRATION, FACE_BOX, test)
+    report("refit", refit, box, test)
+    print(f"\nto ship the refit (aumaps/confidence.py):\nFACE_BOX = {box}\n"
+          f"CALIBRATION = Calibration(weights={refit.weights}, bias={refit.bias})")
 
 
 if __name__ == "__main__":
