@@ -83,7 +83,12 @@ class Samples:
         self.source = ""
 
     def synthetic(self) -> tuple[np.ndarray, np.ndarray]:
-        from aumaps.data.synth import make_identity, render, sample_intensities, sample_nuisance
+        from aumaps.data.synth import (
+            make_identity,
+            render,
+            sample_intensities,
+            sample_nuisance,
+        )
 
         rng = self.rng
         identity = make_identity(int(rng.integers(1_000_000)), seed=self.seed + 101)
@@ -247,9 +252,9 @@ def report(name: str, calibration: Calibration, box: tuple[float, float, float],
     table = pd.DataFrame({"kind": rows["kind"], "source": rows["source"], "p": p, "good": good})
     print("  median confidence (good rows | bad rows), and the good rows a 0.9 cut drops:")
     for key in ("source", "kind"):
-        for name, part in table.groupby(key):
+        for value, part in table.groupby(key):
             g, b = part[part.good].p, part[~part.good].p
-            print(f"    {name:<16} {g.median() if len(g) else float('nan'):.3f} (n={len(g)}) | "
+            print(f"    {value:<16} {g.median() if len(g) else float('nan'):.3f} (n={len(g)}) | "
                   f"{b.median() if len(b) else float('nan'):.3f} (n={len(b)});  dropped at 0.9: {(g < 0.9).sum()}")
 
 

@@ -9,10 +9,10 @@ from two cheap checks of the 68 landmarks against the image (:class:`LandmarkCon
   smaller by :data:`CHECK_SCALE`), and the two sets are compared (mean distance over the
   inter-ocular distance, IOD). On a face the predictor comes back to the same points; on
   something that is not a face, or a face the landmarks have slipped from, it lands
-  elsewhere. It costs one more predictor call (about 1–2 ms).
+  elsewhere. It costs one more predictor call.
 * **appearance** — dlib's HOG face detector scans the face registered by its landmarks (eyes
-  and chin brought to fixed places, at a fixed size, so that one small image is scanned, about
-  1 ms). Its best window gives two numbers: its score (a face or not), and how far it misses
+  and chin brought to fixed places, at a fixed size, so that one small image is scanned). Its
+  best window gives two numbers: its score (a face or not), and how far it misses
   the place where a face registered by correct landmarks is found (``miss``: 1 − the IoU of
   the window with :data:`FACE_BOX`): landmarks moved off a face register it elsewhere.
 
