@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -303,6 +304,61 @@ def test_unopenable_video_frame_is_an_invalid_row_named_in_the_summary(tmp_path)
     assert not CropCache(out).valid.any()
     (failure,) = info["summary"]["failures"]
     assert failure["kind"] == "unreadable" and "clip.avi" in failure["image"]
+
+
+# --- text a spreadsheet would run as a formula --------------------------------------------------
+
+
+def _formula_like(cell: str) -> bool:
+    if not cell.startswith(("=", "+", "-", "@", "\t", "\r")):
+        return False
+    try:
+        float(cell)
+    except ValueError:
+        return True
+    return False
+
+
+def test_manifest_and_meta_csv_neutralise_formula_text_and_read_it_back_exactly(dataset, built, tmp_path):
+    from aumaps.data.prepare import write_manifest
+
+    folder = tmp_path / "d"
+    shutil.copytree(dataset.parent, folder)
+    table = pd.read_csv(folder / "manifest.csv", dtype={"subject": str, "image": str})
+    renamed = {"images/0.png": "=HYPERLINK(x).png", "images/1.png": "-rf.png", "images/2.png": "'=quoted.png",
+               "images/4.png": "images/=in-a-folder.png"}
+    for old, new in renamed.items():
+        (folder / old).rename(folder / new)
+        table.loc[table["image"] == old, "image"] = new
+    table = table.copy()
+    table["subject"] = table["subject"].map({"007": "=1+1", "12": "-12", "3": "@3"})
+    table["note"] = ["+cmd", "-0.5", "'=x", "", "plain", "@", "-"]
+    manifest = write_manifest(table, folder / "manifest.csv")
+    with open(manifest, newline="") as fh:
+        cells = [cell for row in csv.reader(fh) for cell in row]
+    assert {"'=HYPERLINK(x).png", "'-rf.png", "''=quoted.png", "images/=in-a-folder.png"} <= set(cells)
+    assert {"'=1+1", "-12", "'@3", "'+cmd", "''=x", "'@", "'-", "-0.5"} <= set(cells)  # numbers stay numbers
+    assert not [cell for cell in cells if _formula_like(cell)]
+
+    read = read_manifest(manifest)
+    assert read["image"].tolist() == [str(folder / image) for image in table["image"]]
+    assert read["subject"].tolist() == table["subject"].tolist()
+    assert read["note"].tolist() == table["note"].tolist()  # "-0.5" stays the text it was
+
+    # the cache's meta.csv: neutralised on disk, read back as the manifest says
+    cache = CropCache(build_cache(manifest, tmp_path / "c", AUS, progress=False))
+    with open(cache.path / "meta.csv", newline="") as fh:
+        meta_cells = [cell for row in csv.reader(fh) for cell in row]
+    assert {"'=1+1", "-12", "'@3", "'+cmd", "''=x"} <= set(meta_cells)  # image paths are absolute there
+    assert not [cell for cell in meta_cells if _formula_like(cell)]
+    for column in ("image", "subject", "note", "split"):
+        assert cache.meta[column].tolist() == read[column].tolist(), column
+    assert cache.meta["frame"].tolist() == read["frame"].tolist()
+    assert cache.indices("subject=-12", valid_only=False).tolist() == [2, 3, 4]
+    assert cache.indices("note=+cmd").tolist() == [0]
+    reference = CropCache(built)  # the same faces as the reference build
+    np.testing.assert_array_equal(cache.crops, reference.crops)
+    np.testing.assert_array_equal(cache.valid, reference.valid)
 
 
 # --- the manifest -----------------------------------------------------------------------------

@@ -116,11 +116,52 @@ def test_neutralise_cell_defuses_formulas_and_keeps_numbers():
     for formula in ("=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1",
                     "-", "=", "+inf", "-x.jpg"):
         assert neutralise_cell(formula) == "'" + formula
-    for kept in ("a.jpg", "", "P1", "'=already", " =x", "s01/=x.jpg", "-0.5", "+3", "-1e-3", "-12", ".5", "-.5",
-                 "1E+05"):
+    for kept in ("a.jpg", "", "P1", "'", "'a", " =x", "s01/=x.jpg", "-0.5", "+3", "-1e-3", "-12", ".5", "-.5",
+                 "1E+05", "'-0.5"):
         assert neutralise_cell(kept) == kept
     for number in (-0.5, -3, 0, np.float64(-1.25), np.int64(-7), None, float("nan")):
         assert neutralise_cell(number) is number
+    # text that already looks neutralised gets one more quote, so that the reader can give it back
+    assert neutralise_cell("'=already") == "''=already" and neutralise_cell("''-x") == "'''-x"
+
+
+#: Texts a file name, subject or label may be, the awkward ones included.
+AWKWARD = ["=SUM(A1)", "+cmd.jpg", "-rf.png", "@home", "\t=1", "\r=1", "-", "=", "'", "''", "'=x.jpg", "''=x",
+           "'a", "a'", "-0.5", "+3", "-1e-3", "'-0.5", "plain.jpg", "", " =x", "s01/=x.jpg", "--", "-.5x", "é=", "'é"]
+
+
+def test_restore_cell_gives_back_every_text_exactly():
+    from aumaps.results import FORMULA_STARTS, neutralise_cell, restore_cell
+
+    for text in AWKWARD:
+        written = neutralise_cell(text)
+        assert restore_cell(written) == text, text
+        # what is written never starts a formula (a number is a number)
+        assert not written.startswith(FORMULA_STARTS) or _is_number(written), text
+    assert restore_cell("=x") == "=x" and restore_cell("'x") == "'x"  # not aumaps' quote: read as it is
+    for value in (-0.5, 3, None, float("nan")):
+        assert restore_cell(value) is value
+
+
+def test_write_table_and_restore_table_round_trip_text_and_keep_numbers(tmp_path):
+    from aumaps.results import FORMULA_STARTS, restore_table, write_table
+
+    names = [n for n in AWKWARD if "\r" not in n]  # pandas leaves a carriage return unquoted on Python < 3.12
+    table = pd.DataFrame({"image": names, "x": np.linspace(-2.5, 2.5, len(names)), "n": range(-10, len(names) - 10),
+                          "=note": [f"-{k}" if k % 2 else f"@{k}" for k in range(len(names))]})
+    path = write_table(table, tmp_path / "t.csv")
+    with open(path, newline="") as fh:
+        raw = list(csv.reader(fh))
+    assert raw[0] == ["image", "x", "n", "'=note"] and raw[1][0] == "'=SUM(A1)" and raw[2][3] == "-1"
+    for row in raw:
+        for cell in row:
+            assert not cell.startswith(FORMULA_STARTS) or _is_number(cell), cell
+    back = restore_table(pd.read_csv(path, dtype={"image": str, "'=note": str}, keep_default_na=False))
+    assert back.columns.tolist() == ["image", "x", "n", "=note"]
+    assert back["image"].tolist() == names and back["=note"].tolist() == table["=note"].tolist()
+    assert back["x"].dtype == float and np.array_equal(back["x"], table["x"])  # negative numbers stay numbers
+    assert back["n"].tolist() == list(range(-10, len(names) - 10))
+    assert table.columns[3] == "=note" and table.loc[0, "image"] == "=SUM(A1)"  # the caller's table is not changed
 
 
 def test_every_text_cell_of_the_writer_is_neutralised_and_numbers_stay_numbers():

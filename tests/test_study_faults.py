@@ -366,3 +366,10 @@ def test_study_csvs_and_summaries_neutralise_formula_names(tmp_path, astronaut, 
     assert (row["video"], row["name"], row["participant"], row["group"]) == ("'=cmd", "'=cmd", "'=1+1", "'@g")
     assert row["offset"] == -3 and table["offset"].dtype.kind == "i"  # a number stays a number
     assert table["AU06_r_mean"].dtype == float and (table["face_id"] >= 0).all()
+    # the summary written, reused as the next sheet (as people add columns to it): read back as it was
+    pd.read_csv(tmp_path / "summary.csv", dtype=str)[["video", "participant"]].to_csv(tmp_path / "again.csv",
+                                                                                      index=False)
+    assert main(["summarize", str(out), "--out", str(tmp_path / "again-summary.csv"), "--by",
+                 str(tmp_path / "again.csv")]) == 0
+    again = pd.read_csv(tmp_path / "again-summary.csv").iloc[0]
+    assert (again["video"], again["participant"]) == ("'=cmd", "'=1+1")  # joined on '=cmd', one quote each

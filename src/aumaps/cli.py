@@ -678,8 +678,7 @@ def _add_summarize(sub) -> None:
 
 
 def cmd_summarize(args) -> int:
-    from .atomic import atomic_path
-    from .results import neutralise_cell
+    from .results import write_table
     from .study import summarize, write_study_page
 
     from .study.baseline import DEFAULT_MIN_FRAMES, DEFAULT_PERCENTILE
@@ -687,8 +686,7 @@ def cmd_summarize(args) -> int:
     table = summarize(args.results, by=args.by, key=args.key, baseline_by=args.baseline_by,
                       percentile=DEFAULT_PERCENTILE if args.baseline_percentile is None else args.baseline_percentile,
                       least_frames=DEFAULT_MIN_FRAMES if args.baseline_min_frames is None else args.baseline_min_frames)
-    with atomic_path(args.out) as temporary:
-        table.map(neutralise_cell).to_csv(temporary, index=False)  # names and labels never run as formulas
+    write_table(table, args.out)  # names and labels never run as formulas
     print(f"{table['video'].nunique()} video(s), {len(table)} row(s) (one per video and face track) -> {args.out}")
     if args.page is not None:
         print(f"study page: {write_study_page(args.results, args.page or None)}")

@@ -58,6 +58,7 @@ from typing import IO, Any
 import numpy as np
 import pandas as pd
 
+from .atomic import atomic_path
 from .aus import column_name
 from .geometry import NUM_LANDMARKS
 from .pose import POSE_COLUMNS
@@ -70,8 +71,12 @@ __all__ = [
     "ResultWriter",
     "csv_columns",
     "neutralise_cell",
+    "neutralise_table",
+    "restore_cell",
+    "restore_table",
     "result_rows",
     "results_frame",
+    "write_table",
 ]
 
 #: An AU counts as present (``AUxx_c = 1``) from this intensity on: FACS level A.
@@ -173,10 +178,70 @@ def neutralise_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as it is: text starting with ``=``, ``+``, ``-``, ``@``,
     a tab or a carriage return gets a ``'`` before it (OWASP's advice against CSV injection),
     unless the text is a plain number (``-0.5``, ``+3``, ``-1e-3``); numbers, and any other
-    value, are returned unchanged. Every CSV writer of aumaps passes its cells through this."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(value):
+    value, are returned unchanged. Every CSV writer of aumaps passes its cells through this.
+
+    Text made of ``'`` before such a start (``'=x``, ``''-y``) gets one more ``'``, so that
+    :func:`restore_cell` gives every text back exactly (a file really named ``'=x.jpg``
+    too)."""
+    if isinstance(value, str) and _formula(value.lstrip("'")):
         return "'" + value
     return value
+
+
+def restore_cell(value: Any) -> Any:
+    """The value :func:`neutralise_cell` was given, from the cell it wrote: the ``'`` it added
+    is removed; any other value is returned unchanged (``restore_cell(neutralise_cell(v)) ==
+    v`` for every ``v``). Readers of the CSVs aumaps writes and reads back (manifests, the
+    crop cache's ``meta.csv``, participant sheets) pass text cells through this."""
+    if isinstance(value, str) and value.startswith("'") and _formula(value.lstrip("'")):
+        return value[1:]
+    return value
+
+
+def _formula(text: str) -> bool:
+    return text.startswith(FORMULA_STARTS) and not _NUMBER.fullmatch(text)
+
+
+def neutralise_table(table: pd.DataFrame, names: bool = True) -> pd.DataFrame:
+    """``table`` with :func:`neutralise_cell` applied to its text cells and (``names``) its
+    column names; number columns are left as they are (a copy; ``table`` is not changed)."""
+    return _map_text(table, neutralise_cell, FORMULA_STARTS + ("'",), names)
+
+
+def restore_table(table: pd.DataFrame, names: bool = True) -> pd.DataFrame:
+    """``table`` (a CSV aumaps wrote, as read by pandas) with :func:`restore_cell` applied to
+    its text cells and (``names``) its column names (a copy)."""
+    return _map_text(table, restore_cell, ("'",), names)
+
+
+def _map_text(table: pd.DataFrame, function: Any, starts: tuple[str, ...], names: bool) -> pd.DataFrame:
+    """``function`` applied to the text cells that start with one of ``starts`` (the only
+    ones it changes), column by column, and to the column names."""
+    out = table.copy()
+    for k in range(table.shape[1]):
+        column = table.iloc[:, k]
+        if not (column.dtype == object or isinstance(column.dtype, pd.StringDtype)):
+            continue  # numbers stay numbers
+        try:
+            hits = np.flatnonzero(column.str.startswith(starts, na=False).to_numpy(dtype=bool))
+        except AttributeError:  # an object column without text
+            continue
+        if len(hits):
+            values = column.to_numpy(dtype=object, copy=True)
+            values[hits] = [function(v) for v in values[hits]]
+            out.isetitem(k, pd.Series(values, index=column.index, dtype=column.dtype))
+    if names:
+        out.columns = [function(name) for name in table.columns]
+    return out
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike[str], **options: Any) -> Path:
+    """Write ``table`` to the CSV ``path`` atomically (:mod:`aumaps.atomic`), its text cells
+    and column names neutralised (:func:`neutralise_table`); ``options`` go to
+    :meth:`pandas.DataFrame.to_csv` (``index=False`` unless given). Returns the path."""
+    with atomic_path(path) as temporary:
+        neutralise_table(table).to_csv(temporary, **({"index": False} | options))
+    return Path(path)
 
 
 def _number(value: float) -> float:

@@ -7,6 +7,10 @@ kept as text. :func:`read_manifest` reads and validates a file, :func:`validate_
 table built in Python; both return the same normalised :class:`pandas.DataFrame`.
 :func:`assign_splits` and :func:`subject_kfold` make subject-disjoint partitions.
 
+Text cells that aumaps' writers neutralised (a ``'`` before text a spreadsheet would run as a
+formula: ``'=x.jpg``, :func:`aumaps.results.neutralise_cell`) are read back as they were
+(``=x.jpg``); a manifest written by hand or by another program is read as it is otherwise.
+
 Errors name the file, the line of the CSV file (the header is line 1, so data row ``i``,
 0-based, is line ``i + 2`` in files without multi-line quoted fields) and the column.
 """
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from ..aus import MAX_INTENSITY, column_name, resolve_aus
+from ..results import restore_cell, restore_table
 
 __all__ = [
     "LANDMARK_COLUMNS",
@@ -153,7 +158,7 @@ def read_manifest(
         header = next(csv.reader(file), None)
     if not header:
         raise ManifestError(f"manifest '{source}' is empty")
-    names = [name.strip() for name in header]
+    names = [restore_cell(name.strip()) for name in header]
     numeric = [c for c in names if _is_numeric_column(c)]
     table = pd.read_csv(
         path,
@@ -165,6 +170,7 @@ def read_manifest(
         keep_default_na=False,
         na_values={c: list(_MISSING) for c in numeric},
     )
+    table = restore_table(table, names=False)  # the ' that aumaps' writers put before text such as '=x.jpg
     lines = np.arange(len(table)) + 2
     blank = (table.isna() | (table == "")).all(axis=1).to_numpy()
     table = table.loc[~blank].reset_index(drop=True)

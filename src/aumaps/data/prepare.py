@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..atomic import atomic_path
 from ..aus import resolve_aus
+from ..results import write_table
 from .cache import build_cache
 from .manifest import manifest_aus
 
@@ -44,10 +44,10 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
 
 
 def write_manifest(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:
-    """Write a manifest table to ``path`` atomically; returns the path."""
-    with atomic_path(path) as temporary:
-        table.to_csv(temporary, index=False)
-    return Path(path)
+    """Write a manifest table to ``path`` atomically; returns the path. Text cells a
+    spreadsheet would run as formulas get a ``'`` (:func:`aumaps.results.write_table`),
+    which :func:`~aumaps.data.manifest.read_manifest` removes."""
+    return write_table(table, path)
 
 
 def prepare_manifests(

@@ -42,7 +42,7 @@ import pandas as pd
 
 from ..aus import MAX_INTENSITY, column_name
 from ..report import ACTIVE, au_statistics, runs
-from ..results import NO_FACE
+from ..results import NO_FACE, restore_table
 from ..video import VIDEO_EXTENSIONS
 from .baseline import DEFAULT_MIN_FRAMES, DEFAULT_PERCENTILE, corrected_column, participant_neutrals
 
@@ -230,7 +230,7 @@ def _corrected(table: pd.DataFrame, aus: Sequence[int], neutral: np.ndarray | No
 def _read_sheet(sheet: str | os.PathLike[str] | pd.DataFrame) -> pd.DataFrame:
     if isinstance(sheet, pd.DataFrame):
         return sheet.copy()
-    return pd.read_csv(sheet, dtype=str, skipinitialspace=True)
+    return restore_table(pd.read_csv(sheet, dtype=str, skipinitialspace=True))  # a sheet aumaps wrote reads as it was
 
 
 def _sheet_keys(table: pd.DataFrame, key: str) -> tuple[pd.Series, str]:

@@ -21,6 +21,7 @@ import pandas as pd
 
 from ...align import CROP_SIZE
 from ...atomic import write_text
+from ...results import restore_table, write_table
 from ..manifest import LANDMARK_COLUMNS, SPLITS, au_columns
 
 __all__ = ["CACHE_FORMAT", "CacheError", "CropCache"]
@@ -162,7 +163,9 @@ def meta_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_meta(path: Path) -> pd.DataFrame:
-    meta = pd.read_csv(path, dtype=str, keep_default_na=False)
+    """``meta.csv`` as written: every column text but ``frame``, the ``'`` that
+    :func:`create` put before text a spreadsheet would run removed."""
+    meta = restore_table(pd.read_csv(path, dtype=str, keep_default_na=False))
     meta["frame"] = meta["frame"].astype(np.int64)
     return meta
 
@@ -201,7 +204,7 @@ def create(out: Path, identity: dict, meta: pd.DataFrame, intensities: np.ndarra
             array[:] = intensities
         array.flush()
         del array
-    meta.to_csv(out / "meta.csv", index=False)
+    write_table(meta, out / "meta.csv")  # text a spreadsheet would run as a formula gets a '
     info = {**identity, "complete": False, "summary": {"failures": []}}
     write_info(out, info)
     return info

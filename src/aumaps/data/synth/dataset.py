@@ -17,6 +17,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ...aus import column_name, resolve_aus
+from ...results import write_table
 from ..manifest import LANDMARK_COLUMNS, assign_splits
 from .canvas import CANVAS
 from .geometry import _AU_ORDER
@@ -163,5 +164,5 @@ def make_dataset(
         "source",
     ]
     path = out / "manifest.csv"
-    table[columns].to_csv(path, index=False, float_format="%.3f", lineterminator="\n")
+    write_table(table[columns], path, float_format="%.3f", lineterminator="\n")  # formula-like text gets a '
     return path
