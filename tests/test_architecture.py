@@ -17,7 +17,7 @@ PACKAGE = Path(aumaps.__file__).resolve().parent
 
 LAYERS: list[set[str]] = [
     # facts and small tools
-    {"aus", "geometry", "atomic", "timing", "hardware", "images", "pretrained"},
+    {"aus", "geometry", "atomic", "timing", "hardware", "images", "pretrained", "shards"},
     # the method's pieces
     {"align", "codec", "model", "landmarks", "results", "loss", "metrics", "pose", "confidence"},
     # weights, data sets and their descriptions

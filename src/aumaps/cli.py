@@ -144,7 +144,7 @@ def cmd_predict(args) -> int:
     live = args.webcam is not None
     if args.out_dir is not None or (not args.sequence and not live
                                     and any(Path(p).is_dir() and holds_videos(p) for p in args.paths)):
-        from .study.discover import parse_shard  # not data.prepare's: a resumed study imports no PyTorch
+        from .shards import parse_shard  # a light module: a resumed study imports no PyTorch
 
         if live or not args.paths:
             raise ValueError("a study is folders and files of videos and images: give their paths (not --webcam)")
@@ -490,7 +490,8 @@ def _add_prepare(sub) -> None:
 
 def cmd_prepare(args) -> int:
     from .data.cache import merge_caches
-    from .data.prepare import parse_shard, prepare_dataset, prepare_manifests
+    from .data.prepare import prepare_dataset, prepare_manifests
+    from .shards import parse_shard
 
     if args.source == "merge":
         merge_caches(args.path, args.out)

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..aus import resolve_aus
 from ..results import write_table
+from ..shards import parse_shard  # re-exported: aumaps.data.prepare.parse_shard is public
 from .cache import build_cache
 from .manifest import manifest_aus
 
@@ -27,20 +28,6 @@ __all__ = ["DATASETS", "parse_shard", "prepare_dataset", "prepare_manifests", "w
 
 #: The licensed data sets :func:`prepare_dataset` reads.
 DATASETS = ("bp4d", "disfa")
-
-
-def parse_shard(spec: str | None) -> tuple[int, int] | None:
-    """``"I/N"`` (0 <= I < N) as ``(I, N)``; ``None`` stays ``None``.
-
-    Raises:
-        ValueError: another form.
-    """
-    if spec is None:
-        return None
-    i, _, n = spec.partition("/")
-    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
-        raise ValueError(f"a shard is I/N with 0 <= I < N, got {spec!r}")
-    return int(i), int(n)
 
 
 def write_manifest(table: pd.DataFrame, path: str | os.PathLike[str]) -> Path:

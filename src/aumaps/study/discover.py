@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..images import IMAGE_EXTENSIONS, list_images
+from ..shards import check_shard, parse_shard  # parse_shard re-exported (public here before)
 from ..video import VIDEO_EXTENSIONS, is_video_file
 
 __all__ = [
@@ -176,27 +177,10 @@ def holds_videos(folder: str | os.PathLike[str]) -> bool:
     return any(Path(name).suffix.lower() in VIDEO_EXTENSIONS for _, files in _walk(Path(folder), None) for name in files)
 
 
-def parse_shard(spec: str | None) -> tuple[int, int] | None:
-    """``--shard I/N`` (0 <= I < N) as ``(I, N)``; ``None`` stays ``None``. (Here rather than
-    :func:`aumaps.data.prepare.parse_shard`, the same parser, so that a study's command line
-    imports no PyTorch.)
-
-    Raises:
-        ValueError: another form.
-    """
-    if spec is None:
-        return None
-    i, _, n = spec.partition("/")
-    if not (i.isdigit() and n.isdigit() and int(i) < int(n)):
-        raise ValueError(f"a shard is I/N with 0 <= I < N, got {spec!r}")
-    return int(i), int(n)
-
-
 def select_shard(items: Sequence[StudyItem], index: int, count: int) -> list[StudyItem]:
     """Shard ``index`` (0-based) of ``count``: items ``index, index + count, …`` of the list
     sorted by name. The ``count`` shards are disjoint and cover every item."""
-    if not 0 <= index < count:
-        raise ValueError(f"a shard is I/N with 0 <= I < N, got {index}/{count}")
+    check_shard(index, count)
     ordered = sorted(items, key=lambda item: item.name)
     return ordered[index::count]
 

@@ -44,6 +44,7 @@ from tqdm.auto import tqdm
 from ...align import CROP_SIZE, registration_matrix, transform_points, warp_to_crop
 from ...aus import column_name, resolve_aus
 from ...landmarks import DlibFaceDetector, FaceLandmarker
+from ...shards import check_shard
 from ...tracking import FaceTracker
 from ..manifest import landmarks_array, read_manifest, read_manifests, validate_manifest
 from .format import (
@@ -126,8 +127,8 @@ def build_cache(
             f"workers, chunk and redetect_every must be at least 1, got {workers}, {chunk} "
             f"and {redetect_every}"
         )
-    if shard is not None and not 0 <= shard[0] < shard[1]:
-        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard}")
+    if shard is not None:
+        check_shard(*shard)
     if isinstance(manifest, pd.DataFrame):
         table = validate_manifest(manifest, aus)
     elif isinstance(manifest, (list, tuple)):
