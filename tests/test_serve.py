@@ -364,6 +364,8 @@ def test_bad_videos_get_clear_messages(base, clip, tmp_path, grace_hopper_path):
     status, _, body = post(f"{base}/api/jobs?name=broken.mp4", b"\x00\x00\x00\x18ftypmp42 but nothing else" * 50)
     message = as_json(body)["error"]
     assert status == 415 and "cannot open video 'broken.mp4'" in message and "upload" not in message
+    # videos are read through PyAV: the message names FFmpeg, the decoder that refused it
+    assert "not a video FFmpeg can decode" in message and "OpenCV" not in message
     status, _, body = post(f"{base}/api/jobs?name=holiday.mp4", grace_hopper_path.read_bytes())
     assert status == 415 and "'holiday.mp4' is a still image" in as_json(body)["error"]
     # a truncated file: the frames that decode are analysed, the rest reported
