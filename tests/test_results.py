@@ -40,7 +40,8 @@ def _openface_22_header() -> str:
     return ", ".join(name for section in sections for name in section)
 
 
-@pytest.mark.parametrize("aus", [(6, 10, 12, 14, 17), (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26)])
+@pytest.mark.parametrize("aus", [(6, 10, 12, 14, 17), (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26),
+                                 (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)])
 @pytest.mark.parametrize("file_column", [False, True])
 def test_columns_follow_openface_22_column_for_column(aus, file_column):
     openface = [name.strip() for name in _openface_22_header().split(",")]  # readers strip the spaces
@@ -60,6 +61,17 @@ def test_columns_follow_openface_22_column_for_column(aus, file_column):
     assert extras == [f"AU{a:02d}_{xy}" for a in aus for xy in "xy"] + ["box_x0", "box_y0", "box_x1", "box_y1",
                                                                         "detector_score"]
     assert len(ours) == len(set(ours))
+
+
+def test_the_openface_set_gives_openfaces_34_au_columns():
+    """The bundled model's AU set: OpenFace 2.2's 17 intensity columns and the 17 of its 18
+    presence columns that have one (OpenFace's AU28 is presence only), in OpenFace's order."""
+    from aumaps.aus import AU_SETS
+
+    openface = [name.strip() for name in _openface_22_header().split(",")]
+    ours = [c for c in csv_columns(AU_SETS["openface"]) if c[:2] == "AU" and c[-2:] in ("_r", "_c")]
+    assert len(ours) == 34
+    assert ours == [c for c in openface if c.startswith("AU") and c != "AU28_c"]
 
 
 def _face(face_id: int, intensities, seed: int = 0) -> FaceResult:

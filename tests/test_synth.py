@@ -393,3 +393,34 @@ def test_glasses_are_drawn_around_the_eyes(drawn: synth.Identity) -> None:
     assert (redness[near] > 120).sum() > 30  # the red frame around the left eye
     plain, _ = synth.render(drawn, {}, nuisance=False)
     assert ((plain[..., 0].astype(int) - plain[..., 1])[near] > 120).sum() < 5
+
+
+def test_rendered_prototypes_carry_their_aus(drawn: synth.Identity) -> None:
+    """The basic emotions' prototypes move the face as FACS describes them: surprise raises the
+    brows (1, 2) and drops the jaw (26); anger lowers and draws the brows together (4);
+    happiness pulls the lip corners up and out (12); blink closes the eyes (45); and a sampled
+    prototype holds its core AUs."""
+    neutral = drawn.landmarks
+    ex, ey, iod = _face_axes(neutral)
+    down = lambda lms, i: float((lms[i] - neutral[i]) @ ey) / iod  # noqa: E731
+    out = lambda lms, i, side: float((lms[i] - neutral[i]) @ ex) * side / iod  # noqa: E731
+    surprise = synth.displace_landmarks(neutral, {1: 4.5, 2: 4.5, 5: 4.0, 25: 4.0, 26: 4.0})
+    assert down(surprise, 21) < -0.1 and down(surprise, 18) < -0.1 and down(surprise, 8) > 0.2
+    assert down(surprise, 66) - down(surprise, 62) > 0.3  # the mouth opens
+    assert down(surprise, 37) < -0.04  # the upper lids rise
+    anger = synth.displace_landmarks(neutral, {4: 4.5, 5: 3.0, 7: 4.0, 23: 4.0})
+    assert down(anger, 21) > 0.05 and out(anger, 21, -1) < -0.03  # down and towards the midline
+    assert down(anger, 41) < -0.03  # the lower lids rise (AU7)
+    happy = synth.displace_landmarks(neutral, {6: 4.0, 12: 4.5})
+    assert down(happy, 48) < -0.08 and out(happy, 48, -1) > 0.05 and out(happy, 54, 1) > 0.05
+    blink = synth.displace_landmarks(neutral, {45: 5.0})
+    assert abs(down(blink, 37) - down(blink, 41) + float((neutral[37] - neutral[41]) @ ey) / iod) < 0.01
+    rng = np.random.default_rng(1)
+    cores = {name: core for name, (core, _, _) in synth.PROTOTYPES.items() if core}
+    seen = set()
+    for _ in range(3000):
+        sample = synth.sample_intensities(rng)
+        for name, core in cores.items():
+            if all(sample[au] >= 1.0 for au in core):
+                seen.add(name)
+    assert seen == set(cores)  # every prototype is drawn with all its core AUs present
