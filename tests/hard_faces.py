@@ -178,3 +178,23 @@ def found(boxes: list[np.ndarray] | np.ndarray, landmarks: np.ndarray) -> bool:
         if truth[0] <= cx <= truth[2] and truth[1] <= cy <= truth[3] and 0.5 <= (box[2] - box[0]) / width <= 2.0:
             return True
     return False
+
+
+def large_photo(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = (8000, 6000),
+                face_width: float = 45.0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A large photo (``size``: width, height; 48 megapixels by default, a phone's largest)
+    with small faces in it: ``image`` stretched over the whole picture and darkened (a
+    background with a huge, distorted face in it, which is not counted), and four copies
+    of the face ``face_width`` pixels wide, in 256-px cuts: near the top-left corner, near
+    the bottom-right one, and two across the picture's middle column, one of them at its
+    centre (where a detector that searches large pictures in tiles cuts them). Returns the
+    picture and the four small faces' landmarks."""
+    width, height = size
+    out = cv2.convertScaleAbs(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), alpha=0.6)
+    faces = []
+    for x, y in ((100, 100), (width - 400, height - 400), (width // 2 - 110, 200),
+                 (width // 2 - 128, height // 2 - 110)):
+        cut, points = tile(image, landmarks, face_width, 256, fill=90)
+        out[y: y + 256, x: x + 256] = cut
+        faces.append(points + [x, y])
+    return out, faces

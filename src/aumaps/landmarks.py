@@ -59,6 +59,17 @@ _T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
+#: The most pixels one upsampled search of dlib's HOG detector looks at (the image's pixels
+#: times four per doubling): a photo up to 16 megapixels is searched whole at
+#: ``fallback_upsample=1``, a larger one in overlapping tiles (:func:`_tiles`), since dlib's
+#: memory grows with the pixels it searches (about 11 bytes each: 2.1 GB for an 8000×6000
+#: photo upsampled once, 4.3 GB at 100 megapixels).
+MAX_SEARCH_PIXELS = 64_000_000
+#: What a tile adds on each side of its share of the image (image pixels; a multiple of 8, so
+#: that tiles keep the whole image's HOG cells): faces up to twice as wide lie wholly inside
+#: the tile that owns their centre; the first search finds larger ones.
+TILE_MARGIN = 128
+
 
 @dataclass
 class Face:
@@ -177,6 +188,11 @@ class DlibFaceDetector(FaceDetector):
         cnn_search: also run the CNN over the whole image, scaled so that faces from
             ``cnn_min_face`` pixels wide are found, adding the faces no other one overlaps.
         cnn_min_face: see ``cnn_search``.
+        max_search_pixels: the most pixels (after upsampling) one upsampled search looks at
+            (:data:`MAX_SEARCH_PIXELS`); a larger search runs in overlapping tiles that each
+            keep the faces whose centre is in their share and whose box is wholly inside them,
+            so its memory stays that of a 16-megapixel photo whatever the image's size, with
+            the same faces found. ``None``: always the whole image.
     """
 
     small_face_search = True
@@ -198,9 +214,13 @@ class DlibFaceDetector(FaceDetector):
         max_candidates: int = 4,
         cnn_search: bool = False,
         cnn_min_face: float = 80.0,
+        max_search_pixels: int | None = MAX_SEARCH_PIXELS,
     ) -> None:
         if upsample < 0 or (fallback_upsample is not None and fallback_upsample < 0):
             raise ValueError("upsampling counts must be non-negative")
+        most = 4 ** max(upsample, fallback_upsample or 0) * (4 * TILE_MARGIN) ** 2
+        if max_search_pixels is not None and max_search_pixels < most:
+            raise ValueError(f"max_search_pixels must be at least {most} at this upsampling, got {max_search_pixels}")
         if candidates is not None and candidates > threshold:
             raise ValueError(f"candidates ({candidates}) must score below the threshold ({threshold})")
         self.upsample = int(upsample)
@@ -213,6 +233,7 @@ class DlibFaceDetector(FaceDetector):
         self.max_candidates = int(max_candidates)
         self.cnn_search = bool(cnn_search)
         self.cnn_min_face = float(cnn_min_face)
+        self.max_search_pixels = None if max_search_pixels is None else int(max_search_pixels)
         self._detector = dlib.get_frontal_face_detector()
         self._confirmer = _CNNConfirmation(remember) if confirm_below is not None else None
 
@@ -254,16 +275,62 @@ class DlibFaceDetector(FaceDetector):
 
     def _run(self, image: np.ndarray, upsample: int, lowest: float) -> tuple[list[Detection], list[Detection]]:
         """dlib's detections from ``lowest`` up: (those from the threshold up, in dlib's
-        order; those below it)."""
+        order; those below it). An upsampled search of more than ``max_search_pixels`` runs
+        in tiles (:func:`_tiles`), their detections in the order of their scores, as dlib's."""
+        height, width = image.shape[:2]
+        cap = self.max_search_pixels
+        if upsample == 0 or cap is None or width * height * 4**upsample <= cap:
+            found = self._search(image, upsample, lowest)
+        else:
+            found = []
+            for (x0, y0, x1, y1), (cx0, cy0, cx1, cy1) in _tiles(width, height, cap // 4**upsample, TILE_MARGIN):
+                for box, score in self._search(np.ascontiguousarray(image[y0:y1, x0:x1]), upsample, lowest):
+                    box = box + (x0, y0, x0, y0)
+                    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+                    owned = cx0 <= cx < cx1 and cy0 <= cy < cy1
+                    whole = (x0 == 0 or box[0] >= x0) and (y0 == 0 or box[1] >= y0) and \
+                        (x1 == width or box[2] <= x1) and (y1 == height or box[3] <= y1)
+                    if owned and whole:  # a face cut by the tile's edge is whole in another tile
+                        found.append((box, score))
+            found.sort(key=lambda d: -d[1])
+        return [d for d in found if d[1] >= self.threshold], [d for d in found if d[1] < self.threshold]
+
+    def _search(self, image: np.ndarray, upsample: int, lowest: float) -> list[Detection]:
         rectangles, scores, _ = self._detector.run(image, upsample, min(lowest, self.threshold))
-        found = [
+        return [
             (
                 np.array([rect.left(), rect.top(), rect.right(), rect.bottom()], dtype=np.float64),
                 float(score),
             )
             for rect, score in zip(rectangles, scores, strict=True)
         ]
-        return [d for d in found if d[1] >= self.threshold], [d for d in found if d[1] < self.threshold]
+
+
+def _tiles(width: int, height: int, max_pixels: int, margin: int) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
+    """Overlapping tiles of a ``width × height`` image, each at most ``max_pixels``:
+    ``(tile, share)`` boxes ``(x0, y0, x1, y1)``. The shares (cut at multiples of 8 pixels)
+    partition the image; each tile is its share with ``margin`` pixels more on every side
+    within the image.
+
+    Raises:
+        ValueError: ``max_pixels`` too small for tiles larger than their margins.
+    """
+    nx = ny = 1
+    while True:
+        share_w, share_h = -(-width // nx) + 8, -(-height // ny) + 8  # cuts are rounded to multiples of 8
+        if min(share_w + 2 * margin, width) * min(share_h + 2 * margin, height) <= max_pixels:
+            break
+        if max(share_w, share_h) <= margin:
+            raise ValueError(f"{max_pixels} pixels is too few for tiles with a margin of {margin} pixels")
+        if share_w >= share_h:
+            nx += 1
+        else:
+            ny += 1
+    xs = [0] + [8 * round(width * k / nx / 8) for k in range(1, nx)] + [width]
+    ys = [0] + [8 * round(height * k / ny / 8) for k in range(1, ny)] + [height]
+    return [((max(xs[i] - margin, 0), max(ys[j] - margin, 0), min(xs[i + 1] + margin, width),
+              min(ys[j + 1] + margin, height)), (xs[i], ys[j], xs[i + 1], ys[j + 1]))
+            for j in range(ny) for i in range(nx)]
 
 
 def _inside(box: np.ndarray, shape: tuple[int, ...]) -> float:
