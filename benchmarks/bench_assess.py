@@ -24,11 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from bench_video import make_clip, paper_model
 
 from aumaps.hardware import describe_machine
 from aumaps.predict import AUEstimator
 from aumaps.video import VideoFileSource, process_video
+from bench_video import make_clip, paper_model
 
 
 def main() -> None:
@@ -65,18 +65,27 @@ def main() -> None:
         without_fps, _, _ = max(timed["without"])
         share = float(np.median([run[2] for run in timed["with"]]))
         print(f"clip: {args.frames} frames 640x480, one face; network engine: {est.engine.describe()}")
-        print("runs, frames/s: with " + ", ".join(f"{run[0]:.2f}" for run in timed["with"])
-              + "; without " + ", ".join(f"{run[0]:.2f}" for run in timed["without"]) + " (best of each below)")
+        print(
+            "runs, frames/s: with "
+            + ", ".join(f"{run[0]:.2f}" for run in timed["with"])
+            + "; without "
+            + ", ".join(f"{run[0]:.2f}" for run in timed["without"])
+            + " (best of each below)"
+        )
         print(f"\nwithout confidence and pose (the pipeline before them): {without_fps:6.2f} frames/s")
         print(f"with confidence and pose (as shipped):                   {with_fps:6.2f} frames/s")
         print(f"ratio: {with_fps / without_fps:.3f}   (assessment: {1000 * per_frame:.2f} ms per frame)")
-        print(f"the assessment's share of the wall time of the runs with it: {100 * share:.1f} % (median over runs; "
-              f"on a shared machine a steadier figure than the ratio of two frame rates)")
+        print(
+            f"the assessment's share of the wall time of the runs with it: {100 * share:.1f} % (median over runs; "
+            f"on a shared machine a steadier figure than the ratio of two frame rates)"
+        )
         rows = pd.read_csv(tmp / "with.csv")
         faces = rows[rows["success"] == 1]
-        print(f"rows: {len(rows)}, with a face {len(faces)}; confidence min {rows['confidence'].min():.3f}, "
-              f"median {faces['confidence'].median():.3f}, share >= 0.9: {(faces['confidence'] >= 0.9).mean():.3f}; "
-              f"median |pose_Ry| {faces['pose_Ry'].abs().median():.3f} rad")
+        print(
+            f"rows: {len(rows)}, with a face {len(faces)}; confidence min {rows['confidence'].min():.3f}, "
+            f"median {faces['confidence'].median():.3f}, share >= 0.9: {(faces['confidence'] >= 0.9).mean():.3f}; "
+            f"median |pose_Ry| {faces['pose_Ry'].abs().median():.3f} rad"
+        )
 
 
 if __name__ == "__main__":

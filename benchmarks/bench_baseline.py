@@ -57,8 +57,11 @@ def read_video(est: AUEstimator, identity, curves: dict[int, np.ndarray], seed: 
 def forms(maps: np.ndarray, percentile: float) -> dict[str, np.ndarray]:
     """``(T, A)`` intensities: raw (each map's clamped maximum), scalar- and map-corrected."""
     raw = np.clip(maps.reshape(len(maps), maps.shape[1], -1).max(-1), 0, 5)
-    return {"raw": raw, "scalar": subtract_scalar(raw, scalar_neutral(raw, percentile)),
-            "map": subtract_map(maps, neutral_map(maps, percentile))}
+    return {
+        "raw": raw,
+        "scalar": subtract_scalar(raw, scalar_neutral(raw, percentile)),
+        "map": subtract_map(maps, neutral_map(maps, percentile)),
+    }
 
 
 def scores(estimates: list[np.ndarray], truths: list[np.ndarray]) -> dict[str, float]:
@@ -92,8 +95,10 @@ def main() -> None:
     print(describe_machine())
     est = AUEstimator(weights=args.weights, backend="torch")
     aus = est.aus
-    print(f"model: {(est.checkpoint.card or {}).get('name', args.weights)}; AUs {', '.join(map(str, aus))}; "
-          f"{args.identities} people x {args.frames} frames")
+    print(
+        f"model: {(est.checkpoint.card or {}).get('name', args.weights)}; AUs {', '.join(map(str, aus))}; "
+        f"{args.identities} people x {args.frames} frames"
+    )
     rng = np.random.default_rng(args.seed)
     people = neutral_faces(args.identities, seed=args.seed + 100)
     start = time.perf_counter()
@@ -121,8 +126,10 @@ def main() -> None:
             estimates = [forms(maps, p if p is not None else 5.0)[kind] for _, maps in pairs]
             s = scores(estimates, truths)
             print(f"{condition:<14} {label:<12} " + " ".join(f"{s[c]:>10.3f}" for c in columns))
-    print(f"\n(reading {sum(len(v) for v in conditions.values()) // 3 * 2} videos took "
-          f"{time.perf_counter() - start:.0f} s; torch threads {torch.get_num_threads()})")
+    print(
+        f"\n(reading {sum(len(v) for v in conditions.values()) // 3 * 2} videos took "
+        f"{time.perf_counter() - start:.0f} s; torch threads {torch.get_num_threads()})"
+    )
 
 
 if __name__ == "__main__":

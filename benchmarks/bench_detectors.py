@@ -52,10 +52,9 @@ import numpy as np
 from skimage import data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import hard_faces as hf  # noqa: E402
-
-from aumaps.hardware import describe_machine  # noqa: E402
-from aumaps.landmarks import DlibFaceDetector, FaceLandmarker  # noqa: E402
+import hard_faces as hf
+from aumaps.hardware import describe_machine
+from aumaps.landmarks import DlibFaceDetector, FaceLandmarker
 
 Case = tuple[np.ndarray, list[np.ndarray]]  # image, the landmarks of every face in it
 
@@ -63,8 +62,10 @@ Case = tuple[np.ndarray, list[np.ndarray]]  # image, the landmarks of every face
 def base_faces() -> list[tuple[str, np.ndarray, np.ndarray]]:
     """(name, image, landmarks) of the faces the cases are made from."""
     landmarker = FaceLandmarker()
-    photos = [("astronaut", data.astronaut()),
-              ("hopper", cv2.cvtColor(cv2.imread(str(hf.GRACE_HOPPER)), cv2.COLOR_BGR2RGB))]
+    photos = [
+        ("astronaut", data.astronaut()),
+        ("hopper", cv2.cvtColor(cv2.imread(str(hf.GRACE_HOPPER)), cv2.COLOR_BGR2RGB)),
+    ]
     faces = []
     for name, image in photos:
         (face,) = landmarker(image)
@@ -148,6 +149,7 @@ def detectors() -> dict[str, Callable[[], Callable[[np.ndarray], list[np.ndarray
         def make():
             detector = DlibFaceDetector(**options)
             return lambda image: _boxes(detector.detect(image))
+
         return make
 
     def release():
@@ -156,8 +158,9 @@ def detectors() -> dict[str, Callable[[], Callable[[np.ndarray], list[np.ndarray
 
     def cnn():
         model = _load_face_cnn(str(_packaged_model("mmod_human_face_detector.dat")))
-        return lambda image: [np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], float)
-                              for d in model(image, 0)]
+        return lambda image: [
+            np.array([d.rect.left(), d.rect.top(), d.rect.right(), d.rect.bottom()], float) for d in model(image, 0)
+        ]
 
     found = {
         "release": release,
@@ -181,6 +184,7 @@ def detectors() -> dict[str, Callable[[], Callable[[np.ndarray], list[np.ndarray
                     b = d.location_data.relative_bounding_box
                     boxes.append(np.array([b.xmin * w, b.ymin * h, (b.xmin + b.width) * w, (b.ymin + b.height) * h]))
                 return boxes
+
             return run
 
         found["blazeface"] = blazeface
@@ -193,8 +197,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", help="hard cases to run (default: all)")
     parser.add_argument("--detectors", nargs="*", help="detectors to run (default: all)")
-    parser.add_argument("--slow", action="store_true",
-                        help="also run the whole-image CNN (cnn, dlib-cnn) on pictures over 0.2 megapixels")
+    parser.add_argument(
+        "--slow",
+        action="store_true",
+        help="also run the whole-image CNN (cnn, dlib-cnn) on pictures over 0.2 megapixels",
+    )
     args = parser.parse_args()
 
     print(describe_machine())
@@ -203,8 +210,10 @@ def main() -> None:
         cases = {k: v for k, v in cases.items() if k in args.only}
     available = detectors()
     names = args.detectors or list(available)
-    print(f"{sum(len(v) for v in cases.values())} pictures, "
-          f"{sum(len(lms) for v in cases.values() for _, lms in v)} faces; detectors: {', '.join(names)}\n")
+    print(
+        f"{sum(len(v) for v in cases.values())} pictures, "
+        f"{sum(len(lms) for v in cases.values() for _, lms in v)} faces; detectors: {', '.join(names)}\n"
+    )
     header = f"{'case':<14}{'faces':>6}" + "".join(f"{n:>22}" for n in names)
     print(header)
     print(f"{'':<20}" + "".join(f"{'recall  CPU ms  false':>22}" for _ in names))  # no-face: pictures
@@ -213,7 +222,11 @@ def main() -> None:
         faces = sum(len(lms) for _, lms in pictures)
         line = f"{key:<14}{faces if faces else len(pictures):>6}"
         for name in names:
-            slow = name in ("cnn", "dlib-cnn") and not args.slow and max(p.shape[0] * p.shape[1] for p, _ in pictures) > 2e5
+            slow = (
+                name in ("cnn", "dlib-cnn")
+                and not args.slow
+                and max(p.shape[0] * p.shape[1] for p, _ in pictures) > 2e5
+            )
             if slow:
                 line += f"{'(--slow)':>22}"
                 continue

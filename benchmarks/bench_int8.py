@@ -45,8 +45,9 @@ from aumaps.weights import load_checkpoint
 def synthetic_crops(folder: Path, n: int) -> np.ndarray:
     """``n`` registered 256x256 crops of synthetic faces showing random AUs."""
     frames = 8
-    manifest = make_dataset(folder / "synth", n_subjects=max(3, -(-n // frames)), frames_per_subject=frames,
-                            seed=0, progress=False)
+    manifest = make_dataset(
+        folder / "synth", n_subjects=max(3, -(-n // frames)), frames_per_subject=frames, seed=0, progress=False
+    )
     cache = build_cache(manifest, folder / "cache", aus="bp4d", progress=False)
     return np.array(CropCache(cache).crops[:n])  # a writable copy of the memory-mapped crops
 
@@ -72,24 +73,30 @@ def main() -> None:
         os.environ["AUMAPS_CACHE"] = str(tmp / "user-cache")
         store = EngineStore(tmp / "engines")
         crops = synthetic_crops(tmp, 2 * args.crops)
-        calibration, held_out = crops[: args.crops], crops[args.crops:]
+        calibration, held_out = crops[: args.crops], crops[args.crops :]
 
         torch.manual_seed(0)
         paper = AUHourglass().eval()
         auto = create_engine("auto", paper, store=store)  # before any int8 model exists
         unchecked = quantize_int8(paper, calibration[:64], held_out[:16], max_error=math.inf, store=store)
         print(f"\npaper-sized network, {torch.get_num_threads()} threads, batches of 8 crops: ms per crop")
-        for name, run in (("PyTorch float32 (baseline's network)", create_engine("torch", paper)),
-                          (f"default engine without int8: {auto.name}", auto),
-                          ("ONNX Runtime float32", _onnxruntime(onnx_file(paper, 256, store), "", 8)),
-                          ("ONNX Runtime int8", _onnxruntime(str(unchecked.path), "", 8))):
+        for name, run in (
+            ("PyTorch float32 (baseline's network)", create_engine("torch", paper)),
+            (f"default engine without int8: {auto.name}", auto),
+            ("ONNX Runtime float32", _onnxruntime(onnx_file(paper, 256, store), "", 8)),
+            ("ONNX Runtime int8", _onnxruntime(str(unchecked.path), "", 8)),
+        ):
             print(f"  {name:<52}{per_crop_ms(run, crops):8.2f}")
-        print(f"  (int8 of these random weights: {unchecked.accuracy}; random weights say nothing of a "
-              "trained model's error)")
+        print(
+            f"  (int8 of these random weights: {unchecked.accuracy}; random weights say nothing of a "
+            "trained model's error)"
+        )
 
         ckpt = load_checkpoint("default")
-        print(f"\nbundled trained model: int8 calibrated on {len(calibration)} synthetic crops, checked on "
-              f"{len(held_out)} others (the guard accepts worst <= 0.05)")
+        print(
+            f"\nbundled trained model: int8 calibrated on {len(calibration)} synthetic crops, checked on "
+            f"{len(held_out)} others (the guard accepts worst <= 0.05)"
+        )
         try:
             result = quantize_int8(ckpt.model, calibration, held_out, max_error=0.05, store=store)
             print(f"  accepted: {result.accuracy}")

@@ -72,8 +72,10 @@ def main() -> None:
     print(f"{'search':<24} {'peak MB above photo':>20} {'wall s':>8} {'CPU s':>8} {'faces found':>12}")
     for name, runs in results.items():
         best = min(runs, key=lambda r: r["cpu"])
-        print(f"{name:<24} {max(r['mb'] for r in runs):>20.0f} {best['wall']:>8.1f} {best['cpu']:>8.1f} "
-              f"{best['found']:>6d} of {best['faces']}")
+        print(
+            f"{name:<24} {max(r['mb'] for r in runs):>20.0f} {best['wall']:>8.1f} {best['cpu']:>8.1f} "
+            f"{best['found']:>6d} of {best['faces']}"
+        )
 
 
 if __name__ == "__main__":

@@ -61,12 +61,14 @@ def _write_clip(folder: Path, frames: int, size: int) -> Path:
     for image, _ in render_sequence(identity, curves, rng, nuisance=True, size=size):
         writer.write(cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     writer.release()
-    manifest = pd.DataFrame({
-        "image": [f"clip.avi#{i}" for i in range(frames)],
-        "subject": "s1",
-        "frame": np.arange(frames),
-        "AU12_r": np.round(curves[12], 3),
-    })
+    manifest = pd.DataFrame(
+        {
+            "image": [f"clip.avi#{i}" for i in range(frames)],
+            "subject": "s1",
+            "frame": np.arange(frames),
+            "AU12_r": np.round(curves[12], 3),
+        }
+    )
     manifest.to_csv(folder / "manifest.csv", index=False)
     return folder / "manifest.csv"
 
@@ -74,8 +76,9 @@ def _write_clip(folder: Path, frames: int, size: int) -> Path:
 def _build(manifest: Path, out: Path, redetect_every: int, landmarker: FaceLandmarker) -> float:
     """Seconds to build the cache into ``out`` (rebuilt from scratch)."""
     start = time.perf_counter()
-    build_cache(manifest, out, (12,), landmarker=landmarker, progress=False, resume=False,
-                redetect_every=redetect_every)
+    build_cache(
+        manifest, out, (12,), landmarker=landmarker, progress=False, resume=False, redetect_every=redetect_every
+    )
     return time.perf_counter() - start
 
 
@@ -99,15 +102,16 @@ def main() -> None:
             seconds = min(_build(manifest, folder / f"cache{every}", every, landmarker) for _ in range(args.repeat))
             cache = CropCache(folder / f"cache{every}")
             caches[every] = cache
-            rows.append((name, args.frames / seconds, (detector.detections - 1) // args.repeat,
-                         int(cache.valid.sum())))
+            rows.append((name, args.frames / seconds, (detector.detections - 1) // args.repeat, int(cache.valid.sum())))
         error = np.linalg.norm(caches[args.redetect].landmarks - caches[1].landmarks, axis=-1)
         print(f"clip: {args.frames} frames, {args.size}x{args.size}, synthetic face, MJPG; workers=1")
         print(f"{'mode':<34}{'frames/s':>10}{'detector runs':>15}{'faces kept':>12}")
         for name, fps, runs, kept in rows:
             print(f"{name:<34}{fps:>10.1f}{runs:>15d}{kept:>12d}")
-        print(f"speed-up: {rows[1][1] / rows[0][1]:.2f}x; tracked vs detected landmarks: mean "
-              f"{np.nanmean(error):.2f} px, max {np.nanmax(error):.2f} px (256x256 crop)")
+        print(
+            f"speed-up: {rows[1][1] / rows[0][1]:.2f}x; tracked vs detected landmarks: mean "
+            f"{np.nanmean(error):.2f} px, max {np.nanmax(error):.2f} px (256x256 crop)"
+        )
 
 
 if __name__ == "__main__":

@@ -67,9 +67,12 @@ def twelve_megapixel_jpeg() -> bytes:
 def post_photos(url: str, photo: bytes, stop: threading.Event, seconds: list[float]) -> None:
     """Post ``photo`` to the server again and again until ``stop``; each analysis's duration."""
     while not stop.is_set():
-        request = urllib.request.Request(f"{url}/api/photos?name=twelve.jpg", photo, method="POST",
-                                         headers={"Authorization": f"token {TOKEN}",
-                                                  "Content-Type": "application/octet-stream"})
+        request = urllib.request.Request(
+            f"{url}/api/photos?name=twelve.jpg",
+            photo,
+            method="POST",
+            headers={"Authorization": f"token {TOKEN}", "Content-Type": "application/octet-stream"},
+        )
         start = time.perf_counter()
         with urllib.request.urlopen(request, timeout=600) as response:
             faces = len(json.loads(response.read())["faces"])
@@ -113,11 +116,22 @@ def chromium(profile: Path, camera: Path):
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium") or shutil.which("chromium-browser")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage", f"--user-data-dir={profile}", "--window-size=1400,1000",
-                 "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-                 f"--use-file-for-fake-video-capture={camera}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,1000",
+        "--use-fake-device-for-media-stream",
+        "--use-fake-ui-for-media-stream",
+        f"--use-file-for-fake-video-capture={camera}",
+    ):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
 
@@ -140,8 +154,10 @@ def main() -> None:
         start = time.perf_counter()
         app = create_app(args.weights, backend=args.backend, upload_dir=tmp, preload=False, token=TOKEN)
         app.state.catalogue.shared(None)  # the model and its engine, outside the timings
-        print(f"model {args.weights}: {app.state.catalogue.get(None).card.get('engine')} "
-              f"(loaded in {time.perf_counter() - start:.1f} s)")
+        print(
+            f"model {args.weights}: {app.state.catalogue.get(None).card.get('engine')} "
+            f"(loaded in {time.perf_counter() - start:.1f} s)"
+        )
         url, server, thread = start_server(app)
         driver = chromium(tmp / "profile", camera)
         try:
@@ -155,8 +171,10 @@ def main() -> None:
                     raise SystemExit(f"no result drawn: {driver.execute_script('return window.aumapsLive.error')}")
                 time.sleep(0.1)
             time.sleep(args.warmup)
-            read = ("const s = window.aumapsLive; return [performance.now(), s.drawn, s.sent, s.latencies.length, "
-                    "s.last ? s.last.skipped : 0];")
+            read = (
+                "const s = window.aumapsLive; return [performance.now(), s.drawn, s.sent, s.latencies.length, "
+                "s.last ? s.last.skipped : 0];"
+            )
             t0, drawn0, sent0, n0, skipped0 = driver.execute_script(read)
             time.sleep(args.seconds)
             t1, drawn1, sent1, n1, skipped1 = driver.execute_script(read)
@@ -166,8 +184,9 @@ def main() -> None:
             photo_seconds: list[float] = []
             if not args.no_photos:
                 stop = threading.Event()
-                poster = threading.Thread(target=post_photos, args=(url, twelve_megapixel_jpeg(), stop, photo_seconds),
-                                          daemon=True)
+                poster = threading.Thread(
+                    target=post_photos, args=(url, twelve_megapixel_jpeg(), stop, photo_seconds), daemon=True
+                )
                 poster.start()
                 time.sleep(1.0)  # the first photo is being searched for faces
                 p0, pdrawn0 = driver.execute_script(read)[:2]
@@ -183,24 +202,36 @@ def main() -> None:
     seconds = (t1 - t0) / 1000
     fps = (drawn1 - drawn0) / seconds
     median, p95 = np.median(latencies), np.percentile(latencies, 95)
-    print(f"camera: 640x480 offered at 30 frames/s for {seconds:.1f} s (after {args.warmup:g} s of warm-up); "
-          f"faces in the last result: {faces}")
-    print(f"frames/s drawn in the page:    {fps:6.1f}   goal >= {GOAL_FPS:g}   "
-          f"{'met' if fps >= GOAL_FPS else 'NOT met'}")
-    print(f"capture -> drawn, median:      {median:6.0f} ms   goal <= {GOAL_LATENCY_MS:g} ms   "
-          f"{'met' if median <= GOAL_LATENCY_MS else 'NOT met'}")
+    print(
+        f"camera: 640x480 offered at 30 frames/s for {seconds:.1f} s (after {args.warmup:g} s of warm-up); "
+        f"faces in the last result: {faces}"
+    )
+    print(
+        f"frames/s drawn in the page:    {fps:6.1f}   goal >= {GOAL_FPS:g}   {'met' if fps >= GOAL_FPS else 'NOT met'}"
+    )
+    print(
+        f"capture -> drawn, median:      {median:6.0f} ms   goal <= {GOAL_LATENCY_MS:g} ms   "
+        f"{'met' if median <= GOAL_LATENCY_MS else 'NOT met'}"
+    )
     print(f"capture -> drawn, 95th pct:    {p95:6.0f} ms")
     if not args.no_photos:
         busy = (pdrawn1 - pdrawn0) / ((p1 - p0) / 1000)
-        print(f"frames/s drawn while 12-MP photos are analysed: {busy:6.1f}   idle {fps:.1f}   "
-              f"{busy / fps:.0%} of idle   goal >= {GOAL_UNDER_PHOTO:.0%}   "
-              f"{'met' if busy >= GOAL_UNDER_PHOTO * fps else 'NOT met'}")
-        print(f"12-MP photos analysed meanwhile: {len(photo_seconds)}, "
-              + ", ".join(f"{t:.1f} s" for t in photo_seconds) + " each (4000x3000 JPEG, one face)")
-    print(f"server time per frame: median {np.median(server_ms):.0f} ms, "
-          f"95th pct {np.percentile(server_ms, 95):.0f} ms; "
-          f"frames sent {(sent1 - sent0) / seconds:.1f}/s, dropped by the server (newest wins) "
-          f"{(skipped1 - skipped0) / seconds:.1f}/s")
+        print(
+            f"frames/s drawn while 12-MP photos are analysed: {busy:6.1f}   idle {fps:.1f}   "
+            f"{busy / fps:.0%} of idle   goal >= {GOAL_UNDER_PHOTO:.0%}   "
+            f"{'met' if busy >= GOAL_UNDER_PHOTO * fps else 'NOT met'}"
+        )
+        print(
+            f"12-MP photos analysed meanwhile: {len(photo_seconds)}, "
+            + ", ".join(f"{t:.1f} s" for t in photo_seconds)
+            + " each (4000x3000 JPEG, one face)"
+        )
+    print(
+        f"server time per frame: median {np.median(server_ms):.0f} ms, "
+        f"95th pct {np.percentile(server_ms, 95):.0f} ms; "
+        f"frames sent {(sent1 - sent0) / seconds:.1f}/s, dropped by the server (newest wins) "
+        f"{(skipped1 - skipped0) / seconds:.1f}/s"
+    )
 
 
 if __name__ == "__main__":

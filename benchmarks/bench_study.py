@@ -76,8 +76,7 @@ def aumaps(*args: str, threads: int | None = None) -> tuple[float, str]:
     if threads is not None:
         env["OMP_NUM_THREADS"] = str(threads)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "aumaps", *args], capture_output=True, text=True, env=env,
-                          check=False)
+    done = subprocess.run([sys.executable, "-m", "aumaps", *args], capture_output=True, text=True, env=env, check=False)
     seconds = time.perf_counter() - start
     if done.returncode not in (0, 1):
         raise SystemExit(f"aumaps {' '.join(args)} failed:\n{done.stderr[-3000:]}")
@@ -100,8 +99,10 @@ def main() -> None:
     args = parser.parse_args()
     print(describe_machine())
     load = os.getloadavg()
-    print(f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
-          "(other work on the machine slows every figure)")
+    print(
+        f"load average before: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on {os.cpu_count()} CPUs "
+        "(other work on the machine slows every figure)"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         study = make_study(args.study or Path(tmp) / "study", args.videos, args.frames)
         frames = args.videos * args.frames
@@ -115,8 +116,9 @@ def main() -> None:
         for attempt in range(1 if args.resume_only else args.repeat):  # alternating: all see the machine's moods
             for workers, omp in configurations:
                 out = Path(tmp) / f"out{workers}-{omp}-{attempt}"
-                seconds, output = aumaps("predict", str(study), "--out-dir", str(out), "--workers", str(workers),
-                                         *common, threads=omp)
+                seconds, output = aumaps(
+                    "predict", str(study), "--out-dir", str(out), "--workers", str(workers), *common, threads=omp
+                )
                 threads = json.loads((out / "run.json").read_text())["threads_per_worker"]
                 runs[(workers, omp)].append((seconds, analysis_fps(output), threads))
         rows = [(workers, *min(found)) for (workers, _), found in runs.items()]
@@ -152,23 +154,32 @@ def main() -> None:
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     if not args.resume_only:
-        print(f"\n{'workers':>8} {'threads each':>13} {'whole command (s)':>18} {'frames/s, whole':>16} "
-              f"{'frames/s, analysis':>19}   (best of {args.repeat}; all runs, s: "
-              + "; ".join(", ".join(f"{r[0]:.1f}" for r in found) for found in runs.values()) + ")")
+        print(
+            f"\n{'workers':>8} {'threads each':>13} {'whole command (s)':>18} {'frames/s, whole':>16} "
+            f"{'frames/s, analysis':>19}   (best of {args.repeat}; all runs, s: "
+            + "; ".join(", ".join(f"{r[0]:.1f}" for r in found) for found in runs.values())
+            + ")"
+        )
         for workers, seconds, fps, threads in rows:
             print(f"{workers:>8} {threads:>13} {seconds:>18.1f} {frames / seconds:>16.2f} {fps:>19.2f}")
-        print(f"two workers / one: {rows[0][1] / rows[2][1]:.2f}x (one process, default threads); "
-              f"{rows[1][1] / rows[2][1]:.2f}x (one process, one thread) (whole command)")
-    print(f"resumed run, everything complete: whole command {resumed:.2f} s; run_study itself {in_process:.3f} s, "
-          f"of which discovery and the input and model checks {checks:.4f} s (goal: under 2 s)")
+        print(
+            f"two workers / one: {rows[0][1] / rows[2][1]:.2f}x (one process, default threads); "
+            f"{rows[1][1] / rows[2][1]:.2f}x (one process, one thread) (whole command)"
+        )
+    print(
+        f"resumed run, everything complete: whole command {resumed:.2f} s; run_study itself {in_process:.3f} s, "
+        f"of which discovery and the input and model checks {checks:.4f} s (goal: under 2 s)"
+    )
     block = np.random.default_rng(0).integers(0, 256, 256 << 20, dtype=np.uint8).tobytes()
     start = time.perf_counter()
     hashlib.sha256(block).hexdigest()
     sha_speed = len(block) / 1e6 / (time.perf_counter() - start)
-    print(f"resumed run after touching every video: run_study {touched:.3f} s (their {megabytes:.1f} MB read and "
-          f"hashed), the run after it {after_touch:.3f} s (times refreshed); baseline: {in_process:.3f} s untouched. "
-          f"SHA-256 on this CPU: {sha_speed:.0f} MB/s (a touched study of 100 GB: about {1e5 / sha_speed:.0f} s "
-          "more, once, plus reading it)")
+    print(
+        f"resumed run after touching every video: run_study {touched:.3f} s (their {megabytes:.1f} MB read and "
+        f"hashed), the run after it {after_touch:.3f} s (times refreshed); baseline: {in_process:.3f} s untouched. "
+        f"SHA-256 on this CPU: {sha_speed:.0f} MB/s (a touched study of 100 GB: about {1e5 / sha_speed:.0f} s "
+        "more, once, plus reading it)"
+    )
 
 
 if __name__ == "__main__":

@@ -80,9 +80,11 @@ def posed(est: AUEstimator) -> tuple[int, int, float, list[str]]:
             passed += ok
             made += 1
             chance.append(len(holders) / len(values))
-            lines.append(f"  {identity.subject:13s} AU{au:02d}: top {top:9s} {values[top]:4.2f}  "
-                         f"(expected {'/'.join(holders)}; neutral {values.get('neutral', np.nan):.2f}) "
-                         f"{'ok' if ok else 'MISSED'}")
+            lines.append(
+                f"  {identity.subject:13s} AU{au:02d}: top {top:9s} {values[top]:4.2f}  "
+                f"(expected {'/'.join(holders)}; neutral {values.get('neutral', np.nan):.2f}) "
+                f"{'ok' if ok else 'MISSED'}"
+            )
     return passed, made, float(np.mean(chance)) if chance else float("nan"), lines
 
 
@@ -92,15 +94,19 @@ def real(est: AUEstimator) -> tuple[int, int, list[str]]:
 
     grace = read_image(Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))
     smile, neutral = _predict(est, data.astronaut()), _predict(est, grace)
-    lines = ["  astronaut (broad smile): " + ", ".join(f"AU{a:02d} {v:.2f}" for a, v in smile.items()),
-             "  Grace Hopper (neutral):  " + ", ".join(f"AU{a:02d} {v:.2f}" for a, v in neutral.items())]
+    lines = [
+        "  astronaut (broad smile): " + ", ".join(f"AU{a:02d} {v:.2f}" for a, v in smile.items()),
+        "  Grace Hopper (neutral):  " + ", ".join(f"AU{a:02d} {v:.2f}" for a, v in neutral.items()),
+    ]
     passed = made = 0
     for au in (6, 12, 25):
         if au in smile and au in neutral:
             ok = smile[au] > neutral[au]
             passed += ok
             made += 1
-            lines.append(f"  AU{au:02d} astronaut {smile[au]:.2f} > Grace Hopper {neutral[au]:.2f}: {'ok' if ok else 'MISSED'}")
+            lines.append(
+                f"  AU{au:02d} astronaut {smile[au]:.2f} > Grace Hopper {neutral[au]:.2f}: {'ok' if ok else 'MISSED'}"
+            )
     if 12 in smile and 14 in smile:
         ok = smile[12] > smile[14]
         passed += ok
@@ -113,8 +119,10 @@ def run(weights: str, backend: str) -> tuple[str, list[str]]:
     est = AUEstimator(weights, backend=backend)
     p1, n1, chance, lines1 = posed(est)
     p2, n2, lines2 = real(est)
-    summary = (f"posed prototypes: {p1}/{n1} AU checks put the right prototype on top (chance {chance:.0%}); "
-               f"real photos: {p2}/{n2}")
+    summary = (
+        f"posed prototypes: {p1}/{n1} AU checks put the right prototype on top (chance {chance:.0%}); "
+        f"real photos: {p2}/{n2}"
+    )
     return summary, ["posed prototypes on the real-photo identities:", *lines1, "real photos:", *lines2]
 
 

@@ -68,7 +68,10 @@ def make_clip(path: Path, frames: int, size: tuple[int, int] = (640, 480), fps: 
         t = i / fps
         angle = 3.0 * np.sin(2 * np.pi * 0.3 * t)
         matrix = cv2.getRotationMatrix2D((215.0, 115.0), angle, 1.6)
-        matrix[:, 2] += [width / 2 - 215.0 + 12 * np.sin(2 * np.pi * 0.2 * t), height / 2.6 - 115.0 + 6 * np.cos(2 * np.pi * 0.25 * t)]
+        matrix[:, 2] += [
+            width / 2 - 215.0 + 12 * np.sin(2 * np.pi * 0.2 * t),
+            height / 2.6 - 115.0 + 6 * np.cos(2 * np.pi * 0.25 * t),
+        ]
         frame = cv2.warpAffine(face, matrix, size, borderMode=cv2.BORDER_REFLECT)
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
@@ -132,9 +135,12 @@ def main() -> None:
     parser.add_argument("--redetect", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=2, help="runs of each, interleaved; the best counts")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's, one per core)")
-    parser.add_argument("--int8", action="store_true",
-                        help="first make an int8 model of the network (aumaps quantize's guard, worst error <= "
-                        "0.05 on synthetic faces) so that --backend auto uses it where it is accepted")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="first make an int8 model of the network (aumaps quantize's guard, worst error <= "
+        "0.05 on synthetic faces) so that --backend auto uses it where it is accepted",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,24 +176,37 @@ def main() -> None:
             fast.heatmaps(crops)
             fast.heatmaps(crops[:1])
 
-        print(f"clip: {args.frames} frames 640x480, one face (detector box {width:.0f} px); "
-              f"model: {ckpt.card.get('name')}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+        print(
+            f"clip: {args.frames} frames 640x480, one face (detector box {width:.0f} px); "
+            f"model: {ckpt.card.get('name')}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+        )
         base_runs, fast_runs = [], []
         for _ in range(args.repeat):  # interleaved, so that both meet the same machine load
             base_runs.append(baseline(reference, clip, tmp / "baseline.csv"))
-            fast_runs.append(process_video(fast, VideoFileSource(clip), tmp / "fast.csv",
-                                           redetect_every=args.redetect, progress=False))
+            fast_runs.append(
+                process_video(
+                    fast, VideoFileSource(clip), tmp / "fast.csv", redetect_every=args.redetect, progress=False
+                )
+            )
         base_s, base_n, base_t = min(base_runs, key=lambda run: run[0])
         summary = min(fast_runs, key=lambda run: run.seconds)
         base_fps, fast_fps = base_n / base_s, summary.fps
         if args.repeat > 1:
-            print("runs, frames/s: baseline " + ", ".join(f"{n / s:.2f}" for s, n, _ in base_runs)
-                  + "; aumaps " + ", ".join(f"{run.fps:.2f}" for run in fast_runs) + " (best of each below)")
+            print(
+                "runs, frames/s: baseline "
+                + ", ".join(f"{n / s:.2f}" for s, n, _ in base_runs)
+                + "; aumaps "
+                + ", ".join(f"{run.fps:.2f}" for run in fast_runs)
+                + " (best of each below)"
+            )
 
         print(f"\nbaseline (per frame, detect + landmarks + float32 network): {base_fps:6.2f} frames/s")
-        print(f"aumaps   (tracking, batch {fast.batch_size}, {fast.engine.name}):".ljust(60)
-              + f"{fast_fps:6.2f} frames/s")
-        print(f"speed-up: {fast_fps / base_fps:.2f}x   (detector ran on {summary.detections} of {summary.frames} frames)")
+        print(
+            f"aumaps   (tracking, batch {fast.batch_size}, {fast.engine.name}):".ljust(60) + f"{fast_fps:6.2f} frames/s"
+        )
+        print(
+            f"speed-up: {fast_fps / base_fps:.2f}x   (detector ran on {summary.detections} of {summary.frames} frames)"
+        )
         print("\nper stage, ms per frame    baseline    aumaps")
         for stage in ("decode", "detect", "landmarks", "track", "register", "network", "readout", "write"):
             b, f = base_t.get(stage, 0.0) / base_n, summary.times.get(stage, 0.0) / summary.frames
@@ -196,20 +215,28 @@ def main() -> None:
         print(f"  {'total (wall)':<22}{1000 * base_s / base_n:10.2f}{1000 * summary.seconds / summary.frames:10.2f}")
         network = summary.times.get("network", 0.0) / summary.frames
         if network > 0:
-            print(f"ceiling: with every other stage free, the network alone allows "
-                  f"{base_s / base_n / network:.2f}x the baseline")
+            print(
+                f"ceiling: with every other stage free, the network alone allows "
+                f"{base_s / base_n / network:.2f}x the baseline"
+            )
 
-        same_crops = np.abs(fast.codec.decode(fast.heatmaps(crops)).intensities
-                            - reference.codec.decode(reference.heatmaps(crops)).intensities).max()
+        same_crops = np.abs(
+            fast.codec.decode(fast.heatmaps(crops)).intensities
+            - reference.codec.decode(reference.heatmaps(crops)).intensities
+        ).max()
         cols = [f"AU{au:02d}_r" for au in ckpt.aus]
         base_rows = pd.read_csv(tmp / "baseline.csv").query("success == 1")
         fast_rows = pd.read_csv(tmp / "fast.csv").query("success == 1").drop_duplicates("frame")
         both = base_rows.merge(fast_rows, on="frame", suffixes=("_base", "_fast"))
         csv_diff = max((both[f"{c}_base"] - both[f"{c}_fast"]).abs().max() for c in cols)
-        print(f"\nintensity |aumaps - float32|: same crops {same_crops:.4f}; pipelines frame by frame "
-              f"(tracked landmarks vs detected, CSV rounding) {csv_diff:.4f}")
-        print(f"start-up of the engine ({fast.engine.describe()}): first run {first_start:.1f} s, "
-              f"later runs {later_start:.1f} s (from the engine store)")
+        print(
+            f"\nintensity |aumaps - float32|: same crops {same_crops:.4f}; pipelines frame by frame "
+            f"(tracked landmarks vs detected, CSV rounding) {csv_diff:.4f}"
+        )
+        print(
+            f"start-up of the engine ({fast.engine.describe()}): first run {first_start:.1f} s, "
+            f"later runs {later_start:.1f} s (from the engine store)"
+        )
 
 
 if __name__ == "__main__":

@@ -50,12 +50,12 @@ from aumaps.confidence import (
     check_box,
     features_of,
 )
-
-#: What a row keeps of the checks (LandmarkConfidence.measure).
-MEASURES = ("recheck", "appearance", "window_x", "window_y", "window_side")
 from aumaps.geometry import interocular_distance, landmark_extent
 from aumaps.hardware import describe_machine
 from aumaps.landmarks import FaceLandmarker
+
+#: What a row keeps of the checks (LandmarkConfidence.measure).
+MEASURES = ("recheck", "appearance", "window_x", "window_y", "window_side")
 
 
 def _error(landmarks: np.ndarray, truth: np.ndarray) -> float:
@@ -75,8 +75,10 @@ class Samples:
 
         self.rng = np.random.default_rng(seed)
         self.landmarker = FaceLandmarker()
-        photos = {"astronaut": data.astronaut(),
-                  "grace_hopper": read_image(Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))}
+        photos = {
+            "astronaut": data.astronaut(),
+            "grace_hopper": read_image(Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg")),
+        }
         self.real = [(image, self.landmarker(image)[0].landmarks) for image in photos.values()]
         self.background = _photos()
         self.seed = seed
@@ -105,8 +107,9 @@ class Samples:
             truth = truth[MIRROR_68]
         centre = truth.mean(axis=0)
         size = 320
-        matrix = cv2.getRotationMatrix2D(tuple(centre), float(rng.normal(0, 12)),
-                                         float(rng.uniform(30, 110) / interocular_distance(truth)))
+        matrix = cv2.getRotationMatrix2D(
+            tuple(centre), float(rng.normal(0, 12)), float(rng.uniform(30, 110) / interocular_distance(truth))
+        )
         matrix[:, 2] += size / 2 + rng.normal(0, 20, 2) - centre
         out = cv2.warpAffine(image, matrix, (size, size), borderMode=cv2.BORDER_REFLECT101).astype(np.float32)
         out = out * rng.uniform(0.35, 1.3) + rng.uniform(-30, 30)
@@ -141,8 +144,9 @@ class Samples:
         if rng.random() < 0.1:
             self.source = "face-free photo"
             image = self.background[int(rng.integers(len(self.background)))]
-            return [("not a face", image, predict(image, self._clear_box(image, None)), float("inf"))
-                    for _ in range(count)]
+            return [
+                ("not a face", image, predict(image, self._clear_box(image, None)), float("inf")) for _ in range(count)
+            ]
         image, truth = self.face()
         detected = None
         out = []
@@ -223,8 +227,10 @@ def fit(rows: pd.DataFrame, box: tuple[float, float, float]) -> Calibration:
         used = [f for f in used if f not in wrong]
     weights = np.zeros(len(FEATURES))
     weights[used] = model.coef_[0]
-    return Calibration(weights=tuple(round(float(w), 4) for w in weights),  # type: ignore[arg-type]
-                       bias=round(float(model.intercept_[0]), 4))
+    return Calibration(
+        weights=tuple(round(float(w), 4) for w in weights),  # type: ignore[arg-type]
+        bias=round(float(model.intercept_[0]), 4),
+    )
 
 
 def report(name: str, calibration: Calibration, box: tuple[float, float, float], rows: pd.DataFrame) -> None:
@@ -233,8 +239,10 @@ def report(name: str, calibration: Calibration, box: tuple[float, float, float],
     p = calibration(features(rows, box))
     good = (rows["error"] < ERROR_BOUND).to_numpy()
     error = rows["error"].to_numpy()
-    print(f"\n{name}: weights {calibration.weights}, bias {calibration.bias}, FACE_BOX {box}; "
-          f"AUC {roc_auc_score(good, p):.4f}")
+    print(
+        f"\n{name}: weights {calibration.weights}, bias {calibration.bias}, FACE_BOX {box}; "
+        f"AUC {roc_auc_score(good, p):.4f}"
+    )
     print("  confidence      rows   good   median error (faces)")
     for lo, hi in ((0, 0.1), (0.1, 0.3), (0.3, 0.5), (0.5, 0.7), (0.7, 0.8), (0.8, 0.9), (0.9, 1.01)):
         inside = (p >= lo) & (p < hi)
@@ -245,17 +253,21 @@ def report(name: str, calibration: Calibration, box: tuple[float, float, float],
     for cut in (0.8, 0.9):
         kept = p >= cut
         faces = kept & np.isfinite(error)
-        print(f"  confidence >= {cut}: {kept.sum()} rows, {good[kept].mean():.3f} within {ERROR_BOUND:.2f} IOD, "
-              f"error median {np.median(error[faces]):.3f}, 95th percentile {np.percentile(error[faces], 95):.3f}; "
-              f"not-faces kept {(~np.isfinite(error[kept])).sum()}; good rows dropped {(good & ~kept).sum()} "
-              f"of {good.sum()}")
+        print(
+            f"  confidence >= {cut}: {kept.sum()} rows, {good[kept].mean():.3f} within {ERROR_BOUND:.2f} IOD, "
+            f"error median {np.median(error[faces]):.3f}, 95th percentile {np.percentile(error[faces], 95):.3f}; "
+            f"not-faces kept {(~np.isfinite(error[kept])).sum()}; good rows dropped {(good & ~kept).sum()} "
+            f"of {good.sum()}"
+        )
     table = pd.DataFrame({"kind": rows["kind"], "source": rows["source"], "p": p, "good": good})
     print("  median confidence (good rows | bad rows), and the good rows a 0.9 cut drops:")
     for key in ("source", "kind"):
         for value, part in table.groupby(key):
             g, b = part[part.good].p, part[~part.good].p
-            print(f"    {value:<16} {g.median() if len(g) else float('nan'):.3f} (n={len(g)}) | "
-                  f"{b.median() if len(b) else float('nan'):.3f} (n={len(b)});  dropped at 0.9: {(g < 0.9).sum()}")
+            print(
+                f"    {value:<16} {g.median() if len(g) else float('nan'):.3f} (n={len(g)}) | "
+                f"{b.median() if len(b) else float('nan'):.3f} (n={len(b)});  dropped at 0.9: {(g < 0.9).sum()}"
+            )
 
 
 def main() -> None:
@@ -280,8 +292,10 @@ def main() -> None:
     print(f"\nrefit on {len(train)} rows; held out: {len(test)} rows")
     report("shipped CALIBRATION", CALIBRATION, FACE_BOX, test)
     report("refit", refit, box, test)
-    print(f"\nto ship the refit (aumaps/confidence.py):\nFACE_BOX = {box}\n"
-          f"CALIBRATION = Calibration(weights={refit.weights}, bias={refit.bias})")
+    print(
+        f"\nto ship the refit (aumaps/confidence.py):\nFACE_BOX = {box}\n"
+        f"CALIBRATION = Calibration(weights={refit.weights}, bias={refit.bias})"
+    )
 
 
 if __name__ == "__main__":

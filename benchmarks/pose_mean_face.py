@@ -53,8 +53,10 @@ def main() -> None:
         camera = Camera.openface_default(*size)
         pose = head_pose(face.landmarks, camera)
         error = reprojection_error(face.landmarks, pose, camera) / interocular_distance(face.landmarks)
-        print(f"{face.subject}: mean face posed by solvePnP, reprojection error {error:.3f} IOD; "
-              f"pose_R (deg) {np.round(np.degrees(pose[3:]), 1)}")
+        print(
+            f"{face.subject}: mean face posed by solvePnP, reprojection error {error:.3f} IOD; "
+            f"pose_R (deg) {np.round(np.degrees(pose[3:]), 1)}"
+        )
 
 
 if __name__ == "__main__":

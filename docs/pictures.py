@@ -37,8 +37,9 @@ def _tile_around_face(image: np.ndarray, landmarks: np.ndarray, face_share: floa
 
 
 def group_photo(est: AUEstimator) -> np.ndarray:
-    grace = cv2.cvtColor(cv2.imread(str(Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))),
-                         cv2.COLOR_BGR2RGB)
+    grace = cv2.cvtColor(
+        cv2.imread(str(Path(matplotlib.get_data_path(), "sample_data", "grace_hopper.jpg"))), cv2.COLOR_BGR2RGB
+    )
     tiles = []
     for photo in (data.astronaut(), grace):
         (face,) = est.landmarker(photo)
@@ -56,11 +57,16 @@ def main() -> None:
     HERE.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(HERE / "group.jpg"), cv2.cvtColor(group, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
     faces = est.predict(HERE / "group.jpg")
-    print(f"{len(faces)} faces: " + "; ".join(
-        ", ".join(f"AU{a:02d} {v:.1f}" for a, v in f.intensities_dict().items()) for f in faces))
+    print(
+        f"{len(faces)} faces: "
+        + "; ".join(", ".join(f"AU{a:02d} {v:.1f}" for a, v in f.intensities_dict().items()) for f in faces)
+    )
     image = cv2.cvtColor(cv2.imread(str(HERE / "group.jpg")), cv2.COLOR_BGR2RGB)
-    cv2.imwrite(str(HERE / "overlay.jpg"), cv2.cvtColor(overlay(image, faces), cv2.COLOR_RGB2BGR),
-                [cv2.IMWRITE_JPEG_QUALITY, 90])
+    cv2.imwrite(
+        str(HERE / "overlay.jpg"),
+        cv2.cvtColor(overlay(image, faces), cv2.COLOR_RGB2BGR),
+        [cv2.IMWRITE_JPEG_QUALITY, 90],
+    )
 
 
 if __name__ == "__main__":

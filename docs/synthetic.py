@@ -103,11 +103,17 @@ def camera() -> np.ndarray:
     rng = np.random.default_rng(0)
     base = dict(background=None)
     cases = {
-        "yaw -35": Nuisance(yaw=-35.0), "yaw +20": Nuisance(yaw=20.0), "pitch -25 (up)": Nuisance(pitch=-25.0),
-        "pitch +25 (down)": Nuisance(pitch=25.0), "overhead light": Nuisance(relight=(0.0, -0.85, 0.53, 0.9)),
-        "side light": Nuisance(relight=(0.8, -0.3, 0.52, 0.9)), "low light": Nuisance(low_light=0.3),
-        "face 45 px wide": Nuisance(downscale=0.45), "motion blur": Nuisance(motion=(8.0, 20.0)),
-        "JPEG quality 25": Nuisance(jpeg=25), "a hand": Nuisance(occluder=True),
+        "yaw -35": Nuisance(yaw=-35.0),
+        "yaw +20": Nuisance(yaw=20.0),
+        "pitch -25 (up)": Nuisance(pitch=-25.0),
+        "pitch +25 (down)": Nuisance(pitch=25.0),
+        "overhead light": Nuisance(relight=(0.0, -0.85, 0.53, 0.9)),
+        "side light": Nuisance(relight=(0.8, -0.3, 0.52, 0.9)),
+        "low light": Nuisance(low_light=0.3),
+        "face 45 px wide": Nuisance(downscale=0.45),
+        "motion blur": Nuisance(motion=(8.0, 20.0)),
+        "JPEG quality 25": Nuisance(jpeg=25),
+        "a hand": Nuisance(occluder=True),
         "background": Nuisance(background=synth.nuisance._background(np.random.default_rng(3))),
     }
     tiles = []

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import cv2
 import matplotlib
-import pandas as pd
 import numpy as np
+import pandas as pd
 import pytest
 from skimage import data
 
@@ -63,8 +63,13 @@ def tiny_cache(tmp_path_factory, astronaut, landmarker):
         shifted = cv2.warpAffine(astronaut, np.float64([[1, 0, dx], [0, 1, dy]]), (512, 512))
         name = f"img{i:02d}.png"
         cv2.imwrite(str(root / name), cv2.cvtColor(shifted, cv2.COLOR_RGB2BGR))
-        row = {"image": name, "subject": f"s{i % 4}", "sequence": "t1", "frame": i,
-               "split": ["train", "train", "val", "test"][i % 4]}
+        row = {
+            "image": name,
+            "subject": f"s{i % 4}",
+            "sequence": "t1",
+            "frame": i,
+            "split": ["train", "train", "val", "test"][i % 4],
+        }
         row.update({column_name(a): float(rng.integers(0, 6)) for a in (6, 10, 12, 14, 17)})
         row.update({f"x_{k}": lm[k, 0] + dx for k in range(68)})
         row.update({f"y_{k}": lm[k, 1] + dy for k in range(68)})
@@ -101,7 +106,11 @@ def tiny_weights(tmp_path_factory) -> Path:
     with torch.no_grad():
         model.l0.bias.fill_(2.5)
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    save_checkpoint(path, model, aus=(6, 10, 12, 14, 17), codec=AUHeatmapCodec("bp4d").to_dict(),
-                    card={"name": "tiny random test model", "trained_on": "nothing"})
+    save_checkpoint(
+        path,
+        model,
+        aus=(6, 10, 12, 14, 17),
+        codec=AUHeatmapCodec("bp4d").to_dict(),
+        card={"name": "tiny random test model", "trained_on": "nothing"},
+    )
     return path
-

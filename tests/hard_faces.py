@@ -31,7 +31,7 @@ def face_box(landmarks: np.ndarray) -> np.ndarray:
 
 
 def _eye(landmarks: np.ndarray, first: int) -> tuple[np.ndarray, float]:
-    points = landmarks[first: first + 6]
+    points = landmarks[first : first + 6]
     return points.mean(axis=0), float(np.linalg.norm(points[3] - points[0]))
 
 
@@ -54,16 +54,18 @@ def sunglasses(image: np.ndarray, landmarks: np.ndarray, shade: int = 18, size: 
         cv2.ellipse(out, middle, axes, angle, 0, 360, (shade, shade, shade + 6), -1, cv2.LINE_AA)
         cv2.ellipse(out, middle, axes, angle, 0, 360, (5, 5, 5), max(1, int(iod * 0.04)), cv2.LINE_AA)
         glint = (int(centre[0] - axes[0] * 0.35), int(centre[1] - axes[1] * 0.35))
-        cv2.ellipse(out, glint, (max(1, axes[0] // 5), max(1, axes[1] // 7)), angle - 30, 0, 360,
-                    (70, 70, 80), -1, cv2.LINE_AA)
+        cv2.ellipse(
+            out, glint, (max(1, axes[0] // 5), max(1, axes[1] // 7)), angle - 30, 0, 360, (70, 70, 80), -1, cv2.LINE_AA
+        )
     thick = max(1, int(iod * 0.05))
     inner_left, inner_right = landmarks[39], landmarks[42]
     bridge = landmarks[27] + (landmarks[27] - landmarks[28]) * 0.3
     pts = np.array([inner_left, bridge, inner_right]).astype(np.int32)
     cv2.polylines(out, [pts], False, (10, 10, 10), thick, cv2.LINE_AA)
     for eye_corner, temple in ((landmarks[36], landmarks[0]), (landmarks[45], landmarks[16])):
-        cv2.line(out, tuple(int(v) for v in eye_corner), tuple(int(v) for v in temple), (10, 10, 10), thick,
-                 cv2.LINE_AA)
+        cv2.line(
+            out, tuple(int(v) for v in eye_corner), tuple(int(v) for v in temple), (10, 10, 10), thick, cv2.LINE_AA
+        )
     return out
 
 
@@ -81,11 +83,23 @@ def mask(image: np.ndarray, landmarks: np.ndarray, colour: tuple[int, int, int] 
     darker = tuple(int(c * 0.8) for c in colour)
     for k in (0.35, 0.55, 0.75):  # pleats
         y = top[1] + (chin_down[1] - top[1]) * k
-        cv2.line(out, (int(landmarks[2][0] + 0.05 * iod), int(y)), (int(landmarks[14][0] - 0.05 * iod), int(y)),
-                 darker, max(1, int(iod * 0.025)), cv2.LINE_AA)
+        cv2.line(
+            out,
+            (int(landmarks[2][0] + 0.05 * iod), int(y)),
+            (int(landmarks[14][0] - 0.05 * iod), int(y)),
+            darker,
+            max(1, int(iod * 0.025)),
+            cv2.LINE_AA,
+        )
     for side, ear in ((landmarks[2], landmarks[0]), (landmarks[14], landmarks[16])):
-        cv2.line(out, tuple(int(v) for v in side), tuple(int(v) for v in ear), (235, 235, 235),
-                 max(1, int(iod * 0.03)), cv2.LINE_AA)
+        cv2.line(
+            out,
+            tuple(int(v) for v in side),
+            tuple(int(v) for v in ear),
+            (235, 235, 235),
+            max(1, int(iod * 0.03)),
+            cv2.LINE_AA,
+        )
     return out
 
 
@@ -101,8 +115,17 @@ def hand_over_mouth(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
     mouth = landmarks[48:60].mean(axis=0)
     angle = _angle(landmarks)
     palm_centre = mouth + np.array([0.55 * iod, 0.35 * iod])
-    cv2.ellipse(out, tuple(int(v) for v in palm_centre), (int(0.55 * iod), int(0.5 * iod)), angle + 20, 0, 360,
-                skin, -1, cv2.LINE_AA)
+    cv2.ellipse(
+        out,
+        tuple(int(v) for v in palm_centre),
+        (int(0.55 * iod), int(0.5 * iod)),
+        angle + 20,
+        0,
+        360,
+        skin,
+        -1,
+        cv2.LINE_AA,
+    )
     gap = tuple(int(c * 0.65) for c in skin)
     for k in range(4):  # fingers, from the palm across the mouth towards the far cheek
         y = mouth[1] - 0.28 * iod + k * 0.2 * iod
@@ -110,8 +133,14 @@ def hand_over_mouth(image: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         end = np.array([mouth[0] - (0.75 - 0.08 * abs(k - 1.5)) * iod, y])
         cv2.line(out, tuple(int(v) for v in start), tuple(int(v) for v in end), skin, int(0.19 * iod), cv2.LINE_AA)
         if k:
-            cv2.line(out, tuple(int(v) for v in start - [0, 0.1 * iod]), tuple(int(v) for v in end - [0, 0.1 * iod]),
-                     gap, max(1, int(0.02 * iod)), cv2.LINE_AA)
+            cv2.line(
+                out,
+                tuple(int(v) for v in start - [0, 0.1 * iod]),
+                tuple(int(v) for v in end - [0, 0.1 * iod]),
+                gap,
+                max(1, int(0.02 * iod)),
+                cv2.LINE_AA,
+            )
     return out
 
 
@@ -132,8 +161,14 @@ def rotate(image: np.ndarray, landmarks: np.ndarray, degrees: float) -> tuple[np
     return out, landmarks @ matrix[:, :2].T + matrix[:, 2]
 
 
-def tile(image: np.ndarray, landmarks: np.ndarray, face_width: float, size: int | tuple[int, int] = 320,
-         at: tuple[float, float] = (0.5, 0.5), fill: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def tile(
+    image: np.ndarray,
+    landmarks: np.ndarray,
+    face_width: float,
+    size: int | tuple[int, int] = 320,
+    at: tuple[float, float] = (0.5, 0.5),
+    fill: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """A ``size`` cut of ``image`` with the face ``face_width`` pixels wide (landmark extent)
     and its centre at ``at`` (fractions of the cut); and the landmarks in it. Beyond the
     image, the cut is filled by reflection (``fill=None``: a plausible background near the
@@ -143,15 +178,18 @@ def tile(image: np.ndarray, landmarks: np.ndarray, face_width: float, size: int 
     box = face_box(landmarks)
     scale = face_width / float(box[2] - box[0])
     centre = (box[:2] + box[2:]) / 2
-    matrix = np.array([[scale, 0.0, at[0] * width - scale * centre[0]], [0.0, scale, at[1] * height - scale * centre[1]]])
+    matrix = np.array(
+        [[scale, 0.0, at[0] * width - scale * centre[0]], [0.0, scale, at[1] * height - scale * centre[1]]]
+    )
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
     border = cv2.BORDER_REFLECT101 if fill is None else cv2.BORDER_CONSTANT
-    out = cv2.warpAffine(image, matrix, (width, height), flags=interp, borderMode=border,
-                         borderValue=(fill or 0,) * 3)
+    out = cv2.warpAffine(image, matrix, (width, height), flags=interp, borderMode=border, borderValue=(fill or 0,) * 3)
     return out, landmarks * scale + matrix[:, 2]
 
 
-def group(tiles: list[tuple[np.ndarray, np.ndarray]], columns: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def group(
+    tiles: list[tuple[np.ndarray, np.ndarray]], columns: int | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Tiles of equal size side by side, in rows of ``columns``: one picture and every face's
     landmarks in it."""
     columns = columns or len(tiles)
@@ -161,7 +199,7 @@ def group(tiles: list[tuple[np.ndarray, np.ndarray]], columns: int | None = None
     faces = []
     for k, (image, landmarks) in enumerate(tiles):
         r, c = divmod(k, columns)
-        out[r * h: (r + 1) * h, c * w: (c + 1) * w] = image
+        out[r * h : (r + 1) * h, c * w : (c + 1) * w] = image
         faces.append(landmarks + [c * w, r * h])
     return out, faces
 
@@ -180,8 +218,9 @@ def found(boxes: list[np.ndarray] | np.ndarray, landmarks: np.ndarray) -> bool:
     return False
 
 
-def large_photo(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = (8000, 6000),
-                face_width: float = 45.0) -> tuple[np.ndarray, list[np.ndarray]]:
+def large_photo(
+    image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] = (8000, 6000), face_width: float = 45.0
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """A large photo (``size``: width, height; 48 megapixels by default, a phone's largest)
     with small faces in it: ``image`` stretched over the whole picture and darkened (a
     background with a huge, distorted face in it, which is not counted), and four copies
@@ -192,9 +231,13 @@ def large_photo(image: np.ndarray, landmarks: np.ndarray, size: tuple[int, int] 
     width, height = size
     out = cv2.convertScaleAbs(cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA), alpha=0.6)
     faces = []
-    for x, y in ((100, 100), (width - 400, height - 400), (width // 2 - 110, 200),
-                 (width // 2 - 128, height // 2 - 110)):
+    for x, y in (
+        (100, 100),
+        (width - 400, height - 400),
+        (width // 2 - 110, 200),
+        (width // 2 - 128, height // 2 - 110),
+    ):
         cut, points = tile(image, landmarks, face_width, 256, fill=90)
-        out[y: y + 256, x: x + 256] = cut
+        out[y : y + 256, x : x + 256] = cut
         faces.append(points + [x, y])
     return out, faces

@@ -84,8 +84,13 @@ def random_state_dict(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict
 
 def _ref_bn(sd: dict[str, torch.Tensor], prefix: str, x: torch.Tensor) -> torch.Tensor:
     return F.batch_norm(
-        x, sd[f"{prefix}.running_mean"], sd[f"{prefix}.running_var"], sd[f"{prefix}.weight"], sd[f"{prefix}.bias"],
-        training=False, eps=1e-5,
+        x,
+        sd[f"{prefix}.running_mean"],
+        sd[f"{prefix}.running_var"],
+        sd[f"{prefix}.weight"],
+        sd[f"{prefix}.bias"],
+        training=False,
+        eps=1e-5,
     )
 
 

@@ -22,9 +22,7 @@ def test_anchors_land_on_reference_points():
 
 def test_matches_opencv_getaffinetransform_exactly():
     lm = _face()
-    expected = cv2.getAffineTransform(
-        np.float32(lm[[8, 36, 45]]), align.REFERENCE_POINTS
-    )
+    expected = cv2.getAffineTransform(np.float32(lm[[8, 36, 45]]), align.REFERENCE_POINTS)
     np.testing.assert_array_equal(align.registration_matrix(lm), expected)
 
 

@@ -23,8 +23,19 @@ LAYERS: list[set[str]] = [
     # weights, data sets and their descriptions
     {"weights", "data.manifest", "data.labels", "data.synth"},
     # building blocks of prediction and training
-    {"data", "runtime", "tracking", "readout", "data.augment", "data.cache", "data.bp4d", "data.disfa",
-     "data.dataset", "data.prepare", "distributed"},
+    {
+        "data",
+        "runtime",
+        "tracking",
+        "readout",
+        "data.augment",
+        "data.cache",
+        "data.bp4d",
+        "data.disfa",
+        "data.dataset",
+        "data.prepare",
+        "distributed",
+    },
     # the model side of prediction; pictures
     {"estimator", "visualise"},
     # pipelines
@@ -145,8 +156,9 @@ def test_the_readme_layout_names_every_module_and_no_other():
     readme = (PACKAGE.parents[1] / "README.md").read_text()
     block = readme.split("### Layout", 1)[1].split("```", 2)[1]
     named = set(re.findall(r"\b([a-z_0-9]+)\.py\b", block)) | set(re.findall(r"\b([a-z_0-9]+)\b", block))
-    modules = {p.stem for p in PACKAGE.rglob("*.py")} | {p.name for p in PACKAGE.rglob("*") if p.is_dir()
-                                                          and p.name != "__pycache__"}
+    modules = {p.stem for p in PACKAGE.rglob("*.py")} | {
+        p.name for p in PACKAGE.rglob("*") if p.is_dir() and p.name != "__pycache__"
+    }
     missing = sorted(m for m in modules if m not in named)
     assert not missing, f"modules the README's layout does not name: {missing}"
     stale = sorted(m for m in re.findall(r"\b([a-z_0-9]+)\.py\b", block) if m not in modules)

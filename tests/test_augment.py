@@ -54,7 +54,9 @@ def test_flip_targets_mirror_the_maps():
 
 @pytest.mark.parametrize("kind", ["rotation", "scale", "translation", "landmark_noise"])
 def test_geometry_moves_pixels_and_landmarks_together(kind):
-    cfg = AugmentConfig(**{**OFF, kind: {"rotation": 20, "scale": 0.2, "translation": 0.1, "landmark_noise": 0.05}[kind]})
+    cfg = AugmentConfig(
+        **{**OFF, kind: {"rotation": 20, "scale": 0.2, "translation": 0.1, "landmark_noise": 0.05}[kind]}
+    )
     rng = np.random.default_rng(4)
     crop = _dot_crop(TEMPLATE_68[30])
     out, lm = augment(crop, TEMPLATE_68, rng, cfg)

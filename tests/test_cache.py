@@ -97,16 +97,12 @@ def dataset(tmp_path_factory, astronaut, landmarker) -> Path:
 @pytest.fixture(scope="module")
 def built(dataset, tmp_path_factory) -> Path:
     """The reference cache: one process, chunks of 3 rows."""
-    return build_cache(
-        dataset, tmp_path_factory.mktemp("cache") / "c", AUS, progress=False, chunk=3
-    )
+    return build_cache(dataset, tmp_path_factory.mktemp("cache") / "c", AUS, progress=False, chunk=3)
 
 
 def _assert_same_cache(a: Path, b: Path) -> None:
     for name in ARRAYS:
-        np.testing.assert_array_equal(
-            np.load(a / f"{name}.npy"), np.load(b / f"{name}.npy"), err_msg=name
-        )
+        np.testing.assert_array_equal(np.load(a / f"{name}.npy"), np.load(b / f"{name}.npy"), err_msg=name)
     assert (a / "meta.csv").read_bytes() == (b / "meta.csv").read_bytes()
     assert json.loads((a / "info.json").read_text()) == json.loads((b / "info.json").read_text())
 
@@ -138,27 +134,17 @@ def test_crops_are_the_registered_faces(built, dataset):
     for i in np.flatnonzero(cache.valid):
         matrix = align.registration_matrix(points[i])
         np.testing.assert_array_equal(cache.matrices[i], matrix)
-        np.testing.assert_array_equal(
-            cache.crops[i], align.warp_to_crop(read_image(manifest.image[i]), matrix)
-        )
-        np.testing.assert_array_equal(
-            cache.landmarks[i], align.transform_points(points[i], matrix).astype(np.float32)
-        )
-        np.testing.assert_allclose(
-            cache.landmarks[i][list(align.ANCHORS)], align.REFERENCE_POINTS, atol=1e-3
-        )
+        np.testing.assert_array_equal(cache.crops[i], align.warp_to_crop(read_image(manifest.image[i]), matrix))
+        np.testing.assert_array_equal(cache.landmarks[i], align.transform_points(points[i], matrix).astype(np.float32))
+        np.testing.assert_allclose(cache.landmarks[i][list(align.ANCHORS)], align.REFERENCE_POINTS, atol=1e-3)
 
 
 def test_labels_invalid_rows_and_summary(built):
     cache = CropCache(built)
     assert cache.aus == AUS
     labels = [_labels(i) for i in range(7)]
-    expected = np.array(
-        [[np.nan if a["AU06_r"] == "" else a["AU06_r"], a["AU12_r"]] for a in labels], np.float32
-    )
-    np.testing.assert_array_equal(
-        cache.intensities, expected
-    )  # equal_nan: the empty cell stays NaN
+    expected = np.array([[np.nan if a["AU06_r"] == "" else a["AU06_r"], a["AU12_r"]] for a in labels], np.float32)
+    np.testing.assert_array_equal(cache.intensities, expected)  # equal_nan: the empty cell stays NaN
     assert np.isnan(cache.intensities[BLANK_AU_ROW, 0])
     assert cache.valid.tolist() == [i != BROKEN_ROW for i in range(7)]
     assert not cache.crops[BROKEN_ROW].any() and np.isnan(cache.landmarks[BROKEN_ROW]).all()
@@ -191,9 +177,7 @@ def test_indices_by_split(built):
 # --- resuming, parallel building ------------------------------------------------------------
 
 
-def test_interrupted_build_resumes_without_redoing_rows(
-    dataset, built, tmp_path, monkeypatch, capsys
-):
+def test_interrupted_build_resumes_without_redoing_rows(dataset, built, tmp_path, monkeypatch, capsys):
     out = tmp_path / "c"
     first = _CountingReader(stop=5)  # chunks of 3: rows 0-2 are saved, row 4 is being read
     monkeypatch.setattr(cache_frames, "read_image", first)
@@ -201,7 +185,7 @@ def test_interrupted_build_resumes_without_redoing_rows(
         build_cache(dataset, out, AUS, progress=False, chunk=3)
     assert "run build_cache again" in capsys.readouterr().err
     assert np.load(out / "done.npy").tolist() == [True] * 3 + [False] * 4
-    with pytest.raises(CacheError, match="incomplete.*run build_cache again to resume"):
+    with pytest.raises(CacheError, match=r"incomplete.*run build_cache again to resume"):
         CropCache(out)
 
     second = _CountingReader()
@@ -232,33 +216,24 @@ def test_a_kill_between_info_and_done_leaves_no_stale_rows(dataset, tmp_path, mo
     monkeypatch.setattr(cache_build, "write_info", write_then_die)
     with pytest.raises(KeyboardInterrupt):
         build_cache(folder / "manifest.csv", tmp_path / "c", AUS, progress=False, chunk=3)
-    assert [
-        f["row"]
-        for f in json.loads((tmp_path / "c" / "info.json").read_text())["summary"]["failures"]
-    ] == [3]
+    assert [f["row"] for f in json.loads((tmp_path / "c" / "info.json").read_text())["summary"]["failures"]] == [3]
     monkeypatch.undo()
     shutil.copy(folder / "images" / "2.png", folder / "images" / "broken.png")  # row 3 repaired
     (folder / "images" / "4.png").write_bytes(b"")  # row 5 spoiled
-    cache = CropCache(
-        build_cache(folder / "manifest.csv", tmp_path / "c", AUS, progress=False, chunk=3)
-    )
+    cache = CropCache(build_cache(folder / "manifest.csv", tmp_path / "c", AUS, progress=False, chunk=3))
     assert cache.valid.tolist() == [True] * 5 + [False, True]
     assert not cache.crops[5].any() and np.isnan(cache.matrices[5]).all()
-    assert [(f["row"], f["reason"]) for f in cache.info["summary"]["failures"]] == [
-        (5, "the file is empty")
-    ]
+    assert [(f["row"], f["reason"]) for f in cache.info["summary"]["failures"]] == [(5, "the file is empty")]
 
 
 def test_two_workers_build_the_same_cache(dataset, built, tmp_path):
-    _assert_same_cache(
-        build_cache(dataset, tmp_path / "c", AUS, workers=2, progress=False, chunk=2), built
-    )
+    _assert_same_cache(build_cache(dataset, tmp_path / "c", AUS, workers=2, progress=False, chunk=2), built)
 
 
 def test_a_cache_of_other_inputs_is_not_resumed(dataset, built, tmp_path):
     out = tmp_path / "c"
     shutil.copytree(built, out)
-    with pytest.raises(CacheError, match="aus.*resume=False"):
+    with pytest.raises(CacheError, match=r"aus.*resume=False"):
         build_cache(dataset, out, (6,), progress=False)
     fewer = read_manifest(dataset).iloc[:4]
     with pytest.raises(CacheError, match="n: 7 there, 4 now"):
@@ -277,12 +252,8 @@ def test_rows_without_landmarks_are_detected(tmp_path, astronaut, landmarker):
     }
     for name, image in images.items():
         _save(tmp_path / name, image)
-    manifest = _write_manifest(
-        tmp_path, [{"image": name, "subject": "a", "AU12_r": 1} for name in images]
-    )
-    cache = CropCache(
-        build_cache(manifest, tmp_path / "c", "12", landmarker=landmarker, progress=False)
-    )
+    manifest = _write_manifest(tmp_path, [{"image": name, "subject": "a", "AU12_r": 1} for name in images])
+    cache = CropCache(build_cache(manifest, tmp_path / "c", "12", landmarker=landmarker, progress=False))
     assert cache.valid.tolist() == [True, True, False]
     assert cache.info["summary"]["no_face"] == 1
     with pytest.raises(ValueError, match="no split column"):
@@ -291,9 +262,7 @@ def test_rows_without_landmarks_are_detected(tmp_path, astronaut, landmarker):
         face = max(landmarker(image), key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
         matrix = align.registration_matrix(face.landmarks)
         np.testing.assert_array_equal(cache.crops[i], align.warp_to_crop(image, matrix))
-        np.testing.assert_allclose(
-            cache.landmarks[i][list(align.ANCHORS)], align.REFERENCE_POINTS, atol=1e-3
-        )
+        np.testing.assert_allclose(cache.landmarks[i][list(align.ANCHORS)], align.REFERENCE_POINTS, atol=1e-3)
 
 
 def test_unopenable_video_frame_is_an_invalid_row_named_in_the_summary(tmp_path):
@@ -325,8 +294,12 @@ def test_manifest_and_meta_csv_neutralise_formula_text_and_read_it_back_exactly(
     folder = tmp_path / "d"
     shutil.copytree(dataset.parent, folder)
     table = pd.read_csv(folder / "manifest.csv", dtype={"subject": str, "image": str})
-    renamed = {"images/0.png": "=HYPERLINK(x).png", "images/1.png": "-rf.png", "images/2.png": "'=quoted.png",
-               "images/4.png": "images/=in-a-folder.png"}
+    renamed = {
+        "images/0.png": "=HYPERLINK(x).png",
+        "images/1.png": "-rf.png",
+        "images/2.png": "'=quoted.png",
+        "images/4.png": "images/=in-a-folder.png",
+    }
     for old, new in renamed.items():
         (folder / old).rename(folder / new)
         table.loc[table["image"] == old, "image"] = new
@@ -411,11 +384,11 @@ def test_missing_au_column_is_named(small_manifest):
 
 def test_landmark_columns_are_all_or_none(dataset, tmp_path):
     table = pd.read_csv(dataset).drop(columns=["y_67"])
-    with pytest.raises(ManifestError, match="135 of the 136 landmark columns.*y_67"):
+    with pytest.raises(ManifestError, match=r"135 of the 136 landmark columns.*y_67"):
         read_manifest(_write_manifest(tmp_path, table.to_dict("records")))
     table = pd.read_csv(dataset)
     table.loc[2, "x_5"] = np.nan
-    with pytest.raises(ManifestError, match="all 136 landmark values or none.*line 4"):
+    with pytest.raises(ManifestError, match=r"all 136 landmark values or none.*line 4"):
         read_manifest(_write_manifest(tmp_path, table.to_dict("records")))
 
 
@@ -456,7 +429,8 @@ def test_several_manifests_make_one_data_set(dataset, built, tmp_path):
     (other / "images").mkdir(parents=True)
     shutil.copy(dataset.parent / "images" / "0.png", other / "images" / "a.png")
     pd.DataFrame([{"image": "images/a.png", "subject": "X1", "split": "train", "AU12_r": 2, "AU17_r": 4}]).to_csv(
-        other / "m.csv", index=False)
+        other / "m.csv", index=False
+    )
     both = read_manifests([dataset, other / "m.csv"])
     first = read_manifest(dataset)
     assert len(both) == len(first) + 1 and both["image"].iloc[-1] == str(other / "images" / "a.png")
@@ -476,7 +450,8 @@ def test_several_manifests_make_one_data_set(dataset, built, tmp_path):
     np.testing.assert_array_equal(merged.intensities[-1], [np.nan, 2, 4])
 
     pd.DataFrame([{"image": "images/a.png", "subject": "12", "split": "train", "AU12_r": 2}]).to_csv(
-        other / "clash.csv", index=False)
+        other / "clash.csv", index=False
+    )
     with pytest.raises(ManifestError, match="subject '12' appears in both"):
         read_manifests([dataset, other / "clash.csv"])
     pd.DataFrame([{"image": "images/a.png", "subject": "X2", "AU12_r": 2}]).to_csv(other / "nosplit.csv", index=False)

@@ -66,8 +66,10 @@ def test_features_of_measures():
 def _shifted(landmarks: np.ndarray, distance: float, directions: int) -> list[np.ndarray]:
     """The landmarks moved by ``distance`` IOD in ``directions`` directions around the circle."""
     iod = interocular_distance(landmarks)
-    return [landmarks + distance * iod * np.array([np.cos(a), np.sin(a)])
-            for a in np.arange(directions) * 2 * np.pi / directions]
+    return [
+        landmarks + distance * iod * np.array([np.cos(a), np.sin(a)])
+        for a in np.arange(directions) * 2 * np.pi / directions
+    ]
 
 
 def test_good_landmarks_get_high_confidence_and_wrong_ones_low(photos, checker):

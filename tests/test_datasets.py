@@ -31,27 +31,68 @@ FRAMES = 8  # per BP4D task and per DISFA video (DISFA SN003's labels have one m
 def test_protocol_subject_lists_are_the_published_ones():
     # FERA 2015 (baseline code's train_recs / devel_recs), written out rather than generated
     assert set(FERA2015_TRAIN) == {
-        "F001", "F003", "F005", "F007", "F009", "F011", "F013", "F015", "F017", "F019", "F021", "F023",
-        "M001", "M003", "M005", "M007", "M009", "M011", "M013", "M015", "M017"}
+        "F001",
+        "F003",
+        "F005",
+        "F007",
+        "F009",
+        "F011",
+        "F013",
+        "F015",
+        "F017",
+        "F019",
+        "F021",
+        "F023",
+        "M001",
+        "M003",
+        "M005",
+        "M007",
+        "M009",
+        "M011",
+        "M013",
+        "M015",
+        "M017",
+    }
     assert set(FERA2015_DEVEL) == {
-        "F002", "F004", "F006", "F008", "F010", "F012", "F014", "F016", "F018", "F020", "F022",
-        "M002", "M004", "M006", "M008", "M010", "M012", "M014", "M016", "M018"}
+        "F002",
+        "F004",
+        "F006",
+        "F008",
+        "F010",
+        "F012",
+        "F014",
+        "F016",
+        "F018",
+        "F020",
+        "F022",
+        "M002",
+        "M004",
+        "M006",
+        "M008",
+        "M010",
+        "M012",
+        "M014",
+        "M016",
+        "M018",
+    }
     assert sorted(FERA2015_TRAIN + FERA2015_DEVEL) == sorted(BP4D_SUBJECTS) and len(BP4D_SUBJECTS) == 41
     # DISFA: the 3 folds of JAA-Net and later works (27 subjects, 9 per fold)
     assert [set(f) for f in DISFA_FOLDS] == [
         {"SN002", "SN010", "SN001", "SN026", "SN027", "SN032", "SN030", "SN009", "SN016"},
         {"SN013", "SN018", "SN011", "SN028", "SN012", "SN006", "SN031", "SN021", "SN024"},
-        {"SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"}]
+        {"SN003", "SN029", "SN023", "SN025", "SN008", "SN005", "SN007", "SN017", "SN004"},
+    ]
 
 
 def test_split_and_fold_files_and_subjects_they_omit(tmp_path):
     from aumaps.data.bp4d import _apply_split
-    from aumaps.data.labels import Problems
     from aumaps.data.disfa import _apply_folds
+    from aumaps.data.labels import Problems
     from aumaps.data.manifest import ManifestError
 
-    manifest = pd.DataFrame({"image": list("abcd"), "subject": ["F001", "F001", "F002", "M001"],
-                             "sequence": "T1", "frame": [1, 2, 1, 1]})
+    manifest = pd.DataFrame(
+        {"image": list("abcd"), "subject": ["F001", "F001", "F002", "M001"], "sequence": "T1", "frame": [1, 2, 1, 1]}
+    )
     (tmp_path / "split.csv").write_text("subject,split\nF001, Train\n\nF002,test\nX9\n")
     problems = Problems()
     out = _apply_split(manifest.copy(), tmp_path / "split.csv", problems)
@@ -82,8 +123,7 @@ def _sequence(index: int, n: int, aus: tuple[int, ...]) -> tuple[list[np.ndarray
     rng = np.random.default_rng(index)
     curves = intensity_curves(rng, n, keyframe_every=3)
     # a plain scene: a face dlib finds in every frame (no hand over it, no dark room, no 35° turn)
-    scene = replace(sample_nuisance(rng, strength=0.4), occluder=False, low_light=1.0, downscale=1.0,
-                    motion=(0.0, 0.0))
+    scene = replace(sample_nuisance(rng, strength=0.4), occluder=False, low_light=1.0, downscale=1.0, motion=(0.0, 0.0))
     frames = [image for image, _ in render_sequence(identity, curves, rng, nuisance=scene)]
     return frames, {au: np.round(curves[au]).astype(int) for au in aus}
 
@@ -96,12 +136,14 @@ def _assert_same_cache(a: Path, b: Path) -> None:
 
 
 def _tiny_run(cache: Path, out: Path, train_split: str, val_split: str, aus: tuple[int, ...]) -> Path:
-    cfg = load_config(overrides={
-        "data": {"cache": str(cache), "train_split": train_split, "val_split": val_split},
-        "aus": list(aus),
-        "model": {"width": 16, "depth": 2},
-        "train": {"epochs": 1, "batch_size": 4, "amp": "none", "out_dir": str(out), "threads": 1},
-    })
+    cfg = load_config(
+        overrides={
+            "data": {"cache": str(cache), "train_split": train_split, "val_split": val_split},
+            "aus": list(aus),
+            "model": {"width": 16, "depth": 2},
+            "train": {"epochs": 1, "batch_size": 4, "amp": "none", "out_dir": str(out), "threads": 1},
+        }
+    )
     return train(cfg, progress=False)
 
 
@@ -148,7 +190,9 @@ def bp4d_root(tmp_path_factory) -> Path:
             text = "".join(f"{t},{v}\n" for t, v in rows)
             (folder / f"{subject}_T1_AU{au:02d}.csv").write_text(text)
         occ = ["0," + ",".join(str(a) for a in BP4D_AUS)]
-        occ += [f"{t}," + ",".join("1" if labels[a][t - 1] > 0 else "0" for a in BP4D_AUS) for t in range(1, FRAMES + 1)]
+        occ += [
+            f"{t}," + ",".join("1" if labels[a][t - 1] > 0 else "0" for a in BP4D_AUS) for t in range(1, FRAMES + 1)
+        ]
         (occurrence / f"{subject}_T1.csv").write_text("\n".join(occ) + "\n")
     (root / "F002" / "T1" / "0006.jpg").write_bytes(b"\xff\xd8 not a jpeg")
     return root
@@ -305,7 +349,7 @@ def test_sharded_prepare_merged_equals_unsharded(disfa_prepared, tmp_path):
     assert np.load(shards[0] / "done.npy").sum() == 2 * FRAMES  # videos 0 and 2
     with pytest.raises(CacheError, match="shard 0 of 2"):
         CropCache(shards[0])
-    with pytest.raises(CacheError, match="shards 0..1 once each"):
+    with pytest.raises(CacheError, match=r"shards 0..1 once each"):
         merge_caches([shards[0], shards[0]], tmp_path / "bad", progress=False)
     assert main(["prepare", "merge", *map(str, shards[::-1]), "--out", str(tmp_path / "merged")]) == 0
     _assert_same_cache(tmp_path / "merged", disfa_prepared / "cache")

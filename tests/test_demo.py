@@ -13,7 +13,12 @@ def test_demo_end_to_end_on_a_tiny_set(tmp_path):
     assert "## Held-out synthetic identities" in index and "| AU12 | Lip Corner Puller |" in index
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["aus"] == [6, 10, 12, 14, 17] and metrics["n_samples"] > 0
-    for name in ("evaluation/scatter.png", "robustness/robustness.png", "photo/overlay.png", "photo/maps.png",
-                 "run/best.pt"):
+    for name in (
+        "evaluation/scatter.png",
+        "robustness/robustness.png",
+        "photo/overlay.png",
+        "photo/maps.png",
+        "run/best.pt",
+    ):
         assert (out / name).stat().st_size > 5000, name
     assert set(json.loads((out / "timings.json").read_text())) >= {"training", "evaluation"}

@@ -18,24 +18,44 @@ ARCH = {"num_stacks": 2, "depth": 2, "width": 16}
 
 
 def _cfg(cache, out_dir, epochs=2):
-    return load_config(overrides={
-        "data": {"cache": str(cache), "max_train": 8},
-        "model": ARCH,
-        # SGD: RMSprop's and Adam's first steps are sign-like and blow float rounding of
-        # near-zero gradients up to lr-sized differences, which says nothing about equivalence
-        "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
-        # float64: float32 rounding (BatchNorm sums of gradients that nearly cancel, kernels that
-        # differ with the batch per process and the CPU's instruction set) differs by a few per
-        # cent of the movement between equivalent computations; float64 shows the algorithm
-        "train": {"epochs": epochs, "batch_size": 4, "amp": "fp32", "seed": 3, "out_dir": str(out_dir),
-                  "dtype": "float64"},
-    })
+    return load_config(
+        overrides={
+            "data": {"cache": str(cache), "max_train": 8},
+            "model": ARCH,
+            # SGD: RMSprop's and Adam's first steps are sign-like and blow float rounding of
+            # near-zero gradients up to lr-sized differences, which says nothing about equivalence
+            "optim": {"name": "sgd", "lr": 0.05, "momentum": 0.9},
+            # float64: float32 rounding (BatchNorm sums of gradients that nearly cancel, kernels that
+            # differ with the batch per process and the CPU's instruction set) differs by a few per
+            # cent of the movement between equivalent computations; float64 shows the algorithm
+            "train": {
+                "epochs": epochs,
+                "batch_size": 4,
+                "amp": "fp32",
+                "seed": 3,
+                "out_dir": str(out_dir),
+                "dtype": "float64",
+            },
+        }
+    )
 
 
 def _torchrun(nproc, config, cwd):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
-           "-m", "aumaps", "train", "--config", str(config), "--quiet"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        str(nproc),
+        "-m",
+        "aumaps",
+        "train",
+        "--config",
+        str(config),
+        "--quiet",
+    ]
     done = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
 

@@ -14,7 +14,8 @@ from aumaps.runtime import export
 
 pytestmark = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")),
-    reason="needs onnx, onnxscript and onnxruntime")
+    reason="needs onnx, onnxscript and onnxruntime",
+)
 
 
 @pytest.fixture

@@ -92,11 +92,13 @@ def test_training_records_the_precision_it_used(tiny_cache, tmp_path, native_bf1
     from aumaps.weights import load_checkpoint
 
     native_bf16(False)
-    cfg = load_config(overrides={
-        "data": {"cache": str(tiny_cache), "max_train": 4, "max_val": 2},
-        "model": {"num_stacks": 1, "depth": 1, "width": 8},
-        "train": {"epochs": 1, "batch_size": 4, "out_dir": str(tmp_path / "run")},
-    })
+    cfg = load_config(
+        overrides={
+            "data": {"cache": str(tiny_cache), "max_train": 4, "max_val": 2},
+            "model": {"num_stacks": 1, "depth": 1, "width": 8},
+            "train": {"epochs": 1, "batch_size": 4, "out_dir": str(tmp_path / "run")},
+        }
+    )
     assert cfg["train"]["amp"] == "auto"
     run = train(cfg, progress=False)
     assert pd.read_csv(run / "metrics.csv")["precision"].tolist() == ["fp32"]

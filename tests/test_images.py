@@ -125,9 +125,7 @@ def test_16bit_colour_png_is_rgb_and_scaled(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("orientation", range(1, 9))
-def test_exif_orientation_jpeg_is_upright_like_imread(
-    portrait: np.ndarray, tmp_path: Path, orientation: int
-) -> None:
+def test_exif_orientation_jpeg_is_upright_like_imread(portrait: np.ndarray, tmp_path: Path, orientation: int) -> None:
     path = tmp_path / f"oriented{orientation}.jpg"
     _save_with_orientation(portrait, path, orientation)
     image = read_image(path)
@@ -138,9 +136,7 @@ def test_exif_orientation_jpeg_is_upright_like_imread(
 
 @pytest.mark.parametrize("suffix", [".png", ".tif", ".webp"])
 @pytest.mark.parametrize("orientation", [3, 6, 8])
-def test_exif_orientation_other_formats(
-    portrait: np.ndarray, tmp_path: Path, suffix: str, orientation: int
-) -> None:
+def test_exif_orientation_other_formats(portrait: np.ndarray, tmp_path: Path, suffix: str, orientation: int) -> None:
     # OpenCV 5's imdecode honours EXIF in PNG, TIFF and WebP too; (its imread fails on
     # TIFFs with orientations 5-8, imdecode does not).
     path = tmp_path / f"oriented{orientation}{suffix}"
@@ -277,9 +273,7 @@ def test_missing_file_and_directory(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 @pytest.mark.parametrize("keep", [0.5, 0.99])
-def test_truncated_file_is_refused(
-    astronaut: np.ndarray, tmp_path: Path, suffix: str, keep: float
-) -> None:
+def test_truncated_file_is_refused(astronaut: np.ndarray, tmp_path: Path, suffix: str, keep: float) -> None:
     """A partly decoded image (grey below the cut) would be silently wrong: refuse it.
 
     ``cv2.imread`` returns such partial JPEGs; ``cv2.imdecode`` in OpenCV 5 and Pillow
@@ -458,6 +452,7 @@ def gigapixel_png(tmp_path_factory) -> Path:
 @pytest.fixture
 def no_decoding(monkeypatch):
     """Any decoder call fails the test: a refusal must come from the header alone."""
+
     def forbidden(*args, **kwargs):
         raise AssertionError("an image over the cap was decoded")
 
@@ -506,10 +501,13 @@ def _write_format(array: np.ndarray, path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".gif", ".tif", ".bmp", ".jp2", ".ppm", ".tga",
-                                    ".heic", ".avif", ".pfm", ".pam", ".hdr"])
-def test_pixel_cap_is_read_from_every_formats_header(astronaut: np.ndarray, tmp_path: Path, suffix: str,
-                                                      monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "suffix",
+    [".png", ".jpg", ".webp", ".gif", ".tif", ".bmp", ".jp2", ".ppm", ".tga", ".heic", ".avif", ".pfm", ".pam", ".hdr"],
+)
+def test_pixel_cap_is_read_from_every_formats_header(
+    astronaut: np.ndarray, tmp_path: Path, suffix: str, monkeypatch
+) -> None:
     picture = np.ascontiguousarray(astronaut[:40, :60])  # 60 x 40 = 2400 pixels
     path = _write_format(picture, tmp_path / f"small{suffix}")
     assert image_size(path.read_bytes()) == (60, 40)
@@ -527,7 +525,7 @@ def test_jpeg_declaring_a_huge_size_is_not_decoded(astronaut: np.ndarray, no_dec
     2^30, so OpenCV would allocate 3 GB for it)."""
     data = bytearray(cv2.imencode(".jpg", astronaut)[1].tobytes())
     sof = data.index(b"\xff\xc0")
-    data[sof + 5:sof + 9] = struct.pack(">HH", 32000, 32000)  # height, width
+    data[sof + 5 : sof + 9] = struct.pack(">HH", 32000, 32000)  # height, width
     with pytest.raises(ImageTooLarge, match="32000x32000"):
         decode_image(bytes(data), "frame 9")
 
@@ -561,14 +559,27 @@ def test_check_pixels_for_sizes_read_elsewhere() -> None:
         check_pixels(1920, 1080, "frame 4", limit=1920 * 1079)
 
 
-def test_predict_refuses_the_gigapixel_png_names_it_and_goes_on(gigapixel_png: Path, grace_hopper_path: Path,
-                                                                tiny_weights: Path, tmp_path: Path, capsys) -> None:
+def test_predict_refuses_the_gigapixel_png_names_it_and_goes_on(
+    gigapixel_png: Path, grace_hopper_path: Path, tiny_weights: Path, tmp_path: Path, capsys
+) -> None:
     from aumaps.cli import main
 
     out = tmp_path / "results.csv"
     start = time.perf_counter()
-    status = main(["predict", str(gigapixel_png), str(grace_hopper_path), "--weights", str(tiny_weights),
-                   "--backend", "torch", "--out", str(out), "--quiet"])
+    status = main(
+        [
+            "predict",
+            str(gigapixel_png),
+            str(grace_hopper_path),
+            "--weights",
+            str(tiny_weights),
+            "--backend",
+            "torch",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     seconds = time.perf_counter() - start
     assert status == 1 and seconds < 10, (status, seconds)
     err = capsys.readouterr().err

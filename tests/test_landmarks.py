@@ -81,9 +81,7 @@ def test_astronaut_one_face_anatomy(astronaut: np.ndarray, landmarker: FaceLandm
     assert 45 < interocular_distance(points) < 80  # ~0.7 of the 87 px box
 
 
-def test_astronaut_matches_original_release(
-    astronaut: np.ndarray, landmarker: FaceLandmarker
-) -> None:
+def test_astronaut_matches_original_release(astronaut: np.ndarray, landmarker: FaceLandmarker) -> None:
     """``predictor(image, detector(image)[0])`` with dlib directly gives the same numbers."""
     rectangle = _raw_dlib_detector()(astronaut)[0]
     predictor = dlib.shape_predictor(str(landmark_model_path()))
@@ -141,14 +139,23 @@ def test_group_photo_small_face_beside_a_large_one(astronaut: np.ndarray, landma
 def test_tiles_share_the_image_once_each_within_the_budget() -> None:
     from aumaps.landmarks import _tiles
 
-    for width, height, budget in ((8000, 6000, 16_000_000), (12_000, 8_333, 16_000_000), (2000, 1500, 1_000_000),
-                                  (30_000, 900, 4_000_000), (4100, 4000, 16_000_000)):
+    for width, height, budget in (
+        (8000, 6000, 16_000_000),
+        (12_000, 8_333, 16_000_000),
+        (2000, 1500, 1_000_000),
+        (30_000, 900, 4_000_000),
+        (4100, 4000, 16_000_000),
+    ):
         cover = np.zeros((height, width), np.uint8)
         for (x0, y0, x1, y1), (sx0, sy0, sx1, sy1) in _tiles(width, height, budget, 128):
             cover[sy0:sy1, sx0:sx1] += 1
             assert (x1 - x0) * (y1 - y0) <= budget
-            assert (x0, y0, x1, y1) == (max(sx0 - 128, 0), max(sy0 - 128, 0), min(sx1 + 128, width),
-                                        min(sy1 + 128, height))
+            assert (x0, y0, x1, y1) == (
+                max(sx0 - 128, 0),
+                max(sy0 - 128, 0),
+                min(sx1 + 128, width),
+                min(sy1 + 128, height),
+            )
             assert sx0 % 8 == 0 and sy0 % 8 == 0  # tiles keep the whole image's HOG cells
         assert (cover == 1).all(), (width, height)
     assert len(_tiles(8000, 6000, 16_000_000, 128)) == 4  # 48 megapixels: four tiles of 12.9
@@ -163,9 +170,13 @@ def test_large_photos_search_small_faces_in_tiles_and_find_the_same_faces(
     whole = DlibFaceDetector(max_search_pixels=None).detect(picture)
     seen: list[tuple[int, int]] = []
     search = DlibFaceDetector._search
-    monkeypatch.setattr(DlibFaceDetector, "_search",
-                        lambda self, image, upsample, lowest: seen.append((image.size // 3, upsample))
-                        or search(self, image, upsample, lowest))
+    monkeypatch.setattr(
+        DlibFaceDetector,
+        "_search",
+        lambda self, image, upsample, lowest: (
+            seen.append((image.size // 3, upsample)) or search(self, image, upsample, lowest)
+        ),
+    )
     tiled = DlibFaceDetector(max_search_pixels=4_000_000).detect(picture)
     assert max(pixels * 4**upsample for pixels, upsample in seen) <= 4_000_000 and len(seen) > 2
     for k, face in enumerate(faces):
@@ -223,9 +234,7 @@ def test_threshold_drops_weak_detections(astronaut: np.ndarray) -> None:
     assert [s for _, s in strong] == [s for _, s in everything if s >= 0.5]
 
 
-def test_exif_rotated_photo_finds_the_face(
-    astronaut: np.ndarray, landmarker: FaceLandmarker, tmp_path: Path
-) -> None:
+def test_exif_rotated_photo_finds_the_face(astronaut: np.ndarray, landmarker: FaceLandmarker, tmp_path: Path) -> None:
     # Top 300 rows: once JPEG-compressed, the full image also gives dlib a weak (score
     # ~0.1) second "face" on the suit, listed after the real one.
     upright = np.ascontiguousarray(astronaut[:300])
@@ -244,14 +253,11 @@ def test_exif_rotated_photo_finds_the_face(
 
 
 @pytest.mark.parametrize("upsample", [0, 1])
-def test_run_boxes_and_order_equal_detector_call(
-    astronaut: np.ndarray, small_face: np.ndarray, upsample: int
-) -> None:
+def test_run_boxes_and_order_equal_detector_call(astronaut: np.ndarray, small_face: np.ndarray, upsample: int) -> None:
     tiled = np.ascontiguousarray(np.hstack([astronaut, astronaut, small_face]))
     expected = _dlib_boxes(tiled, upsample)
     assert len(expected) >= 3
-    detector = DlibFaceDetector(upsample=upsample, fallback_upsample=None, min_extra_score=-np.inf,
-                                confirm_below=None)
+    detector = DlibFaceDetector(upsample=upsample, fallback_upsample=None, min_extra_score=-np.inf, confirm_below=None)
     detections = detector.detect(tiled)
     assert [box.tolist() for box, _ in detections] == expected
     scores = [score for _, score in detections]
@@ -277,7 +283,7 @@ def _weak_real_face(astronaut: np.ndarray) -> np.ndarray:
     than its false faces on clothes."""
     small = cv2.resize(astronaut, None, fx=0.6, fy=0.6, interpolation=cv2.INTER_AREA)
     canvas = np.full((600, 800, 3), 128, np.uint8)
-    canvas[50:50 + small.shape[0], 50:50 + small.shape[1]] = small
+    canvas[50 : 50 + small.shape[0], 50 : 50 + small.shape[1]] = small
     return canvas
 
 
@@ -289,7 +295,7 @@ def test_weak_detections_confirmed_by_the_cnn(astronaut: np.ndarray) -> None:
     weak = _weak_real_face(astronaut)
     (box, score), *rest = DlibFaceDetector(confirm_below=None).detect(weak)
     assert score < 0.3 and not rest
-    (kept, kept_score), = DlibFaceDetector().detect(weak)  # a real face scored low stays
+    ((kept, kept_score),) = DlibFaceDetector().detect(weak)  # a real face scored low stays
     assert kept.tolist() == box.tolist() and kept_score == score
     assert 150 < (box[0] + box[2]) / 2 < 230 and 90 < (box[1] + box[3]) / 2 < 170  # her face
     # no CNN model file: the release's rule
@@ -303,13 +309,14 @@ def test_cnn_verdicts_remembered_where_the_image_is_the_same(astronaut: np.ndarr
 
     asked = []
     confirm = _CNNConfirmation._confirm
-    monkeypatch.setattr(_CNNConfirmation, "_confirm",
-                        lambda self, image, box: asked.append(box) or confirm(self, image, box))
+    monkeypatch.setattr(
+        _CNNConfirmation, "_confirm", lambda self, image, box: asked.append(box) or confirm(self, image, box)
+    )
     detector = DlibFaceDetector(remember=3, candidates=None)  # the weak face alone is checked
     weak = _weak_real_face(astronaut)
     first = detector.detect(weak)
     assert len(asked) == 1 and len(first) == 1
-    (again, _), = detector.detect(weak)
+    ((again, _),) = detector.detect(weak)
     assert again.tolist() == first[0][0].tolist()
     assert len(asked) == 1  # the same place, looking the same: not asked again
     confirmer = detector._confirmer
@@ -338,8 +345,13 @@ def sunglasses_group(astronaut: np.ndarray, grace_hopper_path: Path, landmarker:
     one in dim light); the second wears large dark sunglasses. The picture and each face's
     landmarks."""
     grace = read_image(grace_hopper_path)
-    photos = [grace, astronaut, np.ascontiguousarray(grace[:, ::-1]), np.ascontiguousarray(astronaut[:, ::-1]),
-              hard_faces.darken(grace, light=0.35, noise=2.0)]
+    photos = [
+        grace,
+        astronaut,
+        np.ascontiguousarray(grace[:, ::-1]),
+        np.ascontiguousarray(astronaut[:, ::-1]),
+        hard_faces.darken(grace, light=0.35, noise=2.0),
+    ]
     tiles = []
     for k, photo in enumerate(photos):
         tile, lm = _photo_face(photo, landmarker, 100, (240, 300))
@@ -365,8 +377,9 @@ def test_candidates_checked_per_image_are_bounded(sunglasses_group, monkeypatch)
 
     asked = []
     confirm = _CNNConfirmation._confirm
-    monkeypatch.setattr(_CNNConfirmation, "_confirm",
-                        lambda self, image, box: asked.append(box) or confirm(self, image, box))
+    monkeypatch.setattr(
+        _CNNConfirmation, "_confirm", lambda self, image, box: asked.append(box) or confirm(self, image, box)
+    )
     picture = sunglasses_group[0]
     detector = DlibFaceDetector(candidates=-1.5, max_candidates=2, confirm_below=0.0)  # candidates only
     _, low = detector._run(picture, 0, -1.5)
@@ -382,7 +395,7 @@ def test_face_cut_by_the_edge_is_kept(astronaut: np.ndarray, landmarker: FaceLan
     # a third of the face outside the picture: the HOG detector finds it (score ~0.2), the
     # CNN, seeing a cut face, would not confirm it; the release's rule stands there
     picture, truth = _photo_face(astronaut, landmarker, 130, 320, at=(0.07, 0.5), fill=110)
-    (box, score), = DlibFaceDetector(confirm_below=None).detect(picture)
+    ((box, score),) = DlibFaceDetector(confirm_below=None).detect(picture)
     assert score < 0.5 and hard_faces.found([box], truth)
     assert [b.tolist() for b, _ in DlibFaceDetector().detect(picture)] == [box.tolist()]
 
@@ -396,8 +409,8 @@ def test_dlib_cnn_finds_a_masked_face(astronaut: np.ndarray, landmarker: FaceLan
     found = thorough.detect(masked)
     assert len(found) == 1 and hard_faces.found([found[0][0]], truth)
     # on a face both find, the CNN's box is put where HOG's would be (the landmark model's box)
-    (hog_box, _), = DlibFaceDetector().detect(picture)
-    (cnn_box, _), = thorough._confirmer.search(picture, 80)
+    ((hog_box, _),) = DlibFaceDetector().detect(picture)
+    ((cnn_box, _),) = thorough._confirmer.search(picture, 80)
     assert box_iou(hog_box, cnn_box[None])[0, 0] > 0.6
 
 
@@ -473,15 +486,11 @@ class _RecordingPredictor(LandmarkPredictor):
 def clean_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     """Registrations made by a test are undone after it."""
     monkeypatch.setattr(landmarks_module, "_DETECTORS", dict(landmarks_module._DETECTORS))
-    monkeypatch.setattr(
-        landmarks_module, "_LANDMARK_PREDICTORS", dict(landmarks_module._LANDMARK_PREDICTORS)
-    )
+    monkeypatch.setattr(landmarks_module, "_LANDMARK_PREDICTORS", dict(landmarks_module._LANDMARK_PREDICTORS))
 
 
 @pytest.mark.usefixtures("clean_registry")
-def test_registered_detector_box_flows_into_landmarks(
-    astronaut: np.ndarray, landmarker: FaceLandmarker
-) -> None:
+def test_registered_detector_box_flows_into_landmarks(astronaut: np.ndarray, landmarker: FaceLandmarker) -> None:
     box = (179.4, 82.6, 265.6, 170.2)
     register_detector("fixed", lambda: _FixedBoxDetector(box))
     assert "fixed" in available_detectors()
@@ -489,9 +498,7 @@ def test_registered_detector_box_flows_into_landmarks(
     assert len(faces) == 1 and faces[0].confidence == 0.25
     np.testing.assert_array_equal(faces[0].box, box)
     # dlib's predictor got the box (rounded to whole pixels, the same as dlib's own here)
-    np.testing.assert_array_equal(
-        faces[0].landmarks, DlibLandmarkPredictor().predict(astronaut, np.array(box))
-    )
+    np.testing.assert_array_equal(faces[0].landmarks, DlibLandmarkPredictor().predict(astronaut, np.array(box)))
     np.testing.assert_array_equal(faces[0].landmarks, landmarker(astronaut)[0].landmarks)
 
 

@@ -30,11 +30,13 @@ BP4D_LABELS = ["AU06", "AU10", "AU12", "AU14", "AU17"]
 
 def _pingouin_icc3(pred: np.ndarray, true: np.ndarray) -> float:
     n = len(pred)
-    long = pd.DataFrame({
-        "sample": np.r_[np.arange(n), np.arange(n)],
-        "rater": ["pred"] * n + ["true"] * n,
-        "score": np.r_[pred, true],
-    })
+    long = pd.DataFrame(
+        {
+            "sample": np.r_[np.arange(n), np.arange(n)],
+            "rater": ["pred"] * n + ["true"] * n,
+            "score": np.r_[pred, true],
+        }
+    )
     with warnings.catch_warnings():  # pingouin's own pandas deprecation warnings
         warnings.simplefilter("ignore")
         table = pingouin.intraclass_corr(data=long, targets="sample", raters="rater", ratings="score")
@@ -150,14 +152,18 @@ def test_mae_by_intensity_by_hand():
 
 def _peaks_and_centres() -> tuple[np.ndarray, np.ndarray]:
     nan = np.nan
-    peaks = np.array([
-        [[100.0, 100.0], [140.0, 100.0], [nan, nan]],
-        [[nan, nan], [nan, nan], [nan, nan]],  # no peak predicted
-    ])
-    centres = np.array([
-        [[140.0, 104.0], [96.0, 97.0], [nan, nan]],  # nearest peaks: 2nd at 4 px, 1st at 5 px
-        [[50.0, 50.0], [60.0, 60.0], [nan, nan]],
-    ])
+    peaks = np.array(
+        [
+            [[100.0, 100.0], [140.0, 100.0], [nan, nan]],
+            [[nan, nan], [nan, nan], [nan, nan]],  # no peak predicted
+        ]
+    )
+    centres = np.array(
+        [
+            [[140.0, 104.0], [96.0, 97.0], [nan, nan]],  # nearest peaks: 2nd at 4 px, 1st at 5 px
+            [[50.0, 50.0], [60.0, 60.0], [nan, nan]],
+        ]
+    )
     return peaks, centres
 
 
@@ -206,9 +212,7 @@ def test_au_metrics_rows_and_mean():
         assert table.loc[label, "icc"] == pytest.approx(icc31(pred[:, j], true[:, j]))
         assert table.loc[label, "mae"] == pytest.approx(mae(pred[:, j], true[:, j]))
         assert table.loc[label, "n"] == 200
-    pd.testing.assert_series_equal(
-        table.loc["mean"], table.loc[BP4D_LABELS].mean(axis=0), check_names=False
-    )
+    pd.testing.assert_series_equal(table.loc["mean"], table.loc[BP4D_LABELS].mean(axis=0), check_names=False)
     assert table[["loc_px", "loc_iod_pct"]].isna().all().all()
 
 
@@ -250,17 +254,20 @@ def test_au_metrics_localisation_only_where_the_au_is_present():
     centres = np.full((n, a, 2, 2), nan)
     centres[:, :, 0] = [100.0, 100.0]
     peaks = np.full((n, a, 3, 2), nan)
-    peaks[:, :, 0] = [[[108.0, 100.0], [100.0, 112.0]],  # errors 8 and 12 crop px
-                      [[200.0, 200.0], [100.0, 104.0]],  # AU06 absent: its 141 px error is not scored
-                      [[104.0, 100.0], [0.0, 0.0]]]  # AU10 masked: not scored
+    peaks[:, :, 0] = [
+        [[108.0, 100.0], [100.0, 112.0]],  # errors 8 and 12 crop px
+        [[200.0, 200.0], [100.0, 104.0]],  # AU06 absent: its 141 px error is not scored
+        [[104.0, 100.0], [0.0, 0.0]],
+    ]  # AU10 masked: not scored
     iod = np.array([100.0, 50.0, 80.0])
     table = au_metrics(true, true, mask=mask, aus=(6, 10), pred_peaks=peaks, true_centres=centres, iod=iod)
     assert table.loc["AU06", "loc_px"] == pytest.approx((8 / 4 + 4 / 4) / 2)
     assert table.loc["AU06", "loc_iod_pct"] == pytest.approx((8.0 + 5.0) / 2)
     assert table.loc["AU10", "loc_px"] == pytest.approx((12 / 4 + 4 / 4) / 2)
     assert table.loc["AU10", "loc_iod_pct"] == pytest.approx((12.0 + 8.0) / 2)
-    strict = au_metrics(true, true, mask=mask, aus=(6, 10), pred_peaks=peaks, true_centres=centres,
-                        true_intensity_for_loc_min=3.0)
+    strict = au_metrics(
+        true, true, mask=mask, aus=(6, 10), pred_peaks=peaks, true_centres=centres, true_intensity_for_loc_min=3.0
+    )
     assert strict.loc["AU06", "loc_px"] == pytest.approx(1.0)  # only the intensity-4 sample
     assert strict.loc["AU10", "loc_px"] == pytest.approx(3.0)
     assert math.isnan(strict.loc["AU10", "loc_iod_pct"])  # no iod given

@@ -8,8 +8,8 @@ from torch import nn
 
 from aumaps.model import AUHourglass, fuse_batchnorm
 from aumaps.weights import load_checkpoint
-
 from published_reference import published_layout, random_state_dict, reference_forward
+
 
 def _layout_of(model: nn.Module) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}

@@ -13,10 +13,20 @@ AUS = (6, 12)
 
 def _face(intensities, confidence: float) -> FaceResult:
     return FaceResult(
-        face_id=0, aus=AUS, intensities=np.asarray(intensities, float), heatmaps=np.zeros((2, 64, 64)),
-        peaks=np.full((2, 2, 2), np.nan), argmax=np.zeros((2, 2)), landmarks=np.zeros((68, 2)),
-        box=np.zeros(4), confidence=confidence, matrix=np.eye(2, 3), crop=np.zeros((4, 4, 3), np.uint8),
-        detector_score=1.5, pose=np.array([0.0, 0.0, 600.0, 0.1, 0.0, 0.0]))
+        face_id=0,
+        aus=AUS,
+        intensities=np.asarray(intensities, float),
+        heatmaps=np.zeros((2, 64, 64)),
+        peaks=np.full((2, 2, 2), np.nan),
+        argmax=np.zeros((2, 2)),
+        landmarks=np.zeros((68, 2)),
+        box=np.zeros(4),
+        confidence=confidence,
+        matrix=np.eye(2, 3),
+        crop=np.zeros((4, 4, 3), np.uint8),
+        detector_score=1.5,
+        pose=np.array([0.0, 0.0, 600.0, 0.1, 0.0, 0.0]),
+    )
 
 
 def test_exploface_statistics_run_on_an_aumaps_csv(tmp_path):

@@ -132,7 +132,23 @@ def test_rows_carry_the_pose_for_the_camera_given(tiny_weights, astronaut, tmp_p
 
     cv2.imwrite(str(path), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
     out = tmp_path / "rows.csv"
-    assert main(["predict", str(path), "--weights", str(tiny_weights), "--out", str(out), "--quiet",
-                 "--backend", "torch", "--fx", "1200"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(path),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(out),
+                "--quiet",
+                "--backend",
+                "torch",
+                "--fx",
+                "1200",
+            ]
+        )
+        == 0
+    )
     row = pd.read_csv(out).iloc[0]
     np.testing.assert_allclose(row[list(POSE_COLUMNS)].to_numpy(float), longer.pose, atol=1e-3)

@@ -42,7 +42,9 @@ def test_one_face_with_consistent_outputs(estimator, astronaut):
     # peaks map back to image points near the face (inverse registration)
     x0, y0, x1, y1 = f.box
     w = x1 - x0
-    inside = (f.argmax[:, 0] > x0 - w) & (f.argmax[:, 0] < x1 + w) & (f.argmax[:, 1] > y0 - w) & (f.argmax[:, 1] < y1 + w)
+    inside = (
+        (f.argmax[:, 0] > x0 - w) & (f.argmax[:, 0] < x1 + w) & (f.argmax[:, 1] > y0 - w) & (f.argmax[:, 1] < y1 + w)
+    )
     assert inside.all()
     back = align.transform_points(f.argmax[None], f.matrix)[0] / 4
     for a in range(5):
@@ -100,9 +102,23 @@ def test_cli_writes_csv_and_overlays(tiny_weights, astronaut_png, grace_hopper_p
     (folder / "notes.txt").write_text("not an image")  # not an image extension: skipped in folders
     cv2.imwrite(str(folder / "blank.png"), np.full((120, 160, 3), 90, np.uint8))
     out, maps = tmp_path / "res.csv", tmp_path / "maps"
-    rc = main(["predict", str(astronaut_png), str(grace_hopper_path), str(folder),
-               "--weights", str(tiny_weights), "--out", str(out), "--maps", str(maps), "--quiet",
-               "--backend", "torch"])
+    rc = main(
+        [
+            "predict",
+            str(astronaut_png),
+            str(grace_hopper_path),
+            str(folder),
+            "--weights",
+            str(tiny_weights),
+            "--out",
+            str(out),
+            "--maps",
+            str(maps),
+            "--quiet",
+            "--backend",
+            "torch",
+        ]
+    )
     assert rc == 0
     df = pd.read_csv(out)
     assert list(df.columns) == csv_columns((6, 10, 12, 14, 17), file_column=True)
@@ -124,7 +140,8 @@ def test_cli_writes_csv_and_overlays(tiny_weights, astronaut_png, grace_hopper_p
 
     # the Python API gives the same table as the CSV
     table = AUEstimator(weights=tiny_weights, backend="torch").predict_images(
-        [str(astronaut_png), str(grace_hopper_path), str(folder)])
+        [str(astronaut_png), str(grace_hopper_path), str(folder)]
+    )
     assert list(table.columns) == list(df.columns)
     pd.testing.assert_frame_equal(table.drop(columns="file"), df.drop(columns="file"), check_dtype=False)
 

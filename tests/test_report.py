@@ -9,12 +9,12 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
-from test_video import _check_html
-from test_visualise import _face17
 
 from aumaps.aus import AU_SETS, column_name
 from aumaps.report import PeakFrames, StudyVideo, write_report, write_study_page
 from aumaps.results import FrameResult
+from test_video import _check_html
+from test_visualise import _face17
 
 OPENFACE = tuple(AU_SETS["openface"])
 UPPER = [1, 2, 4, 5, 6, 7, 45]
@@ -54,8 +54,9 @@ def test_a_17_au_report_groups_its_statistics_and_peaks_by_face_region(tmp_path)
     assert f"<td>{len(table) // 2}</td><td>{mean:.2f}</td>" in row45
 
     peaks_html = page.split("Frames of peak intensity", 1)[1]
-    regions = re.findall(r'<h3 class="region">(\w+ face)</h3><div class="peaks small" data-region="(\w+)">', peaks_html
-                         .replace("\n", ""))
+    regions = re.findall(
+        r'<h3 class="region">(\w+ face)</h3><div class="peaks small" data-region="(\w+)">', peaks_html.replace("\n", "")
+    )
     assert regions == [("Upper face", "upper"), ("Lower face", "lower")]
     shown = [int(n) for n in re.findall(r'<img alt="AU(\d\d) peak"', peaks_html)]
     assert shown == UPPER + LOWER
@@ -74,8 +75,17 @@ def test_five_aus_keep_one_group(tmp_path):
 @pytest.mark.parametrize("aus", [OPENFACE, (6, 10, 12, 14, 17)])
 def test_the_study_page_groups_17_aus_under_their_face_region(tmp_path, aus):
     rng = np.random.default_rng(1)
-    videos = [StudyVideo(name=f"p{k}/clip", frames=50, frames_with_face=50, tracks=1,
-                         series={a: rng.uniform(0, 5, 50) for a in aus}, csv=f"p{k}/clip.csv") for k in range(2)]
+    videos = [
+        StudyVideo(
+            name=f"p{k}/clip",
+            frames=50,
+            frames_with_face=50,
+            tracks=1,
+            series={a: rng.uniform(0, 5, 50) for a in aus},
+            csv=f"p{k}/clip.csv",
+        )
+        for k in range(2)
+    ]
     page = write_study_page(tmp_path / "index.html", videos, aus, title="study").read_text()
     _check_html(page)
     header = page.split("<thead>", 1)[1].split("</thead>", 1)[0]
@@ -84,8 +94,9 @@ def test_the_study_page_groups_17_aus_under_their_face_region(tmp_path, aus):
     assert page.count("<polyline") == 2 * len(aus) and page.count('<tr><td class="name">') == 2
     if len(aus) > 8:
         assert columns == UPPER + LOWER
-        assert re.findall(r"<th(?: class=\"region-start\")? colspan=\"(\d+)\" data-region=\"(\w+)\">(\w+ face)</th>", header) == [
-            ("7", "upper", "Upper face"), ("10", "lower", "Lower face")]
+        assert re.findall(
+            r"<th(?: class=\"region-start\")? colspan=\"(\d+)\" data-region=\"(\w+)\">(\w+ face)</th>", header
+        ) == [("7", "upper", "Upper face"), ("10", "lower", "Lower face")]
         assert widths == {72}  # 17 sparklines to a row: narrower
     else:
         assert columns == list(aus) and "data-region" not in header and widths == {120}

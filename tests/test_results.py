@@ -40,8 +40,14 @@ def _openface_22_header() -> str:
     return ", ".join(name for section in sections for name in section)
 
 
-@pytest.mark.parametrize("aus", [(6, 10, 12, 14, 17), (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26),
-                                 (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)])
+@pytest.mark.parametrize(
+    "aus",
+    [
+        (6, 10, 12, 14, 17),
+        (1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26),
+        (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
+    ],
+)
 @pytest.mark.parametrize("file_column", [False, True])
 def test_columns_follow_openface_22_column_for_column(aus, file_column):
     openface = [name.strip() for name in _openface_22_header().split(",")]  # readers strip the spaces
@@ -57,9 +63,14 @@ def test_columns_follow_openface_22_column_for_column(aus, file_column):
     assert shared == expected
     # images add the file in front; aumaps' own columns (peaks, box, detector score) come after OpenFace's
     assert (ours[0] == "file") == file_column
-    extras = ours[ours.index(f"AU{aus[-1]:02d}_c") + 1:]
-    assert extras == [f"AU{a:02d}_{xy}" for a in aus for xy in "xy"] + ["box_x0", "box_y0", "box_x1", "box_y1",
-                                                                        "detector_score"]
+    extras = ours[ours.index(f"AU{aus[-1]:02d}_c") + 1 :]
+    assert extras == [f"AU{a:02d}_{xy}" for a in aus for xy in "xy"] + [
+        "box_x0",
+        "box_y0",
+        "box_x1",
+        "box_y1",
+        "detector_score",
+    ]
     assert len(ours) == len(set(ours))
 
 
@@ -78,11 +89,20 @@ def _face(face_id: int, intensities, seed: int = 0) -> FaceResult:
     rng = np.random.default_rng(seed)
     aus = (6, 12)
     return FaceResult(
-        face_id=face_id, aus=aus, intensities=np.asarray(intensities, float), heatmaps=np.zeros((2, 64, 64)),
-        peaks=np.full((2, 2, 2), np.nan), argmax=np.array([[10.123456, 20.0], [np.nan, np.nan]]),
-        landmarks=rng.uniform(0, 100, (68, 2)), box=np.array([1.0, 2.0, 3.0, 4.0]), confidence=0.987654321,
-        matrix=np.eye(2, 3), crop=np.zeros((4, 4, 3), np.uint8), detector_score=1.2345678,
-        pose=np.array([10.0, -20.0, 600.123456, 0.1, -0.25, np.nan]))
+        face_id=face_id,
+        aus=aus,
+        intensities=np.asarray(intensities, float),
+        heatmaps=np.zeros((2, 64, 64)),
+        peaks=np.full((2, 2, 2), np.nan),
+        argmax=np.array([[10.123456, 20.0], [np.nan, np.nan]]),
+        landmarks=rng.uniform(0, 100, (68, 2)),
+        box=np.array([1.0, 2.0, 3.0, 4.0]),
+        confidence=0.987654321,
+        matrix=np.eye(2, 3),
+        crop=np.zeros((4, 4, 3), np.uint8),
+        detector_score=1.2345678,
+        pose=np.array([10.0, -20.0, 600.123456, 0.1, -0.25, np.nan]),
+    )
 
 
 def test_rows_round_once_and_presence_follows_the_threshold():
@@ -99,8 +119,7 @@ def test_rows_round_once_and_presence_follows_the_threshold():
 
 
 def test_images_and_videos_share_one_writer_and_the_frame_agrees():
-    results = [FrameResult(0, 0.0, [_face(0, [2.5, 0.5]), _face(1, [0.0, 4.0], seed=1)]),
-               FrameResult(1, 0.04, [])]
+    results = [FrameResult(0, 0.0, [_face(0, [2.5, 0.5]), _face(1, [0.0, 4.0], seed=1)]), FrameResult(1, 0.04, [])]
     buffer = io.StringIO()
     with ResultWriter(buffer, (6, 12)) as writer:
         for result in results:
@@ -125,11 +144,36 @@ def test_images_and_videos_share_one_writer_and_the_frame_agrees():
 def test_neutralise_cell_defuses_formulas_and_keeps_numbers():
     from aumaps.results import neutralise_cell
 
-    for formula in ("=HYPERLINK(\"http://x\",\"y\")", "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\t=1", "\r=1",
-                    "-", "=", "+inf", "-x.jpg"):
+    for formula in (
+        '=HYPERLINK("http://x","y")',
+        "+1+cmd|' /C calc'!A0",
+        "-2+3",
+        "@SUM(A1)",
+        "\t=1",
+        "\r=1",
+        "-",
+        "=",
+        "+inf",
+        "-x.jpg",
+    ):
         assert neutralise_cell(formula) == "'" + formula
-    for kept in ("a.jpg", "", "P1", "'", "'a", " =x", "s01/=x.jpg", "-0.5", "+3", "-1e-3", "-12", ".5", "-.5",
-                 "1E+05", "'-0.5"):
+    for kept in (
+        "a.jpg",
+        "",
+        "P1",
+        "'",
+        "'a",
+        " =x",
+        "s01/=x.jpg",
+        "-0.5",
+        "+3",
+        "-1e-3",
+        "-12",
+        ".5",
+        "-.5",
+        "1E+05",
+        "'-0.5",
+    ):
         assert neutralise_cell(kept) == kept
     for number in (-0.5, -3, 0, np.float64(-1.25), np.int64(-7), None, float("nan")):
         assert neutralise_cell(number) is number
@@ -138,8 +182,34 @@ def test_neutralise_cell_defuses_formulas_and_keeps_numbers():
 
 
 #: Texts a file name, subject or label may be, the awkward ones included.
-AWKWARD = ["=SUM(A1)", "+cmd.jpg", "-rf.png", "@home", "\t=1", "\r=1", "-", "=", "'", "''", "'=x.jpg", "''=x",
-           "'a", "a'", "-0.5", "+3", "-1e-3", "'-0.5", "plain.jpg", "", " =x", "s01/=x.jpg", "--", "-.5x", "é=", "'é"]
+AWKWARD = [
+    "=SUM(A1)",
+    "+cmd.jpg",
+    "-rf.png",
+    "@home",
+    "\t=1",
+    "\r=1",
+    "-",
+    "=",
+    "'",
+    "''",
+    "'=x.jpg",
+    "''=x",
+    "'a",
+    "a'",
+    "-0.5",
+    "+3",
+    "-1e-3",
+    "'-0.5",
+    "plain.jpg",
+    "",
+    " =x",
+    "s01/=x.jpg",
+    "--",
+    "-.5x",
+    "é=",
+    "'é",
+]
 
 
 def test_restore_cell_gives_back_every_text_exactly():
@@ -159,8 +229,14 @@ def test_write_table_and_restore_table_round_trip_text_and_keep_numbers(tmp_path
     from aumaps.results import FORMULA_STARTS, restore_table, write_table
 
     names = [n for n in AWKWARD if "\r" not in n]  # pandas leaves a carriage return unquoted on Python < 3.12
-    table = pd.DataFrame({"image": names, "x": np.linspace(-2.5, 2.5, len(names)), "n": range(-10, len(names) - 10),
-                          "=note": [f"-{k}" if k % 2 else f"@{k}" for k in range(len(names))]})
+    table = pd.DataFrame(
+        {
+            "image": names,
+            "x": np.linspace(-2.5, 2.5, len(names)),
+            "n": range(-10, len(names) - 10),
+            "=note": [f"-{k}" if k % 2 else f"@{k}" for k in range(len(names))],
+        }
+    )
     path = write_table(table, tmp_path / "t.csv")
     with open(path, newline="") as fh:
         raw = list(csv.reader(fh))
@@ -180,14 +256,19 @@ def test_every_text_cell_of_the_writer_is_neutralised_and_numbers_stay_numbers()
     face = _face(0, [2.5, 0.5])
     face.landmarks[0] = [-0.5, -12.25]  # a landmark off the image's left edge: negative coordinates
     face.argmax[0] = [-3.0, 4.0]
-    names = ["=HYPERLINK(\"evil.example\",\"click\").jpg", "+cmd.jpg", "-rf.png", "@home.jpg", "plain.jpg"]
+    names = ['=HYPERLINK("evil.example","click").jpg', "+cmd.jpg", "-rf.png", "@home.jpg", "plain.jpg"]
     buffer = io.StringIO()
     with ResultWriter(buffer, (6, 12), file_column=True) as writer:
         for k, name in enumerate(names):
             writer.write(FrameResult(k, 0.0, [face] if k == 0 else [], path=Path(name)))
     table = pd.read_csv(io.StringIO(buffer.getvalue()))
-    assert table["file"].tolist() == ["'=HYPERLINK(\"evil.example\",\"click\").jpg", "'+cmd.jpg", "'-rf.png",
-                                      "'@home.jpg", "plain.jpg"]
+    assert table["file"].tolist() == [
+        '\'=HYPERLINK("evil.example","click").jpg',
+        "'+cmd.jpg",
+        "'-rf.png",
+        "'@home.jpg",
+        "plain.jpg",
+    ]
     # numbers stay numbers: the negative coordinates are read back as floats, equal to what was written
     assert table["x_0"].dtype == float and table.loc[0, "x_0"] == -0.5 and table.loc[0, "y_0"] == -12.25
     assert table.loc[0, "AU06_x"] == -3.0 and table["face_id"].tolist() == [0, -1, -1, -1, -1]

@@ -18,7 +18,8 @@ from aumaps.runtime.store import EngineStore, weights_digest
 
 needs_onnx = pytest.mark.skipif(
     not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")),
-    reason="needs onnx, onnxscript and onnxruntime")
+    reason="needs onnx, onnxscript and onnxruntime",
+)
 
 
 def _model(seed: int = 0) -> AUHourglass:
@@ -112,8 +113,13 @@ def test_auto_picks_onnx_without_native_bf16_and_builds_it_once(store, exports, 
 def test_auto_picks_bfloat16_where_native(store, monkeypatch):
     monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: True)
     if not hardware.cpu_has_native_bf16():  # do not run emulated bfloat16: check the choice only
-        monkeypatch.setattr(engines, "_torch_fast", lambda model, device, crop_size: engines.Engine(
-            "pytorch bfloat16, fused, TorchScript", create_engine("torch", model), 4))
+        monkeypatch.setattr(
+            engines,
+            "_torch_fast",
+            lambda model, device, crop_size: engines.Engine(
+                "pytorch bfloat16, fused, TorchScript", create_engine("torch", model), 4
+            ),
+        )
     engine = create_engine("auto", _model(), store=store)
     assert engine.name.startswith("pytorch bfloat16") and engine.batch_size == 4
     assert engine.accuracy.accepted

@@ -84,8 +84,13 @@ def running(app):
         sock.close()
 
 
-def request(url: str, data: bytes | None = None, method: str | None = None, headers: dict | None = None,
-            token: str | None = TOKEN):
+def request(
+    url: str,
+    data: bytes | None = None,
+    method: str | None = None,
+    headers: dict | None = None,
+    token: str | None = TOKEN,
+):
     """(status, headers, body bytes) of one HTTP request carrying ``token`` (as a header); 4xx/5xx
     are returned, not raised."""
     headers = dict(headers or {})
@@ -110,8 +115,9 @@ def as_json(body: bytes):
 def live_socket(base: str, query: str = "", token: str | None = TOKEN, **options):
     """A WebSocket to the live view, carrying ``token`` as a header."""
     headers = {"Authorization": f"token {token}"} if token else None
-    return connect(base.replace("http", "ws") + "/ws/live" + query, open_timeout=30, additional_headers=headers,
-                   **options)
+    return connect(
+        base.replace("http", "ws") + "/ws/live" + query, open_timeout=30, additional_headers=headers, **options
+    )
 
 
 def jpeg(rgb: np.ndarray) -> bytes:
@@ -170,8 +176,14 @@ def models_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def app(models_dir, tmp_path_factory):
-    return create_app("default", models=models_dir, backend=BACKEND, max_upload_mb=50, token=TOKEN,
-                      upload_dir=tmp_path_factory.mktemp("uploads"))
+    return create_app(
+        "default",
+        models=models_dir,
+        backend=BACKEND,
+        max_upload_mb=50,
+        token=TOKEN,
+        upload_dir=tmp_path_factory.mktemp("uploads"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -233,8 +245,9 @@ def test_photo_csv_and_overlay_downloads(base, photo, reference, grace_hopper_pa
     table = pd.read_csv(io.BytesIO(body))
     assert list(table.columns) == csv_columns(AUS, file_column=True)
     assert table["file"].tolist() == ["grace hopper.jpg"] and table["success"].tolist() == [1]
-    np.testing.assert_allclose(table[[f"AU{a:02d}_r" for a in AUS]].to_numpy()[0], photo["faces"][0]["intensities"],
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        table[[f"AU{a:02d}_r" for a in AUS]].to_numpy()[0], photo["faces"][0]["intensities"], atol=1e-4
+    )
 
     status, headers, body = request(f"{base}/api/photos/{photo['id']}/overlay/0")
     assert status == 200 and headers["Content-Type"] == "image/png"
@@ -463,8 +476,9 @@ def test_a_cancelled_queued_job_shows_cancelled_at_once(tmp_path, clip, monkeypa
 
 
 def test_finished_work_expires_after_the_retention(tmp_path, clip, grace_hopper_path):
-    app = create_app("default", backend=BACKEND, preload=False, upload_dir=tmp_path, token=TOKEN, retention=2.0,
-                     models=None)
+    app = create_app(
+        "default", backend=BACKEND, preload=False, upload_dir=tmp_path, token=TOKEN, retention=2.0, models=None
+    )
     state = app.state.aumaps
     with running(app) as base:
         job = as_json(post(f"{base}/api/jobs?name=old.avi", clip.read_bytes())[2])
@@ -500,11 +514,13 @@ def test_every_route_answers_failures_as_json(base, app, photo, clip, grace_hopp
     def failing(error):
         def fail(*args, **kwargs):
             raise error
+
         return fail
 
     def check(method, path, body, status, fragment):
-        got, headers, answer = request(f"{base}{path}", body, method,
-                                       {"Content-Type": "application/octet-stream"} if body else {})
+        got, headers, answer = request(
+            f"{base}{path}", body, method, {"Content-Type": "application/octet-stream"} if body else {}
+        )
         assert headers["Content-Type"] == "application/json", (method, path, answer)
         message = as_json(answer)["error"]
         assert got == status and fragment in message, (method, path, got, message)
@@ -526,9 +542,11 @@ def test_every_route_answers_failures_as_json(base, app, photo, clip, grace_hopp
 
     from aumaps.serve.routers import jobs as job_routes
 
-    for error, status, fragment in [(VideoOpenError("cannot open 'v.mp4' as a video"), 415, "v.mp4"),
-                                    (ImageTooLarge("v.mp4", 4 * 10**8, 10**8, 20000, 20000), 413, "20000x20000"),
-                                    (RuntimeError("boom"), 500, "internal error")]:
+    for error, status, fragment in [
+        (VideoOpenError("cannot open 'v.mp4' as a video"), 415, "v.mp4"),
+        (ImageTooLarge("v.mp4", 4 * 10**8, 10**8, 20000, 20000), 413, "20000x20000"),
+        (RuntimeError("boom"), 500, "internal error"),
+    ]:
         with monkeypatch.context() as patch:
             patch.setattr(job_routes, "open_video", failing(error))
             check("POST", "/api/jobs?name=v.mp4", clip.read_bytes(), status, fragment)
@@ -550,8 +568,12 @@ def test_every_route_answers_failures_as_json(base, app, photo, clip, grace_hopp
     check("GET", "/api/photos/nope/image", None, 404, "no photo 'nope'")
     check("DELETE", "/api/photos/nope", None, 404, "no photo 'nope'")
     check("GET", f"/api/photos/{photo['id']}/overlay/first", None, 422, "face_id")
-    for method, path in (("GET", "/api/jobs/nope"), ("POST", "/api/jobs/nope/cancel"), ("DELETE", "/api/jobs/nope"),
-                         ("GET", "/api/jobs/nope/csv")):
+    for method, path in (
+        ("GET", "/api/jobs/nope"),
+        ("POST", "/api/jobs/nope/cancel"),
+        ("DELETE", "/api/jobs/nope"),
+        ("GET", "/api/jobs/nope/csv"),
+    ):
         check(method, path, None, 404, "no video job 'nope'")
     check("GET", "/api/recordings/nope", None, 404, "no recording 'nope'")
     check("DELETE", "/api/recordings/nope", None, 404, "no recording 'nope'")
@@ -605,8 +627,11 @@ def test_token_is_needed_on_every_request_and_socket(tmp_path):
             connect(f"{ws}/ws/live", open_timeout=30).close()
         with connect(f"{ws}/ws/live?token=s3cret-token-0123456789", open_timeout=30) as socket_:
             assert json.loads(socket_.recv(timeout=120))["type"] == "ready"
-        with connect(f"{ws}/ws/live", open_timeout=30,  # the page's socket: the cookie
-                     additional_headers={"Cookie": f"{cookie.name}={cookie.value}"}) as socket_:
+        with connect(
+            f"{ws}/ws/live",
+            open_timeout=30,  # the page's socket: the cookie
+            additional_headers={"Cookie": f"{cookie.name}={cookie.value}"},
+        ) as socket_:
             assert json.loads(socket_.recv(timeout=120))["type"] == "ready"
         # the login form
         form = urllib.parse.urlencode({"token": "s3cret-token-0123456789"}).encode()
@@ -642,26 +667,39 @@ def test_non_ascii_tokens_are_refused_not_a_server_error(tmp_path):
     """The issue's ?token=été on a server bound to every address: a 4xx, never a 500."""
     app = create_app("default", token=TOKEN, backend=BACKEND, preload=False, upload_dir=tmp_path, local_only=False)
     with running(app) as base:
-        for target in (b"/api/config?token=%C3%A9t%C3%A9", b"/?token=%C3%A9t%C3%A9", b"/api/config?token=%FF%00",
-                       b"/api/config?token=" + b"e" * 5000):
+        for target in (
+            b"/api/config?token=%C3%A9t%C3%A9",
+            b"/?token=%C3%A9t%C3%A9",
+            b"/api/config?token=%FF%00",
+            b"/api/config?token=" + b"e" * 5000,
+        ):
             status, body = _raw_get(base, target)
             assert status == 403, (target, status, body[:200])
         status, _ = _raw_get(base, b"/api/config?token=\xc3\xa9t\xc3\xa9")  # unencoded: HTTP itself refuses it
         assert 400 <= status < 500
-        for headers in ({"Authorization": b"token \xc3\xa9t\xc3\xa9"}, {"Authorization": b"token \xff"},
-                        {"Cookie": "aumaps-token-0=\u00e9t\u00e9".encode()}, {"Cookie": b"\xff\xfe=\xff"}):
+        for headers in (
+            {"Authorization": b"token \xc3\xa9t\xc3\xa9"},
+            {"Authorization": b"token \xff"},
+            {"Cookie": "aumaps-token-0=\u00e9t\u00e9".encode()},
+            {"Cookie": b"\xff\xfe=\xff"},
+        ):
             status, _ = _raw_get(base, b"/api/config", headers)
             assert 400 <= status < 500, (headers, status)
         assert _raw_get(base, f"/api/config?token={TOKEN}".encode())[0] == 200
-        assert _raw_get(base, b"/api/config", {"Host": b"anything.example:80",
-                                               "Authorization": f"token {TOKEN}".encode()})[0] == 200
+        assert (
+            _raw_get(
+                base, b"/api/config", {"Host": b"anything.example:80", "Authorization": f"token {TOKEN}".encode()}
+            )[0]
+            == 200
+        )
 
 
 def test_loopback_server_refuses_other_hosts_and_sites(base, grace_hopper_path):
     status, _, body = request(f"{base}/api/config", headers={"Host": "attacker.example:8000"})
     assert status == 403 and "localhost" in as_json(body)["error"]  # DNS rebinding, even with the token
-    status, _, body = post(f"{base}/api/photos?name=x.jpg", grace_hopper_path.read_bytes(),
-                           Origin="http://attacker.example")
+    status, _, body = post(
+        f"{base}/api/photos?name=x.jpg", grace_hopper_path.read_bytes(), Origin="http://attacker.example"
+    )
     assert status == 403 and "attacker.example" in as_json(body)["error"]
     for origin in ("http://attacker.example", "null"):  # "null": a sandboxed frame of any site
         with pytest.raises(InvalidStatus):
@@ -675,7 +713,9 @@ def test_tokens_come_from_a_file_or_the_environment_never_the_command_line(tmp_p
     assert origin == "generated" and len(token) >= 32 and notes == []
     assert server_token(environ={})[0] != token
     assert server_token(environ={TOKEN_ENV: " from-the-environment-1234 \n"})[:2] == (
-        "from-the-environment-1234", "$AUMAPS_TOKEN")
+        "from-the-environment-1234",
+        "$AUMAPS_TOKEN",
+    )
     path = tmp_path / "token"
     path.write_text("from-a-file-56789012\nsecond line ignored\n")
     path.chmod(0o600)
@@ -725,8 +765,13 @@ def _serve_process(tmp_path: Path, *args: str, env: dict | None = None) -> tuple
     runtime.mkdir(exist_ok=True, mode=0o700)
     environment = {**os.environ, "XDG_RUNTIME_DIR": str(runtime), **(env or {})}
     environment.pop(TOKEN_ENV, None) if env is None or TOKEN_ENV not in env else None
-    process = subprocess.Popen([sys.executable, "-m", "aumaps", "serve", "--port", "0", "--backend", BACKEND, *args],
-                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, env=environment)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "aumaps", "serve", "--port", "0", "--backend", BACKEND, *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        env=environment,
+    )
     lines, base = [], None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -785,11 +830,31 @@ def test_https_with_certfile_and_keyfile_and_a_warning_in_clear(tmp_path):
     import ssl
 
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    process, lines, base = _serve_process(tmp_path, "--certfile", str(cert), "--keyfile", str(key),
-                                          env={TOKEN_ENV: TOKEN})
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    process, lines, base = _serve_process(
+        tmp_path, "--certfile", str(cert), "--keyfile", str(key), env={TOKEN_ENV: TOKEN}
+    )
     try:
         assert base.startswith("https://") and not any("unencrypted" in line for line in lines)
         context = ssl.create_default_context(cafile=str(cert))
@@ -836,7 +901,7 @@ def test_upload_limit_is_enforced_while_reading(tmp_path, grace_hopper_path):
         message = as_json(body)["error"]
         assert "'big.jpg'" in message and "0.02 MB" in message and "--max-upload-mb" in message
         # no announced length (chunked): cut off while streaming
-        chunks = (grace_hopper_path.read_bytes()[i:i + 4096] for i in range(0, 65536, 4096))
+        chunks = (grace_hopper_path.read_bytes()[i : i + 4096] for i in range(0, 65536, 4096))
         status, _, body = post(f"{base}/api/jobs?name=big.avi", chunks)  # urllib sends it chunked
         assert status == 413 and "'big.avi'" in as_json(body)["error"]
         assert list(app.state.folder.path.iterdir()) == []
@@ -873,8 +938,9 @@ def test_gigapixel_png_is_refused_fast_and_the_server_keeps_answering(base, giga
 
 
 def test_the_pixel_cap_is_the_servers_to_set(tmp_path, grace_hopper_path):
-    app = create_app("default", backend=BACKEND, preload=False, upload_dir=tmp_path, token=TOKEN,
-                     max_pixels=512 * 599)  # the portrait is 512 x 600
+    app = create_app(
+        "default", backend=BACKEND, preload=False, upload_dir=tmp_path, token=TOKEN, max_pixels=512 * 599
+    )  # the portrait is 512 x 600
     with running(app) as base:
         status, _, body = post(f"{base}/api/photos?name=gh.jpg", grace_hopper_path.read_bytes())
         assert status == 413 and "512x600" in as_json(body)["error"]
@@ -917,18 +983,28 @@ def test_live_socket_answers_malformed_messages_and_carries_on(base, astronaut):
     face = jpeg(face_frame(astronaut))
     with live_socket(base) as ws:
         assert json.loads(ws.recv(timeout=120))["type"] == "ready"
-        for text, fragment in (("[]", "JSON object"), ("not json", "JSON object"), ("{\"type\": 5}", "unknown command 5"),
-                               ("null", "JSON object"), ("\"record\"", "JSON object"), ("{}", "unknown command None"),
-                               ('{"type": "record", "on": "yes"}', '"on" must be true or false'),
-                               ('{"type": "record"}', '"on" must be true or false'), ("{" * 10000, "JSON object")):
+        for text, fragment in (
+            ("[]", "JSON object"),
+            ("not json", "JSON object"),
+            ('{"type": 5}', "unknown command 5"),
+            ("null", "JSON object"),
+            ('"record"', "JSON object"),
+            ("{}", "unknown command None"),
+            ('{"type": "record", "on": "yes"}', '"on" must be true or false'),
+            ('{"type": "record"}', '"on" must be true or false'),
+            ("{" * 10000, "JSON object"),
+        ):
             ws.send(text)
             (reply,) = results(ws, 1)
             assert reply["type"] == "error" and fragment in reply["message"], (text, reply)
-        for data, fragment in ((b"", "12-byte header"), (b"\x00" * 12, "12-byte header"),
-                               (os.urandom(11), "12-byte header"),
-                               (HEADER.pack(3, float("nan")) + face, "capture time is not a number"),
-                               (HEADER.pack(4, 0.0) + os.urandom(5000), "frame 4 could not be decoded"),
-                               (HEADER.pack(5, 0.0) + b"\xff\xd8\xff\xe0 truncated jpeg", "frame 5 could not be decoded")):
+        for data, fragment in (
+            (b"", "12-byte header"),
+            (b"\x00" * 12, "12-byte header"),
+            (os.urandom(11), "12-byte header"),
+            (HEADER.pack(3, float("nan")) + face, "capture time is not a number"),
+            (HEADER.pack(4, 0.0) + os.urandom(5000), "frame 4 could not be decoded"),
+            (HEADER.pack(5, 0.0) + b"\xff\xd8\xff\xe0 truncated jpeg", "frame 5 could not be decoded"),
+        ):
             ws.send(data)
             (reply,) = results(ws, 1)
             assert reply["type"] == "error" and fragment in reply["message"], (data[:20], reply)
@@ -984,8 +1060,9 @@ def test_live_keeps_the_newest_frame_and_records_to_a_csv_download(base, astrona
     table = pd.read_csv(io.BytesIO(body))
     assert list(table.columns) == csv_columns(AUS)
     assert table["frame"].tolist() == [1, 2, 3] and table["timestamp"].tolist() == [0.0, 0.1, 0.2]
-    np.testing.assert_allclose(table[[f"AU{a:02d}_r" for a in AUS]].to_numpy(),
-                               [r["faces"][0]["intensities"] for r in recorded], atol=1e-4)
+    np.testing.assert_allclose(
+        table[[f"AU{a:02d}_r" for a in AUS]].to_numpy(), [r["faces"][0]["intensities"] for r in recorded], atol=1e-4
+    )
     assert request(f"{base}{stop['url']}", method="DELETE")[0] == 200
     assert request(f"{base}{stop['url']}")[0] == 410
     assert not list(app.state.folder.path.glob("recording-*"))
@@ -1041,8 +1118,10 @@ def test_live_views_stay_live_while_a_12_megapixel_photo_is_analysed(base, astro
         worker.join()
     status, _, body = answer["reply"]
     assert status == 200 and len(as_json(body)["faces"]) == 1 and as_json(body)["width"] == 4000
-    print(f"live frames/s: idle {idle:.1f}, while a 12-MP photo is analysed ({photo_seconds:.1f} s) {busy:.1f} "
-          f"({busy / idle:.0%})")
+    print(
+        f"live frames/s: idle {idle:.1f}, while a 12-MP photo is analysed ({photo_seconds:.1f} s) {busy:.1f} "
+        f"({busy / idle:.0%})"
+    )
     assert photo_seconds > 1.0 and frames >= 5
     assert busy >= 0.4 * idle, (idle, busy)  # the benchmark's figure: >= 70 % on an unloaded machine
 

@@ -41,8 +41,10 @@ def test_studies_and_prepare_use_the_one_parser_and_check():
 
 
 def test_the_parser_imports_neither_pytorch_nor_numpy():
-    code = ("import sys, aumaps.shards, aumaps.study.discover; "
-            "print('torch' in sys.modules, [m for m in sys.modules if m.startswith('aumaps.data')])")
+    code = (
+        "import sys, aumaps.shards, aumaps.study.discover; "
+        "print('torch' in sys.modules, [m for m in sys.modules if m.startswith('aumaps.data')])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "[]"]
     code = "import sys, aumaps.shards; print(sorted(m for m in ('numpy', 'pandas', 'torch') if m in sys.modules))"

@@ -97,8 +97,19 @@ def _statuses(out: Path) -> dict[str, str]:
 
 def test_discovery_mirrors_the_tree(tmp_path):
     root = tmp_path / "study"
-    for name in ("x/clip.mp4", "x/clip.avi", "x/images.mov", "x/p1.png", "x/p10.png", "x/p2.png",
-                 "y/z/talk.MKV", "y/notes.txt", ".hidden/v.mp4", "out/old.mp4", "top.webm"):
+    for name in (
+        "x/clip.mp4",
+        "x/clip.avi",
+        "x/images.mov",
+        "x/p1.png",
+        "x/p10.png",
+        "x/p2.png",
+        "y/z/talk.MKV",
+        "y/notes.txt",
+        ".hidden/v.mp4",
+        "out/old.mp4",
+        "top.webm",
+    ):
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(b"")
     items = discover_study(root, out_dir=root / "out")
@@ -119,7 +130,10 @@ def test_discovery_mirrors_the_tree(tmp_path):
         (frames / name).write_bytes(b"")
     items = discover_study(frames, sequence=True)
     assert [(i.name, i.kind, i.csv) for i in items] == [
-        ("a/", "sequence", "a.csv"), ("b/c/", "sequence", "b/c.csv"), ("d.mp4", "video", "d.csv")]
+        ("a/", "sequence", "a.csv"),
+        ("b/c/", "sequence", "b/c.csv"),
+        ("d.mp4", "video", "d.csv"),
+    ]
     # several paths: each folder under its name, files at the top
     items = discover_study([frames, root / "top.webm"], sequence=True)
     assert [i.csv for i in items] == ["frames/a.csv", "frames/b/c.csv", "frames/d.csv", "top.csv"]
@@ -165,8 +179,19 @@ def test_a_folder_with_nothing_to_read_is_an_error_naming_it(tmp_path, tiny_weig
 def analysed(study, tiny_weights, tmp_path_factory):
     """The study through the CLI with reports and the baseline, then run again."""
     out = tmp_path_factory.mktemp("results")
-    args = ["predict", str(study), "--out-dir", str(out), "--weights", str(tiny_weights), "--backend", "torch",
-            "--quiet", "--report", "--baseline"]
+    args = [
+        "predict",
+        str(study),
+        "--out-dir",
+        str(out),
+        "--weights",
+        str(tiny_weights),
+        "--backend",
+        "torch",
+        "--quiet",
+        "--report",
+        "--baseline",
+    ]
     first = main(args)
     log = json.loads((out / "run.json").read_text())
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.csv")}
@@ -178,7 +203,11 @@ def test_study_writes_a_csv_per_video_mirroring_the_tree(analysed):
     out, first, _, _, _ = analysed
     assert first == 1  # the broken video failed; the others went on
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.csv")) == [
-        "s1/a.csv", "s1/b.csv", "s2/deep/c.csv", "s2/images.csv"]
+        "s1/a.csv",
+        "s1/b.csv",
+        "s2/deep/c.csv",
+        "s2/images.csv",
+    ]
     a = pd.read_csv(out / "s1" / "a.csv")
     assert list(a.columns) == csv_columns(AUS) + CORR  # corrected columns after the schema's
     assert a["frame"].tolist() == list(range(1, 13)) and (a["success"] == 1).all()
@@ -231,15 +260,30 @@ def test_reports_and_study_page(analysed):
 
 def test_resuming_with_other_options_is_refused(analysed, study, tiny_weights, capsys):
     out = analysed[0]
-    rc = main(["predict", str(study), "--out-dir", str(out), "--weights", str(tiny_weights), "--backend", "torch",
-               "--quiet"])
+    rc = main(
+        ["predict", str(study), "--out-dir", str(out), "--weights", str(tiny_weights), "--backend", "torch", "--quiet"]
+    )
     assert rc == 2 and "baseline" in capsys.readouterr().err
 
 
 def test_workers_give_the_same_csvs(analysed, study, tiny_weights, tmp_path):
     out = tmp_path / "two"
-    rc = main(["predict", str(study), "--out-dir", str(out), "--weights", str(tiny_weights), "--backend", "torch",
-               "--quiet", "--baseline", "--workers", "2"])
+    rc = main(
+        [
+            "predict",
+            str(study),
+            "--out-dir",
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--backend",
+            "torch",
+            "--quiet",
+            "--baseline",
+            "--workers",
+            "2",
+        ]
+    )
     assert rc == 1
     log = json.loads((out / "run.json").read_text())
     assert log["workers"] == 2 and log["threads_per_worker"] >= 1
@@ -256,10 +300,23 @@ def test_resume_after_sigkill_mid_video(tmp_path, astronaut, tiny_weights):
     for k in range(4):
         write_video(root / f"v{k}.avi", 40, astronaut)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "aumaps", "predict", str(root), "--out-dir", str(out), "--weights",
-           str(tiny_weights), "--backend", "torch", "--quiet"]
-    process = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    cmd = [
+        sys.executable,
+        "-m",
+        "aumaps",
+        "predict",
+        str(root),
+        "--out-dir",
+        str(out),
+        "--weights",
+        str(tiny_weights),
+        "--backend",
+        "torch",
+        "--quiet",
+    ]
+    process = subprocess.Popen(
+        cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline and process.poll() is None:
@@ -296,10 +353,26 @@ def test_ctrl_c_keeps_what_is_complete_and_nothing_half_done(tmp_path, astronaut
     for k in range(2):
         write_video(root / f"v{k}.avi", 40, astronaut)
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "aumaps", "predict", str(root), "--out-dir", str(out),
-                                "--weights", str(tiny_weights), "--backend", "torch", "--quiet"],
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "aumaps",
+            "predict",
+            str(root),
+            "--out-dir",
+            str(out),
+            "--weights",
+            str(tiny_weights),
+            "--backend",
+            "torch",
+            "--quiet",
+        ],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and process.poll() is None:
         if any(len(p.read_bytes().splitlines()) > 3 for p in out.glob(".v0.csv.*.part")):
@@ -319,8 +392,9 @@ def test_folders_of_frames_are_videos_with_sequence(tmp_path, astronaut, estimat
         frame = np.roll(astronaut, 3 * k, axis=1)
         (tmp_path / "study" / "take1").mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / "study" / "take1" / f"f{k + 1}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
-    run = run_study(tmp_path / "study", tmp_path / "out", StudyOptions(sequence=True, fps=5.0, progress=False),
-                    estimator=estimator)
+    run = run_study(
+        tmp_path / "study", tmp_path / "out", StudyOptions(sequence=True, fps=5.0, progress=False), estimator=estimator
+    )
     assert run.exit_status == 0 and [i.csv for i in run.items] == ["take1.csv"]
     table = pd.read_csv(tmp_path / "out" / "take1.csv")
     assert table["frame"].tolist() == [1, 2, 3, 4] and table["timestamp"].tolist() == [0.0, 0.2, 0.4, 0.6]
@@ -341,10 +415,30 @@ def test_shards_and_torchrun_ranks_split_the_study_the_same_way(study, tiny_weig
     assert codes == [1 if "s2/broken.csv" in shard else 0 for shard in expected]
 
     ranks = tmp_path / "torchrun"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "aumaps",
-           "predict", str(study), "--out-dir", str(ranks), *common]
-    done = subprocess.run(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"}, cwd=tmp_path, capture_output=True,
-                          text=True, timeout=240, check=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "aumaps",
+        "predict",
+        str(study),
+        "--out-dir",
+        str(ranks),
+        *common,
+    ]
+    done = subprocess.run(
+        cmd,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
     # the broken video makes the study exit with 1, once both ranks are done (neither stopped midway)
     assert done.returncode == 1, done.stderr[-3000:]
     logs = {log["file"]: log for log in read_logs(ranks)}
@@ -425,8 +519,9 @@ def test_baseline_removes_a_constant_offset_from_a_synthetic_video(form, estimat
     assert plain["success"].mean() > 0.5 and (plain["success"] == offset["success"]).all()
     faces = plain["success"] == 1
     below = (plain.loc[faces, RAW] + 0.75 < 5).to_numpy()
-    np.testing.assert_allclose(offset.loc[faces, RAW].to_numpy()[below],
-                               plain.loc[faces, RAW].to_numpy()[below] + 0.75, atol=2e-4)
+    np.testing.assert_allclose(
+        offset.loc[faces, RAW].to_numpy()[below], plain.loc[faces, RAW].to_numpy()[below] + 0.75, atol=2e-4
+    )
     # the offset is gone from the corrected intensities (the map form keeps float16 maps)
     np.testing.assert_allclose(offset.loc[faces, CORR], plain.loc[faces, CORR], atol=2e-4 if form == "scalar" else 5e-3)
     assert (offset.loc[faces, CORR].quantile(0.05) < 0.05).all()
@@ -448,8 +543,9 @@ def test_map_store_keeps_maps_in_row_order(tmp_path):
             rows.append(f"{k // 2 + 1},{face_id},0,1,{maps[k, 0].max():.4f},{maps[k, 1].max():.4f}")
         rows.append("4,-1,0,0,,")
         (tmp_path / "in.csv").write_text("\n".join(rows) + "\n")
-        estimates = correct_csv(tmp_path / "in.csv", tmp_path / "out.csv", (6, 12), "map", 0.0, store,
-                                least_frames=1)  # 3 frames a track: the minimum on purpose (percentile 0)
+        estimates = correct_csv(
+            tmp_path / "in.csv", tmp_path / "out.csv", (6, 12), "map", 0.0, store, least_frames=1
+        )  # 3 frames a track: the minimum on purpose (percentile 0)
     table = pd.read_csv(tmp_path / "out.csv")
     for face_id in (0, 1):
         own = maps[face_id::2]
@@ -465,8 +561,17 @@ def test_map_store_keeps_maps_in_row_order(tmp_path):
 
 def _face_rows(values: np.ndarray, face_id: int = 0, start: int = 1) -> list[dict]:
     """One face row per frame: ``values`` ``(T, 2)`` as AU06 and AU12."""
-    return [{"frame": start + k, "face_id": face_id, "timestamp": (start + k - 1) / FPS, "success": 1,
-             "AU06_r": round(float(a), 4), "AU12_r": round(float(b), 4)} for k, (a, b) in enumerate(values)]
+    return [
+        {
+            "frame": start + k,
+            "face_id": face_id,
+            "timestamp": (start + k - 1) / FPS,
+            "success": 1,
+            "AU06_r": round(float(a), 4),
+            "AU12_r": round(float(b), 4),
+        }
+        for k, (a, b) in enumerate(values)
+    ]
 
 
 def test_min_frames_keeps_the_percentile_off_the_minimum():
@@ -487,8 +592,9 @@ def test_a_track_too_short_for_a_neutral_is_not_corrected_and_says_so(tmp_path):
     estimates = correct_csv(tmp_path / "in.csv", tmp_path / "out.csv", (6, 12))
     out = pd.read_csv(tmp_path / "out.csv")
     track0, track1 = out[out["face_id"] == 0], out[out["face_id"] == 1]
-    np.testing.assert_allclose(track0[["AU06_r_corr", "AU12_r_corr"]],
-                               np.clip(long - np.percentile(long, 5, axis=0), 0, 5), atol=1e-4)
+    np.testing.assert_allclose(
+        track0[["AU06_r_corr", "AU12_r_corr"]], np.clip(long - np.percentile(long, 5, axis=0), 0, 5), atol=1e-4
+    )
     assert track1[["AU06_r_corr", "AU12_r_corr"]].isna().all().all()  # not made zero: left empty
     assert estimates["0"]["corrected"] and estimates["0"]["frames"] == 40
     assert not estimates["1"]["corrected"] and "AU06" not in estimates["1"]
@@ -513,8 +619,9 @@ def _participant_study(results: Path) -> dict[str, np.ndarray]:
     (results / "s2").mkdir()
     pd.DataFrame(_face_rows(v1)).to_csv(results / "s1" / "v1.csv", index=False)
     pd.DataFrame(_face_rows(v2)).to_csv(results / "s1" / "v2.csv", index=False)
-    pd.DataFrame(_face_rows(v3[:40]) + _face_rows(v3[40:], face_id=1, start=41)).to_csv(results / "s2" / "v3.csv",
-                                                                                        index=False)
+    pd.DataFrame(_face_rows(v3[:40]) + _face_rows(v3[40:], face_id=1, start=41)).to_csv(
+        results / "s2" / "v3.csv", index=False
+    )
     pd.DataFrame(_face_rows(v4)).to_csv(results / "s2" / "v4.csv", index=False)
     return {"v1": v1[:, 1], "v2": v2[:, 1], "v3": v3[:, 1], "v4": v4[:, 1]}
 
@@ -523,14 +630,23 @@ def test_one_neutral_per_participant_across_their_videos(tmp_path, capsys):
     results = tmp_path / "results"
     au12 = _participant_study(results)
     sheet = tmp_path / "sheet.csv"
-    pd.DataFrame({"video": ["v1.mp4", "v2.mp4", "v3.mp4", "v4.mp4"], "participant": ["P1", "P1", "P2", "P3"],
-                  "session": [1, 2, 1, 1]}).to_csv(sheet, index=False)
+    pd.DataFrame(
+        {
+            "video": ["v1.mp4", "v2.mp4", "v3.mp4", "v4.mp4"],
+            "participant": ["P1", "P1", "P2", "P3"],
+            "session": [1, 2, 1, 1],
+        }
+    ).to_csv(sheet, index=False)
     table = summarize(results, by=sheet, key="video", baseline_by="participant").set_index(["name", "face_id"])
     p1 = np.percentile(np.concatenate([au12["v1"], au12["v2"]]), 5)  # pooled over both of P1's videos
     p2 = np.percentile(au12["v3"], 5)  # over both of v3's tracks
     # the same neutral for every video of a participant, and every track
-    assert table.loc[("v1", 0), "AU12_r_neutral"] == table.loc[("v2", 0), "AU12_r_neutral"] == pytest.approx(p1, abs=1e-4)
-    assert table.loc[("v3", 0), "AU12_r_neutral"] == table.loc[("v3", 1), "AU12_r_neutral"] == pytest.approx(p2, abs=1e-4)
+    assert (
+        table.loc[("v1", 0), "AU12_r_neutral"] == table.loc[("v2", 0), "AU12_r_neutral"] == pytest.approx(p1, abs=1e-4)
+    )
+    assert (
+        table.loc[("v3", 0), "AU12_r_neutral"] == table.loc[("v3", 1), "AU12_r_neutral"] == pytest.approx(p2, abs=1e-4)
+    )
     assert p1 == pytest.approx(1.0, abs=0.05) and p2 == pytest.approx(0.2, abs=0.05)
     assert table.loc[("v1", 0), "baseline"] == "P1" and table.loc[("v1", 0), "baseline_videos"] == 2
     assert table.loc[("v2", 0), "baseline_frames"] == 110
@@ -560,22 +676,37 @@ def _hand_made(out: Path) -> None:
     frames); face 1 in frames 1-6 but 4, AU06 1 throughout (2 episodes: the gap splits them).
     v2 (in a sub-folder): no face at all."""
     au06 = [0, 0, 1.2, 1.5, 0, 0, 2, 2, 2, 0, 0.5, 1.0]
-    rows = [{"frame": f, "face_id": 0, "timestamp": (f - 1) / 10, "success": 1, "AU06_r": v, "AU12_r": 0.5}
-            for f, v in enumerate(au06, start=1)]
-    rows += [{"frame": f, "face_id": 1, "timestamp": (f - 1) / 10, "success": 1, "AU06_r": 1.0, "AU12_r": 3.0}
-             for f in (1, 2, 3, 5, 6)]
+    rows = [
+        {"frame": f, "face_id": 0, "timestamp": (f - 1) / 10, "success": 1, "AU06_r": v, "AU12_r": 0.5}
+        for f, v in enumerate(au06, start=1)
+    ]
+    rows += [
+        {"frame": f, "face_id": 1, "timestamp": (f - 1) / 10, "success": 1, "AU06_r": 1.0, "AU12_r": 3.0}
+        for f in (1, 2, 3, 5, 6)
+    ]
     pd.DataFrame(rows).sort_values(["frame", "face_id"]).to_csv(out / "v1.csv", index=False)
     (out / "sub").mkdir()
-    pd.DataFrame({"frame": [1, 2], "face_id": [-1, -1], "timestamp": [0.0, 0.1], "success": [0, 0],
-                  "AU06_r": [np.nan] * 2, "AU12_r": [np.nan] * 2}).to_csv(out / "sub" / "v2.csv", index=False)
+    pd.DataFrame(
+        {
+            "frame": [1, 2],
+            "face_id": [-1, -1],
+            "timestamp": [0.0, 0.1],
+            "success": [0, 0],
+            "AU06_r": [np.nan] * 2,
+            "AU12_r": [np.nan] * 2,
+        }
+    ).to_csv(out / "sub" / "v2.csv", index=False)
     pd.DataFrame({"x": [1]}).to_csv(out / "summary.csv", index=False)  # not a result CSV: skipped
 
 
 def test_summary_counts_episodes_on_hand_made_curves(tmp_path):
     _hand_made(tmp_path)
     table = summarize(tmp_path)
-    assert table[["video", "name", "face_id"]].values.tolist() == [["sub/v2", "v2", -1], ["v1", "v1", 0],
-                                                                   ["v1", "v1", 1]]
+    assert table[["video", "name", "face_id"]].values.tolist() == [
+        ["sub/v2", "v2", -1],
+        ["v1", "v1", 0],
+        ["v1", "v1", 1],
+    ]
     none, zero, one = (table.iloc[i] for i in range(3))
     assert (zero["frames"], zero["frames_with_face"], one["frames_with_face"]) == (12, 12, 5)
     assert zero["AU06_r_episodes"] == 3 and zero["AU06_r_episode_s"] == pytest.approx(0.2)  # (2 + 3 + 1) / 3 frames
@@ -593,15 +724,22 @@ def test_summarize_cli_joins_a_sheet_by_video_name(tmp_path, capsys):
     results.mkdir()
     _hand_made(results)
     sheet = tmp_path / "participants.csv"
-    pd.DataFrame({"recording": ["v1.mp4", "v2", "v9"], "participant": ["P1", "P2", "P9"],
-                  "condition": ["stress", "rest", "rest"]}).to_csv(sheet, index=False)
+    pd.DataFrame(
+        {
+            "recording": ["v1.mp4", "v2", "v9"],
+            "participant": ["P1", "P2", "P9"],
+            "condition": ["stress", "rest", "rest"],
+        }
+    ).to_csv(sheet, index=False)
     out = tmp_path / "summary.csv"
-    assert main(["summarize", str(results), "--out", str(out), "--by", str(sheet), "--key", "recording",
-                 "--page"]) == 0
+    assert main(["summarize", str(results), "--out", str(out), "--by", str(sheet), "--key", "recording", "--page"]) == 0
     table = pd.read_csv(out)
     assert list(table.columns[:5]) == ["video", "name", "participant", "condition", "face_id"]
     assert table.set_index(["video", "face_id"])["participant"].to_dict() == {
-        ("sub/v2", -1): "P2", ("v1", 0): "P1", ("v1", 1): "P1"}
+        ("sub/v2", -1): "P2",
+        ("v1", 0): "P1",
+        ("v1", 1): "P1",
+    }
     assert (results / "index.html").is_file()
     assert main(["summarize", str(results), "--out", str(out), "--by", str(sheet), "--key", "nope"]) == 2
     assert "no column 'nope'" in capsys.readouterr().err

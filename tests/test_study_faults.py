@@ -57,8 +57,21 @@ def _stamps(out: Path) -> dict[str, int]:
 
 
 def _command(study: Path, out: Path, weights: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "aumaps", "predict", str(study), "--out-dir", str(out), "--weights", str(weights),
-            "--backend", "torch", "--quiet", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "aumaps",
+        "predict",
+        str(study),
+        "--out-dir",
+        str(out),
+        "--weights",
+        str(weights),
+        "--backend",
+        "torch",
+        "--quiet",
+        *extra,
+    ]
 
 
 def _wait_for(condition, process: subprocess.Popen, seconds: float = 180):
@@ -85,9 +98,13 @@ def test_a_killed_worker_fails_only_its_video_and_a_rerun_completes(tmp_path, as
     for k in range(6):
         write_video(study / f"p{k // 3}" / f"v{k}.avi", 30, astronaut)
     out = tmp_path / "out"
-    process = subprocess.Popen(_command(study, out, tiny_weights, "--workers", "2"),
-                               env={**os.environ, "OMP_NUM_THREADS": "2"}, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _command(study, out, tiny_weights, "--workers", "2"),
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         # the temporary CSV's name carries the pid of the worker writing it: kill that one, as the OOM killer would
         part = _wait_for(lambda: next(iter(_half_written(out)), None), process)
@@ -113,8 +130,14 @@ def test_a_killed_worker_fails_only_its_video_and_a_rerun_completes(tmp_path, as
         assert pd.read_csv(out / name)["frame"].tolist() == list(range(1, 31))
     assert not list(out.rglob(".*.part"))
 
-    rerun = subprocess.run(_command(study, out, tiny_weights, "--workers", "2"), capture_output=True, text=True,
-                           env={**os.environ, "OMP_NUM_THREADS": "2"}, timeout=300, check=False)
+    rerun = subprocess.run(
+        _command(study, out, tiny_weights, "--workers", "2"),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "2"},
+        timeout=300,
+        check=False,
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(_stamps(out)) == 6 and {k: v for k, v in _stamps(out).items() if k in csvs} == csvs
     log = json.loads((out / "run.json").read_text())
@@ -126,9 +149,13 @@ def test_sigterm_ends_the_study_interrupted_with_nothing_half_done(tmp_path, ast
     for k in range(3):
         write_video(study / f"v{k}.avi", 40, astronaut)
     out = tmp_path / "out"
-    process = subprocess.Popen(_command(study, out, tiny_weights, "--workers", "2"),
-                               env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        _command(study, out, tiny_weights, "--workers", "2"),
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     assert _wait_for(lambda: _half_written(out), process), "no video was caught half-way"
     process.send_signal(signal.SIGTERM)  # a job scheduler's time limit
     _, stderr = process.communicate(timeout=120)
@@ -160,8 +187,11 @@ def test_the_parent_frees_its_model_before_the_workers_start(tmp_path, astronaut
 
     monkeypatch.setattr(study_run, "build_estimator", building)
     monkeypatch.setattr(study_run, "analyse_in_workers", workers)
-    run_study(tmp_path / "study", tmp_path / "out", StudyOptions(weights=str(tiny_weights), backend="torch",
-                                                                 workers=2, progress=False))
+    run_study(
+        tmp_path / "study",
+        tmp_path / "out",
+        StudyOptions(weights=str(tiny_weights), backend="torch", workers=2, progress=False),
+    )
     assert len(refs) == 1 and seen == [[None]]
 
 
@@ -184,8 +214,11 @@ def test_a_replaced_video_is_analysed_again_a_touched_one_is_not(tmp_path, astro
     os.replace(copy, study / "v1.avi")  # copied back: new times, same contents
     run = run_study(study, out, StudyOptions(progress=False), estimator=estimator)
     assert run.exit_status == 0 and run.redone == {"v0.csv": "the input changed since it was analysed"}
-    assert {k: e["status"] for k, e in run.entries.items()} == {"v0.csv": "done", "v1.csv": "complete",
-                                                              "v2.csv": "complete"}
+    assert {k: e["status"] for k, e in run.entries.items()} == {
+        "v0.csv": "done",
+        "v1.csv": "complete",
+        "v2.csv": "complete",
+    }
     assert pd.read_csv(out / "v0.csv")["frame"].tolist() == list(range(1, 10))  # the new video's frames
     unchanged = {k: v for k, v in before.items() if k != "v0.csv"}
     assert {k: v for k, v in _stamps(out).items() if k != "v0.csv"} == unchanged
@@ -200,7 +233,8 @@ def test_a_replaced_video_is_analysed_again_a_touched_one_is_not(tmp_path, astro
 
 
 def test_a_changed_model_or_aumaps_version_analyses_again_and_force_redoes_everything(
-        tmp_path, astronaut, tiny_weights, monkeypatch):
+    tmp_path, astronaut, tiny_weights, monkeypatch
+):
     import torch
 
     from aumaps.weights import load_checkpoint, save_checkpoint
@@ -239,8 +273,17 @@ def test_a_changed_model_or_aumaps_version_analyses_again_and_force_redoes_every
 
 def test_force_on_the_command_line(tmp_path, astronaut, tiny_weights, capsys):
     write_video(tmp_path / "study" / "v0.avi", 3, astronaut)
-    args = ["predict", str(tmp_path / "study"), "--out-dir", str(tmp_path / "out"), "--weights", str(tiny_weights),
-            "--backend", "torch", "--quiet"]
+    args = [
+        "predict",
+        str(tmp_path / "study"),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--weights",
+        str(tiny_weights),
+        "--backend",
+        "torch",
+        "--quiet",
+    ]
     assert main(args) == 0
     stamp = (tmp_path / "out" / "v0.csv").stat().st_mtime_ns
     assert main(args) == 0 and (tmp_path / "out" / "v0.csv").stat().st_mtime_ns == stamp
@@ -252,11 +295,22 @@ def test_force_on_the_command_line(tmp_path, astronaut, tiny_weights, capsys):
 
 def test_a_resumed_run_that_finds_everything_complete_imports_no_pytorch(tmp_path, astronaut, tiny_weights):
     write_video(tmp_path / "study" / "v0.avi", 3, astronaut)
-    args = ["predict", str(tmp_path / "study"), "--out-dir", str(tmp_path / "out"), "--weights", str(tiny_weights),
-            "--backend", "torch", "--quiet"]
+    args = [
+        "predict",
+        str(tmp_path / "study"),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--weights",
+        str(tiny_weights),
+        "--backend",
+        "torch",
+        "--quiet",
+    ]
     assert main(args) == 0
-    script = ("import sys, time; start = time.perf_counter(); from aumaps.cli import main; "
-              f"rc = main({args!r}); print(rc, 'torch' in sys.modules, time.perf_counter() - start)")
+    script = (
+        "import sys, time; start = time.perf_counter(); from aumaps.cli import main; "
+        f"rc = main({args!r}); print(rc, 'torch' in sys.modules, time.perf_counter() - start)"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True)
     rc, torch_imported, _ = done.stdout.split()[-3:]
     assert (rc, torch_imported) == ("0", "False"), done.stderr[-2000:]
@@ -326,11 +380,18 @@ def test_a_video_that_fails_half_way_leaves_no_overlay(tmp_path, astronaut, esti
     broken.batch_size = 1
     broken.engine = Failing(estimator.engine)
     with pytest.raises(RuntimeError, match="broke"):
-        process_video(broken, VideoFileSource(video), tmp_path / "v.csv", overlay=tmp_path / "overlay.avi",
-                      progress=False)
+        process_video(
+            broken, VideoFileSource(video), tmp_path / "v.csv", overlay=tmp_path / "overlay.avi", progress=False
+        )
     assert not (tmp_path / "overlay.avi").exists() and not list(tmp_path.glob(".overlay*"))
-    summary = process_video(estimator, VideoFileSource(video), tmp_path / "v.csv", overlay=tmp_path / "overlay.avi",
-                            plot=tmp_path / "plot.png", progress=False)
+    summary = process_video(
+        estimator,
+        VideoFileSource(video),
+        tmp_path / "v.csv",
+        overlay=tmp_path / "overlay.avi",
+        plot=tmp_path / "plot.png",
+        progress=False,
+    )
     capture = cv2.VideoCapture(str(summary.outputs["overlay"]))
     assert int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
     capture.release()
@@ -359,7 +420,8 @@ def test_study_csvs_and_summaries_neutralise_formula_names(tmp_path, astronaut, 
     assert run_study(study, out, StudyOptions(progress=False), estimator=estimator).exit_status == 0
     sheet = tmp_path / "sheet.csv"
     pd.DataFrame({"video": ["=cmd"], "participant": ["=1+1"], "offset": ["-3"], "group": ["@g"]}).to_csv(
-        sheet, index=False)
+        sheet, index=False
+    )
     assert main(["summarize", str(out), "--out", str(tmp_path / "summary.csv"), "--by", str(sheet)]) == 0
     table = pd.read_csv(tmp_path / "summary.csv")
     row = table.iloc[0]
@@ -367,9 +429,12 @@ def test_study_csvs_and_summaries_neutralise_formula_names(tmp_path, astronaut, 
     assert row["offset"] == -3 and table["offset"].dtype.kind == "i"  # a number stays a number
     assert table["AU06_r_mean"].dtype == float and (table["face_id"] >= 0).all()
     # the summary written, reused as the next sheet (as people add columns to it): read back as it was
-    pd.read_csv(tmp_path / "summary.csv", dtype=str)[["video", "participant"]].to_csv(tmp_path / "again.csv",
-                                                                                      index=False)
-    assert main(["summarize", str(out), "--out", str(tmp_path / "again-summary.csv"), "--by",
-                 str(tmp_path / "again.csv")]) == 0
+    pd.read_csv(tmp_path / "summary.csv", dtype=str)[["video", "participant"]].to_csv(
+        tmp_path / "again.csv", index=False
+    )
+    assert (
+        main(["summarize", str(out), "--out", str(tmp_path / "again-summary.csv"), "--by", str(tmp_path / "again.csv")])
+        == 0
+    )
     again = pd.read_csv(tmp_path / "again-summary.csv").iloc[0]
     assert (again["video"], again["participant"]) == ("'=cmd", "'=1+1")  # joined on '=cmd', one quote each

@@ -31,9 +31,7 @@ def drawn() -> synth.Identity:
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small data set: 6 subjects × 4 frames in sequences of 2."""
     out = tmp_path_factory.mktemp("synth")
-    return synth.make_dataset(
-        out, n_subjects=6, frames_per_subject=4, sequence_length=2, seed=3, progress=False
-    )
+    return synth.make_dataset(out, n_subjects=6, frames_per_subject=4, sequence_length=2, seed=3, progress=False)
 
 
 def _face_axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -77,9 +75,7 @@ def test_intensities_compose_additively(drawn: synth.Identity) -> None:
     both = synth.displace_landmarks(drawn.landmarks, {12: 2.0, 26: 3.0})
     a = synth.displace_landmarks(drawn.landmarks, {12: 2.0})
     b = synth.displace_landmarks(drawn.landmarks, {26: 3.0})
-    np.testing.assert_allclose(
-        both - drawn.landmarks, (a - drawn.landmarks) + (b - drawn.landmarks)
-    )
+    np.testing.assert_allclose(both - drawn.landmarks, (a - drawn.landmarks) + (b - drawn.landmarks))
     with pytest.raises(ValueError, match="outside"):
         synth.render(drawn, {12: 5.5}, nuisance=False)
 
@@ -269,8 +265,7 @@ def test_same_seed_same_bytes(tmp_path: Path) -> None:
 def test_first_subject_adds_new_identities(tmp_path: Path) -> None:
     kwargs = dict(frames_per_subject=2, sequence_length=2, progress=False, seed=11)
     whole = pd.read_csv(synth.make_dataset(tmp_path / "a", n_subjects=3, **kwargs))
-    more = pd.read_csv(synth.make_dataset(tmp_path / "b", n_subjects=1, first_subject=2, splits=(1, 0, 0),
-                                          **kwargs))
+    more = pd.read_csv(synth.make_dataset(tmp_path / "b", n_subjects=1, first_subject=2, splits=(1, 0, 0), **kwargs))
     assert set(more["subject"]) == {"syn0002"} and set(more["split"]) == {"train"}
     same = whole[whole["subject"] == "syn0002"].drop(columns="split").reset_index(drop=True)
     pd.testing.assert_frame_equal(same, more.drop(columns="split"))
@@ -324,7 +319,7 @@ def test_blink_closes_the_lids_and_hides_the_iris(drawn: synth.Identity) -> None
         assert np.linalg.norm(closed[upper] - closed[lower]) < 0.01 * iod
         assert np.linalg.norm(neutral[upper] - neutral[lower]) > 0.05 * iod
     half = synth.displace_landmarks(neutral, {45: 2.5})
-    gap = lambda l: np.linalg.norm(l[37] - l[41])  # noqa: E731
+    gap = lambda m: np.linalg.norm(m[37] - m[41])  # noqa: E731
     assert gap(half) == pytest.approx(0.5 * gap(neutral), rel=1e-6)  # intensity = closure
     # the iris (dark pixels) that showed in the open eye is covered by the lids
     image, _ = synth.render(drawn, {}, nuisance=False)
@@ -366,7 +361,7 @@ def test_head_turns_in_depth() -> None:
     shape = face.image.shape[:2]
     _, _, still = _turn_maps(face.landmarks, shape, 0.0, 0.0)
     np.testing.assert_allclose(still, face.landmarks, atol=1e-6)
-    width = lambda l, a, b: np.linalg.norm(l[b] - l[a])  # noqa: E731
+    width = lambda m, a, b: np.linalg.norm(m[b] - m[a])  # noqa: E731
     map_x, map_y, turned = _turn_maps(face.landmarks, shape, 30.0, 0.0)
     # turned towards the image's left: the nose tip moves left of the eyes' middle, the left eye
     # (farther now) narrows against the right one, heights barely change
@@ -382,8 +377,15 @@ def test_head_turns_in_depth() -> None:
 
 
 def test_glasses_are_drawn_around_the_eyes(drawn: synth.Identity) -> None:
-    glasses = synth.Glasses(colour=(255.0, 0.0, 0.0), thickness=0.04, width=0.26, height=0.18,
-                            squareness=3.0, tint=0.1, lens_colour=(200.0, 200.0, 200.0))
+    glasses = synth.Glasses(
+        colour=(255.0, 0.0, 0.0),
+        thickness=0.04,
+        width=0.26,
+        height=0.18,
+        squareness=3.0,
+        tint=0.1,
+        lens_colour=(200.0, 200.0, 200.0),
+    )
     worn = replace(drawn, look=synth.Look(glasses=glasses))
     image, lms = synth.render(worn, {}, nuisance=False)
     redness = image[..., 0].astype(int) - image[..., 1]

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 import torch
 
+from aumaps.codec import AUHeatmapCodec
 from aumaps.data.cache import CropCache
 from aumaps.data.dataset import AUHeatmapDataset
-from aumaps.codec import AUHeatmapCodec
 from aumaps.loss import heatmap_loss
 from aumaps.train import load_config, train
 from aumaps.weights import load_checkpoint
@@ -18,14 +18,23 @@ AUS = (6, 10, 12, 14, 17)
 
 
 def _cfg(cache, out_dir, epochs=3, milestones=(2,)):
-    return load_config(overrides={
-        "data": {"cache": str(cache)},
-        "model": {"num_stacks": 1, "depth": 2, "width": 16},
-        "optim": {"lr": 1e-3},
-        "schedule": {"milestones": list(milestones), "gamma": 0.5},
-        "train": {"epochs": epochs, "batch_size": 4, "workers": 0, "amp": "auto", "seed": 7, "out_dir": str(out_dir)},
-        "card": {"name": "tiny", "trained_on": "16 astronauts"},
-    })
+    return load_config(
+        overrides={
+            "data": {"cache": str(cache)},
+            "model": {"num_stacks": 1, "depth": 2, "width": 16},
+            "optim": {"lr": 1e-3},
+            "schedule": {"milestones": list(milestones), "gamma": 0.5},
+            "train": {
+                "epochs": epochs,
+                "batch_size": 4,
+                "workers": 0,
+                "amp": "auto",
+                "seed": 7,
+                "out_dir": str(out_dir),
+            },
+            "card": {"name": "tiny", "trained_on": "16 astronauts"},
+        }
+    )
 
 
 def test_masked_loss_ignores_uncoded_maps():
@@ -67,8 +76,10 @@ def test_loss_decreases_and_resume_is_bit_identical(tiny_cache, tmp_path):
     b = torch.load(part / "train_state.pt", weights_only=True)
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
-    pd.testing.assert_frame_equal(log.drop(columns=["samples_per_s", "epoch_s"]),
-                                  pd.read_csv(part / "metrics.csv").drop(columns=["samples_per_s", "epoch_s"]))
+    pd.testing.assert_frame_equal(
+        log.drop(columns=["samples_per_s", "epoch_s"]),
+        pd.read_csv(part / "metrics.csv").drop(columns=["samples_per_s", "epoch_s"]),
+    )
     ckpt = load_checkpoint(full / "model.pt")
     assert ckpt.aus == AUS and ckpt.card["name"] == "tiny" and ckpt.codec.sigma == 1.0
 
@@ -93,7 +104,10 @@ def test_init_starts_from_a_checkpoint(tiny_cache, tmp_path):
     cfg["optim"]["lr"] = 0.0  # no update: the model stays the one it started from
     cfg["train"]["init"] = str(first / "model.pt")
     second = train(cfg, progress=False)
-    a, b = load_checkpoint(first / "model.pt").model.state_dict(), load_checkpoint(second / "model.pt").model.state_dict()
+    a, b = (
+        load_checkpoint(first / "model.pt").model.state_dict(),
+        load_checkpoint(second / "model.pt").model.state_dict(),
+    )
     for key in a:
         if "running" not in key and "num_batches" not in key:  # BatchNorm statistics still move
             assert torch.equal(a[key], b[key]), key
@@ -120,7 +134,7 @@ def test_init_starts_from_a_checkpoint(tiny_cache, tmp_path):
 
 
 def test_unknown_config_key_is_an_error():
-    with pytest.raises(ValueError, match="unknown configuration key 'train.epoch'"):
+    with pytest.raises(ValueError, match=r"unknown configuration key 'train.epoch'"):
         load_config(overrides={"train": {"epoch": 3}})
 
 
@@ -137,12 +151,43 @@ def test_cli_train_evaluate_robustness(tiny_cache, tmp_path):
     assert main(["train", "--config", str(path), "--set", "train.epochs=2", "--quiet"]) == 0
     assert len(pd.read_csv(tmp_path / "run" / "metrics.csv")) == 2
     weights = str(tmp_path / "run" / "model.pt")
-    assert main(["evaluate", "--weights", weights, "--data", str(tiny_cache), "--split", "all",
-                 "--out", str(tmp_path / "ev")]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--weights",
+                weights,
+                "--data",
+                str(tiny_cache),
+                "--split",
+                "all",
+                "--out",
+                str(tmp_path / "ev"),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert report["n_samples"] == 16 and report["counts"]["AU12"] == 15  # the uncoded label is masked
-    assert main(["robustness", "--weights", weights, "--data", str(tiny_cache), "--split", "all",
-                 "--noise", "0", "5", "--out", str(tmp_path / "rob")]) == 0
+    assert (
+        main(
+            [
+                "robustness",
+                "--weights",
+                weights,
+                "--data",
+                str(tiny_cache),
+                "--split",
+                "all",
+                "--noise",
+                "0",
+                "5",
+                "--out",
+                str(tmp_path / "rob"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "rob" / "robustness.png").stat().st_size > 5000
     # misaligning the registration changes the predictions; no noise reproduces evaluate
     rob = json.loads((tmp_path / "rob" / "robustness.json").read_text())
@@ -181,7 +226,7 @@ def test_weight_average_is_saved_and_resumes_bit_identically(tiny_cache, tmp_pat
     averaged = {k.removeprefix("module."): v for k, v in a["ema"].items() if k != "n_averaged"}
     weight = "conv1.weight"
     assert torch.equal(saved[weight], averaged[weight]) and not torch.equal(saved[weight], raw[weight])
-    with pytest.raises(ValueError, match="train.ema"):
+    with pytest.raises(ValueError, match=r"train.ema"):
         c = cfg(tmp_path / "bad", 1)
         c["train"]["ema"] = 1.5
         train(c, progress=False)
@@ -192,7 +237,7 @@ def test_float64_weights_need_float32_arithmetic():
     from aumaps.train import _dtype
 
     assert _dtype("float64", resolve_precision("fp32")) == torch.float64
-    with pytest.raises(ValueError, match="needs train.amp: fp32"):
+    with pytest.raises(ValueError, match=r"needs train.amp: fp32"):
         _dtype("float64", Precision("bf16", torch.bfloat16, "cpu", False, "asked for"))
     with pytest.raises(ValueError, match="float32 or float64"):
         _dtype("float16", resolve_precision("fp32"))
@@ -205,8 +250,15 @@ def synth_cache(tmp_path_factory):
     from aumaps.data.synth import make_dataset
 
     root = tmp_path_factory.mktemp("synth17")
-    manifest = make_dataset(root / "synth", n_subjects=4, frames_per_subject=4, sequence_length=2, seed=0,
-                            splits=(0.5, 0.25, 0.25), progress=False)
+    manifest = make_dataset(
+        root / "synth",
+        n_subjects=4,
+        frames_per_subject=4,
+        sequence_length=2,
+        seed=0,
+        splits=(0.5, 0.25, 0.25),
+        progress=False,
+    )
     return build_cache(manifest, root / "cache", aus="all", progress=False)
 
 
@@ -214,17 +266,27 @@ def test_17_au_run_on_small_crops_resumes_bit_identically(synth_cache, tmp_path)
     """The bundled model's kind of run: OpenFace's 17 AUs, 128x128 crops and 32x32 maps from a
     256x256 cache, a moving average of the weights; killed after epoch 1 and resumed, it ends
     where an uninterrupted run ends."""
+
     def cfg(out):
-        return load_config(overrides={
-            "data": {"cache": str(synth_cache)},
-            "aus": "openface",
-            "codec": {"crop_size": 128, "map_size": 32, "sigma": 1.0, "sigma_growth": 0.1, "window": 3.0},
-            "model": {"num_stacks": 1, "depth": 2, "width": 16},
-            "optim": {"name": "adam", "lr": 1e-3},
-            "schedule": {"name": "cosine", "warmup": 1},
-            "train": {"epochs": 2, "batch_size": 4, "workers": 0, "amp": "auto", "seed": 3, "out_dir": str(out),
-                      "ema": 0.9},
-        })
+        return load_config(
+            overrides={
+                "data": {"cache": str(synth_cache)},
+                "aus": "openface",
+                "codec": {"crop_size": 128, "map_size": 32, "sigma": 1.0, "sigma_growth": 0.1, "window": 3.0},
+                "model": {"num_stacks": 1, "depth": 2, "width": 16},
+                "optim": {"name": "adam", "lr": 1e-3},
+                "schedule": {"name": "cosine", "warmup": 1},
+                "train": {
+                    "epochs": 2,
+                    "batch_size": 4,
+                    "workers": 0,
+                    "amp": "auto",
+                    "seed": 3,
+                    "out_dir": str(out),
+                    "ema": 0.9,
+                },
+            }
+        )
 
     full = train(cfg(tmp_path / "full"), progress=False)
     train(cfg(tmp_path / "part"), progress=False, max_epochs=1)
@@ -240,5 +302,5 @@ def test_17_au_run_on_small_crops_resumes_bit_identically(synth_cache, tmp_path)
     assert tuple(maps.shape) == (1, 17, 32, 32)
     bad = cfg(tmp_path / "bad")
     bad["codec"]["map_size"] = 64
-    with pytest.raises(ValueError, match="quarter of codec.crop_size"):
+    with pytest.raises(ValueError, match=r"quarter of codec.crop_size"):
         train(bad, progress=False)

@@ -104,8 +104,15 @@ def clip(tmp_path_factory, clip_frames) -> Path:
 def processed(estimator, clip, tmp_path_factory):
     """The clip through process_video with every output; (summary, folder)."""
     out = tmp_path_factory.mktemp("out")
-    summary = process_video(estimator, VideoFileSource(clip), out / "clip.csv", overlay=out / "overlay.mp4",
-                            plot=out / "plot.png", report=out / "report", progress=False)
+    summary = process_video(
+        estimator,
+        VideoFileSource(clip),
+        out / "clip.csv",
+        overlay=out / "overlay.mp4",
+        plot=out / "plot.png",
+        report=out / "report",
+        progress=False,
+    )
     return summary, out
 
 
@@ -117,8 +124,9 @@ def test_python_api_gives_the_csv_as_a_data_frame(estimator, processed, clip):
     assert [r.index for r in live] == list(range(len(SCRIPT)))
     assert all(r.image is not None for r in live)
     first = next(r for r in live if r.faces)
-    np.testing.assert_allclose(first.faces[0].intensities,
-                               table.loc[table["frame"] == first.index + 1, AU_COLUMNS].to_numpy()[0], atol=1e-4)
+    np.testing.assert_allclose(
+        first.faces[0].intensities, table.loc[table["frame"] == first.index + 1, AU_COLUMNS].to_numpy()[0], atol=1e-4
+    )
 
 
 def test_csv_has_one_row_per_frame(processed):
@@ -234,7 +242,7 @@ def test_overlay_plot_and_report(processed):
     assert summary.outputs["report"] == out / "report" / "index.html"
     assert '<table id="au-statistics">' in page and page.count("<tr>") == 1 + len(AUS) * summary.face_ids
     assert page.count("data:image/png;base64,") == 1 + len(AUS)  # the plot and one peak per AU
-    assert "src=\"http" not in page and "src='http" not in page  # self-contained
+    assert 'src="http' not in page and "src='http" not in page  # self-contained
     _check_html(page)
 
 
@@ -242,7 +250,7 @@ def _check_html(page: str) -> None:
     """Every opened element is closed, in order (void elements aside)."""
 
     class Checker(html.parser.HTMLParser):
-        void = {"meta", "img", "br", "link", "hr", "input"}
+        void = frozenset({"meta", "img", "br", "link", "hr", "input"})
 
         def __init__(self) -> None:
             super().__init__()
@@ -276,9 +284,19 @@ def test_statistics(processed):
 def test_report_renders_in_headless_chromium(processed, tmp_path):
     shot = tmp_path / "report.png"
     subprocess.run(
-        ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-         "--window-size=1200,2000", f"--screenshot={shot}", (processed[1] / "report" / "index.html").as_uri()],
-        check=True, capture_output=True, timeout=120,
+        [
+            "/usr/bin/chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1200,2000",
+            f"--screenshot={shot}",
+            (processed[1] / "report" / "index.html").as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
     )
     picture = cv2.imread(str(shot))
     assert picture.shape[:2] == (2000, 1200)
@@ -289,13 +307,23 @@ def test_report_renders_in_headless_chromium(processed, tmp_path):
 def test_unopenable_video_is_a_clear_error(tmp_path, tiny_weights, caplog):
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"this is not a video" * 100)
-    with pytest.raises(VideoOpenError, match="broken.mp4"):
+    with pytest.raises(VideoOpenError, match=r"broken.mp4"):
         VideoFileSource(bad)
     with pytest.raises(VideoOpenError, match="webcam 99"):
         WebcamSource(99)
     with caplog.at_level(logging.ERROR):
-        rc = main(["predict", str(bad), str(tmp_path / "missing.avi"), "--weights", str(tiny_weights),
-                   "--out", str(tmp_path / "r.csv"), "--quiet"])
+        rc = main(
+            [
+                "predict",
+                str(bad),
+                str(tmp_path / "missing.avi"),
+                "--weights",
+                str(tiny_weights),
+                "--out",
+                str(tmp_path / "r.csv"),
+                "--quiet",
+            ]
+        )
     assert rc == 1
     assert "broken.mp4" in caplog.text and "missing.avi" in caplog.text
 
@@ -425,14 +453,13 @@ def test_damaged_packet_is_reported_and_decoding_goes_on(tmp_path, clip_frames):
         damaged = packets[14]
         offset, at = damaged.pos, float(damaged.pts * damaged.time_base)
     data = bytearray(whole.read_bytes())
-    data[offset: offset + 4] = b"\xff\xff\xff\xff"  # its first NAL unit's length: far past the packet
+    data[offset : offset + 4] = b"\xff\xff\xff\xff"  # its first NAL unit's length: far past the packet
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(data))
     source = VideoFileSource(bad)
     decoded = list(source.frames())
     assert len(decoded) == len(truth) - 1  # that frame is lost; the frames after it decode
-    np.testing.assert_allclose([f.timestamp for f in decoded], np.delete(truth, np.argmin(abs(truth - at))),
-                               atol=0.002)
+    np.testing.assert_allclose([f.timestamp for f in decoded], np.delete(truth, np.argmin(abs(truth - at))), atol=0.002)
     (problem,) = source.problems
     assert "bad.mp4" in problem and "could not be decoded" in problem and "decoding went on" in problem
     near = float(re.search(r"near t = ([0-9.]+) s", problem).group(1))  # decoding threads tell a frame or two late
@@ -490,8 +517,14 @@ class _InterruptedSource(FrameSource):
 
 
 def test_ctrl_c_writes_what_is_done(estimator, clip_frames, tmp_path):
-    summary = process_video(estimator, _InterruptedSource(clip_frames * 4, after=10), tmp_path / "i.csv",
-                            overlay=tmp_path / "i.avi", report=tmp_path / "rep", progress=False)
+    summary = process_video(
+        estimator,
+        _InterruptedSource(clip_frames * 4, after=10),
+        tmp_path / "i.csv",
+        overlay=tmp_path / "i.avi",
+        report=tmp_path / "rep",
+        progress=False,
+    )
     assert summary.interrupted
     df = pd.read_csv(tmp_path / "i.csv")
     assert 10 <= summary.frames <= 10 + 1 + 16 < len(clip_frames) * 4  # decoded before the stop, at most
@@ -503,11 +536,29 @@ def _results(series: list[list[tuple[int, float]]]) -> list[FrameResult]:
     """Frame results whose faces (id, AU value for all AUs) are given per frame."""
     out = []
     for index, faces in enumerate(series):
-        out.append(FrameResult(index, index / FPS, [
-            FaceResult(face_id=i, aus=AUS, intensities=np.full(len(AUS), v), heatmaps=np.zeros((5, 64, 64)),
-                       peaks=np.zeros((5, 3, 2)), argmax=np.zeros((5, 2)), landmarks=np.zeros((68, 2)),
-                       box=np.zeros(4), confidence=1.0, matrix=np.eye(2, 3), crop=np.empty(0))
-            for i, v in faces], None))
+        out.append(
+            FrameResult(
+                index,
+                index / FPS,
+                [
+                    FaceResult(
+                        face_id=i,
+                        aus=AUS,
+                        intensities=np.full(len(AUS), v),
+                        heatmaps=np.zeros((5, 64, 64)),
+                        peaks=np.zeros((5, 3, 2)),
+                        argmax=np.zeros((5, 2)),
+                        landmarks=np.zeros((68, 2)),
+                        box=np.zeros(4),
+                        confidence=1.0,
+                        matrix=np.eye(2, 3),
+                        crop=np.empty(0),
+                    )
+                    for i, v in faces
+                ],
+                None,
+            )
+        )
     return out
 
 
@@ -539,8 +590,22 @@ def test_smoothing():
 
 def test_cli_video_with_outputs(tiny_weights, clip, tmp_path, capsys):
     out = tmp_path / "res.csv"
-    rc = main(["predict", str(clip), "--weights", str(tiny_weights), "--out", str(out), "--plot",
-               str(tmp_path / "p.png"), "--smooth", "window:3", "--fast", "--quiet"])
+    rc = main(
+        [
+            "predict",
+            str(clip),
+            "--weights",
+            str(tiny_weights),
+            "--out",
+            str(out),
+            "--plot",
+            str(tmp_path / "p.png"),
+            "--smooth",
+            "window:3",
+            "--fast",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert len(pd.read_csv(out)) == len(SCRIPT)
     assert (tmp_path / "p.png").is_file()
@@ -548,8 +613,10 @@ def test_cli_video_with_outputs(tiny_weights, clip, tmp_path, capsys):
     assert main(["predict", "--weights", str(tiny_weights)]) == 2  # nothing to analyse
 
 
-@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")),
-                    reason="needs onnx, onnxscript and onnxruntime")
+@pytest.mark.skipif(
+    not all(importlib.util.find_spec(m) for m in ("onnx", "onnxscript", "onnxruntime")),
+    reason="needs onnx, onnxscript and onnxruntime",
+)
 def test_onnx_export_and_backend(tiny_weights, tmp_path, capsys, clip_frames):
     import onnx
 
@@ -560,6 +627,10 @@ def test_onnx_export_and_backend(tiny_weights, tmp_path, capsys, clip_frames):
     assert props["aumaps.aus"] == "6,10,12,14,17"
     reference = AUEstimator(weights=tiny_weights, backend="torch")
     ort = AUEstimator(weights=tiny_weights, backend="onnx")
-    crops = np.stack([align.warp_to_crop(f, align.registration_matrix(reference.landmarker(f)[0].landmarks))
-                      for f in clip_frames[:3]])
+    crops = np.stack(
+        [
+            align.warp_to_crop(f, align.registration_matrix(reference.landmarker(f)[0].landmarks))
+            for f in clip_frames[:3]
+        ]
+    )
     np.testing.assert_allclose(ort.heatmaps(crops), reference.heatmaps(crops), atol=1e-4)

@@ -30,10 +30,19 @@ def _face(face_id: int, x: float, intensities=(3.0, 1.0)) -> FaceResult:
     maps = np.zeros((2, 64, 64), np.float32)
     maps[0, 40:44, 28:36] = intensities[0]  # AU6 around the mouth corners' height
     maps[1, 20:24, 20:24] = intensities[1]
-    return FaceResult(face_id=face_id, aus=(6, 12), intensities=np.array(intensities), heatmaps=maps,
-                      peaks=np.full((2, 2, 2), np.nan), argmax=np.zeros((2, 2)), landmarks=landmarks,
-                      box=np.concatenate([landmarks.min(0), landmarks.max(0)]), confidence=1.0, matrix=matrix,
-                      crop=np.zeros((256, 256, 3), np.uint8))
+    return FaceResult(
+        face_id=face_id,
+        aus=(6, 12),
+        intensities=np.array(intensities),
+        heatmaps=maps,
+        peaks=np.full((2, 2, 2), np.nan),
+        argmax=np.zeros((2, 2)),
+        landmarks=landmarks,
+        box=np.concatenate([landmarks.min(0), landmarks.max(0)]),
+        confidence=1.0,
+        matrix=matrix,
+        crop=np.zeros((256, 256, 3), np.uint8),
+    )
 
 
 @pytest.mark.parametrize("scale, origin", [(2.0, (0, 0)), (1.0, (30, 12)), ((0.5, 1.5), (3, 4))])
@@ -43,8 +52,11 @@ def test_face_in_view_keeps_the_registration(scale, origin):
     s = np.broadcast_to(np.asarray(scale, float), (2,))
     np.testing.assert_allclose(moved.landmarks, face.landmarks * s - origin)
     # the same crop point comes from the moved landmarks under the moved matrix
-    np.testing.assert_allclose(align.transform_points(moved.landmarks, moved.matrix),
-                               align.transform_points(face.landmarks, face.matrix), atol=1e-9)
+    np.testing.assert_allclose(
+        align.transform_points(moved.landmarks, moved.matrix),
+        align.transform_points(face.landmarks, face.matrix),
+        atol=1e-9,
+    )
     np.testing.assert_allclose(moved.box[:2], face.box[:2] * s - origin)
 
 
@@ -96,10 +108,19 @@ def _face17(face_id: int, x: float, values: dict[int, float], scale: float = 0.5
         cx, cy = np.round(crop_points[list(get_au(au).centres[0].landmarks)].mean(0)).astype(int)
         maps[a, cy - 2 : cy + 3, cx - 2 : cx + 3] = intensities[a]
         argmax[a] = landmarks[list(get_au(au).centres[0].landmarks)].mean(0)
-    return FaceResult(face_id=face_id, aus=OPENFACE, intensities=intensities, heatmaps=maps,
-                      peaks=np.full((len(OPENFACE), 2, 2), np.nan), argmax=argmax, landmarks=landmarks,
-                      box=np.concatenate([landmarks.min(0), landmarks.max(0)]), confidence=1.0,
-                      matrix=align.registration_matrix(landmarks), crop=np.zeros((256, 256, 3), np.uint8))
+    return FaceResult(
+        face_id=face_id,
+        aus=OPENFACE,
+        intensities=intensities,
+        heatmaps=maps,
+        peaks=np.full((len(OPENFACE), 2, 2), np.nan),
+        argmax=argmax,
+        landmarks=landmarks,
+        box=np.concatenate([landmarks.min(0), landmarks.max(0)]),
+        confidence=1.0,
+        matrix=align.registration_matrix(landmarks),
+        crop=np.zeros((256, 256, 3), np.uint8),
+    )
 
 
 def test_au_groups_put_the_upper_face_first_in_the_models_order():

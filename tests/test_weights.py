@@ -184,7 +184,7 @@ def test_release_layout_with_several_stacks(tmp_path) -> None:
 def test_foreign_file_with_unknown_aus_asks_for_an_aumaps_checkpoint(tmp_path) -> None:
     path = tmp_path / "twelve.pth.tar"
     save_release_style(path, AUHourglass(**{**SMALL, "num_aus": 12}))
-    with pytest.raises(WeightsError, match="12 AU channels.*aumaps checkpoint"):
+    with pytest.raises(WeightsError, match=r"12 AU channels.*aumaps checkpoint"):
         load_checkpoint(path)
 
 
@@ -358,7 +358,7 @@ def test_official_published_card(monkeypatch, tmp_path) -> None:
 def test_damaged_official_download_says_to_delete_it(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("AUMAPS_CACHE", str(tmp_path))
     (tmp_path / "AUdetector.pth.tar").write_text("<html>404</html>")
-    with pytest.raises(WeightsError, match="delete .*AUdetector.pth.tar"):
+    with pytest.raises(WeightsError, match=r"delete .*AUdetector.pth.tar"):
         load_checkpoint("official", url=UNREACHABLE)
 
 
@@ -369,19 +369,26 @@ def test_official_download_failure_is_a_weights_error(monkeypatch, tmp_path) -> 
 
 
 def test_bundled_default_model_states_what_it_is() -> None:
+    from aumaps.aus import AU_SETS
     from aumaps.weights import DEFAULT_WEIGHTS
 
     ckpt = load_checkpoint("default")
     assert ckpt.path == DEFAULT_WEIGHTS and ckpt.kind == "aumaps"
-    assert ckpt.aus == (6, 10, 12, 14, 17) and ckpt.model.config["width"] == 64
-    assert "synthetic" in ckpt.card["trained_on"] and "not on BP4D" in ckpt.card["warning"]
-    assert ckpt.codec.sigma == 2.0  # the codec it was trained with travels with it
+    assert ckpt.aus == AU_SETS["openface"] and ckpt.model.config["width"] == 64  # OpenFace's 17, its order
+    assert (ckpt.codec.crop_size, ckpt.codec.map_size, ckpt.codec.sigma) == (128, 32, 1.0)  # travels with it
+    card = ckpt.card
+    assert "synthetic" in card["trained_on"] and "no real AU data" in card["trained_on"]
+    assert "astronaut" in card["sources"] and "grace_hopper" in card["sources"] and "public domain" in card["sources"]
+    assert "MIT" in card["licence"] and "CC0" in card["licence"]
+    assert card["use"] and "clinical" in card["not_for"]
 
 
 def test_codec_sizes_the_network_cannot_honour_are_errors(tmp_path) -> None:
     model = AUHourglass(**SMALL)
-    for codec, match in ((AUHeatmapCodec(OFFICIAL_AUS, crop_size=256, map_size=32), "quarter of its input"),
-                         (AUHeatmapCodec(OFFICIAL_AUS, crop_size=200, map_size=50), "multiple of")):
+    for codec, match in (
+        (AUHeatmapCodec(OFFICIAL_AUS, crop_size=256, map_size=32), "quarter of its input"),
+        (AUHeatmapCodec(OFFICIAL_AUS, crop_size=200, map_size=50), "multiple of"),
+    ):
         path = save_checkpoint(tmp_path / "m.pt", model, OFFICIAL_AUS, codec=codec)
         with pytest.raises(WeightsError, match=match):
             load_checkpoint(path)
@@ -395,15 +402,20 @@ def test_codec_sizes_the_network_cannot_honour_are_errors(tmp_path) -> None:
 
 
 def test_pretrained_registry_cards() -> None:
+    from aumaps.aus import AU_SETS
     from aumaps.pretrained import get_pretrained, list_pretrained
 
     names = [entry.name for entry in list_pretrained()]
     assert names == ["default", "official"]
     default = get_pretrained("default")
-    assert default.bundled and default.path().is_file() and default.aus == (6, 10, 12, 14, 17)
+    assert default.bundled and default.path().is_file() and default.aus == AU_SETS["openface"]
     card = default.card()
     assert {"source", "sha256", "licence", "aus", "input", "paper", "trained_on"} <= set(card)
-    assert "/ 255" in card["input"] and "BMVC 2018" in card["paper"]
+    assert "/ 255" in card["input"] and "128x128" in card["input"] and "BMVC 2018" in card["paper"]
+    # the provenance of every training image, and the licence that follows from it
+    assert "astronaut" in card["trained_on"] and "grace_hopper" in card["trained_on"]
+    assert "public domain" in card["trained_on"] and "no real AU data" in card["trained_on"]
+    assert "MIT" in card["licence"] and "public domain" in card["licence"]
     assert get_pretrained("official").url.endswith("AUdetector.pth.tar")
     with pytest.raises(KeyError, match="registered: default, official"):
         get_pretrained("nope")

@@ -21,8 +21,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_folder", "atomic_path", "atomic_write", "leftovers", "remove", "temporary_name", "write_bytes",
-           "write_text"]
+__all__ = [
+    "atomic_folder",
+    "atomic_path",
+    "atomic_write",
+    "leftovers",
+    "remove",
+    "temporary_name",
+    "write_bytes",
+    "write_text",
+]
 
 #: What every temporary name ends with (before the suffix kept by ``keep_suffix``).
 PART = ".part"
@@ -42,8 +50,11 @@ def leftovers(path: str | os.PathLike[str]) -> list[Path]:
     path = Path(path)
     if not path.parent.is_dir():
         return []
-    return sorted(p for p in path.parent.glob(f".{glob.escape(path.name)}.*{PART}*")
-                  if p.name.endswith(PART) or p.name.endswith(PART + path.suffix))
+    return sorted(
+        p
+        for p in path.parent.glob(f".{glob.escape(path.name)}.*{PART}*")
+        if p.name.endswith(PART) or p.name.endswith(PART + path.suffix)
+    )
 
 
 def remove(path: str | os.PathLike[str]) -> None:

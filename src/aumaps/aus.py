@@ -15,8 +15,8 @@ table of the BMVC 2018 paper is not public: this one is our choice.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -69,83 +69,162 @@ def _c(*landmarks: int, dx: float = 0.0, dy: float = 0.0) -> Centre:
 
 
 _AUS = (
-    ActionUnit(1, "Inner Brow Raiser", region="upper", centres=(
-        _c(21, dy=-0.1),  # inner end of the brow on the image's left lifts, forehead above it creases
-        _c(22, dy=-0.1),  # same on the image's right
-        _c(21, 22, dy=-0.3),  # mid-forehead: horizontal wrinkles gather above the raised inner brows
-    )),
-    ActionUnit(2, "Outer Brow Raiser", region="upper", centres=(
-        _c(18),  # outer part of the left brow arches upwards
-        _c(25),  # outer part of the right brow arches upwards
-    )),
-    ActionUnit(4, "Brow Lowerer", region="upper", centres=(
-        _c(21),  # inner brow end pulled down and in
-        _c(22),  # same on the other side
-        _c(21, 22, 27),  # glabella: vertical furrows between the lowered brows
-    )),
-    ActionUnit(5, "Upper Lid Raiser", region="upper", centres=(
-        _c(37, 38),  # upper lid of the left eye retracts, more sclera shows above the iris
-        _c(43, 44),  # upper lid of the right eye
-    )),
-    ActionUnit(6, "Cheek Raiser", region="upper", centres=(
-        _c(1, 41, 31),  # left infraorbital cheek lifts, bagging under the eye and crow's feet
-        _c(15, 46, 35),  # right infraorbital cheek
-    )),
-    ActionUnit(7, "Lid Tightener", region="upper", centres=(
-        _c(40, 41),  # lower lid of the left eye tightens and rises
-        _c(46, 47),  # lower lid of the right eye
-    )),
-    ActionUnit(9, "Nose Wrinkler", (
-        _c(31),  # left nostril wing pulled up
-        _c(35),  # right nostril wing pulled up
-        _c(28),  # wrinkles across the nose bridge
-    )),
-    ActionUnit(10, "Upper Lip Raiser", (
-        _c(31),  # left nasolabial furrow deepens beside the nostril
-        _c(35),  # right nasolabial furrow
-        _c(51),  # upper lip centre lifts
-    )),
-    ActionUnit(12, "Lip Corner Puller", (
-        _c(48),  # left lip corner pulled up and out
-        _c(54),  # right lip corner
-    )),
-    ActionUnit(14, "Dimpler", (
-        _c(48),  # left lip corner tightened inwards, dimple beside it
-        _c(54),  # right lip corner
-    )),
-    ActionUnit(15, "Lip Corner Depressor", (
-        _c(48),  # left lip corner pulled down
-        _c(54),  # right lip corner
-    )),
-    ActionUnit(17, "Chin Raiser", (
-        _c(57, 8),  # chin boss pushed up, wrinkling the skin of the chin
-        _c(57),  # lower lip pushed up and out by the chin
-    )),
-    ActionUnit(20, "Lip Stretcher", (
-        _c(48),  # left lip corner pulled sideways
-        _c(54),  # right lip corner
-        _c(51),  # upper lip flattens as the mouth stretches
-    )),
-    ActionUnit(23, "Lip Tightener", (
-        _c(51),  # upper lip red narrows
-        _c(57),  # lower lip red narrows
-    )),
-    ActionUnit(24, "Lip Pressor", (
-        _c(51),  # upper lip pressed down on the lower one, bulging above
-        _c(57),  # lower lip pressed up, bulging below
-    )),
-    ActionUnit(25, "Lips Part", (
-        _c(62),  # upper inner lip separates from the lower one
-        _c(66),  # lower inner lip
-    )),
-    ActionUnit(26, "Jaw Drop", (
-        _c(62, 66),  # mouth opening between the inner lips
-        _c(8),  # chin tip moves down with the jaw
-    )),
-    ActionUnit(45, "Blink", region="upper", centres=(
-        _c(37, 38, 40, 41),  # left eye: the lids meet over the iris
-        _c(43, 44, 46, 47),  # right eye
-    )),
+    ActionUnit(
+        1,
+        "Inner Brow Raiser",
+        region="upper",
+        centres=(
+            _c(21, dy=-0.1),  # inner end of the brow on the image's left lifts, forehead above it creases
+            _c(22, dy=-0.1),  # same on the image's right
+            _c(21, 22, dy=-0.3),  # mid-forehead: horizontal wrinkles gather above the raised inner brows
+        ),
+    ),
+    ActionUnit(
+        2,
+        "Outer Brow Raiser",
+        region="upper",
+        centres=(
+            _c(18),  # outer part of the left brow arches upwards
+            _c(25),  # outer part of the right brow arches upwards
+        ),
+    ),
+    ActionUnit(
+        4,
+        "Brow Lowerer",
+        region="upper",
+        centres=(
+            _c(21),  # inner brow end pulled down and in
+            _c(22),  # same on the other side
+            _c(21, 22, 27),  # glabella: vertical furrows between the lowered brows
+        ),
+    ),
+    ActionUnit(
+        5,
+        "Upper Lid Raiser",
+        region="upper",
+        centres=(
+            _c(37, 38),  # upper lid of the left eye retracts, more sclera shows above the iris
+            _c(43, 44),  # upper lid of the right eye
+        ),
+    ),
+    ActionUnit(
+        6,
+        "Cheek Raiser",
+        region="upper",
+        centres=(
+            _c(1, 41, 31),  # left infraorbital cheek lifts, bagging under the eye and crow's feet
+            _c(15, 46, 35),  # right infraorbital cheek
+        ),
+    ),
+    ActionUnit(
+        7,
+        "Lid Tightener",
+        region="upper",
+        centres=(
+            _c(40, 41),  # lower lid of the left eye tightens and rises
+            _c(46, 47),  # lower lid of the right eye
+        ),
+    ),
+    ActionUnit(
+        9,
+        "Nose Wrinkler",
+        (
+            _c(31),  # left nostril wing pulled up
+            _c(35),  # right nostril wing pulled up
+            _c(28),  # wrinkles across the nose bridge
+        ),
+    ),
+    ActionUnit(
+        10,
+        "Upper Lip Raiser",
+        (
+            _c(31),  # left nasolabial furrow deepens beside the nostril
+            _c(35),  # right nasolabial furrow
+            _c(51),  # upper lip centre lifts
+        ),
+    ),
+    ActionUnit(
+        12,
+        "Lip Corner Puller",
+        (
+            _c(48),  # left lip corner pulled up and out
+            _c(54),  # right lip corner
+        ),
+    ),
+    ActionUnit(
+        14,
+        "Dimpler",
+        (
+            _c(48),  # left lip corner tightened inwards, dimple beside it
+            _c(54),  # right lip corner
+        ),
+    ),
+    ActionUnit(
+        15,
+        "Lip Corner Depressor",
+        (
+            _c(48),  # left lip corner pulled down
+            _c(54),  # right lip corner
+        ),
+    ),
+    ActionUnit(
+        17,
+        "Chin Raiser",
+        (
+            _c(57, 8),  # chin boss pushed up, wrinkling the skin of the chin
+            _c(57),  # lower lip pushed up and out by the chin
+        ),
+    ),
+    ActionUnit(
+        20,
+        "Lip Stretcher",
+        (
+            _c(48),  # left lip corner pulled sideways
+            _c(54),  # right lip corner
+            _c(51),  # upper lip flattens as the mouth stretches
+        ),
+    ),
+    ActionUnit(
+        23,
+        "Lip Tightener",
+        (
+            _c(51),  # upper lip red narrows
+            _c(57),  # lower lip red narrows
+        ),
+    ),
+    ActionUnit(
+        24,
+        "Lip Pressor",
+        (
+            _c(51),  # upper lip pressed down on the lower one, bulging above
+            _c(57),  # lower lip pressed up, bulging below
+        ),
+    ),
+    ActionUnit(
+        25,
+        "Lips Part",
+        (
+            _c(62),  # upper inner lip separates from the lower one
+            _c(66),  # lower inner lip
+        ),
+    ),
+    ActionUnit(
+        26,
+        "Jaw Drop",
+        (
+            _c(62, 66),  # mouth opening between the inner lips
+            _c(8),  # chin tip moves down with the jaw
+        ),
+    ),
+    ActionUnit(
+        45,
+        "Blink",
+        region="upper",
+        centres=(
+            _c(37, 38, 40, 41),  # left eye: the lids meet over the iris
+            _c(43, 44, 46, 47),  # right eye
+        ),
+    ),
 )
 
 #: Every supported AU by FACS number.
@@ -186,8 +265,7 @@ def get_au(number: int) -> ActionUnit:
         return CATALOGUE[int(number)]
     except (KeyError, ValueError, TypeError):
         raise ValueError(
-            f"AU {number!r} is not in the aumaps catalogue; supported AUs: "
-            + ", ".join(str(n) for n in CATALOGUE)
+            f"AU {number!r} is not in the aumaps catalogue; supported AUs: " + ", ".join(str(n) for n in CATALOGUE)
         ) from None
 
 
@@ -214,8 +292,7 @@ def resolve_aus(aus: str | int | Iterable[int | str]) -> tuple[int, ...]:
             number = int(text)
         except ValueError:
             raise ValueError(
-                f"cannot read {item!r} as an AU; use a number (12), a label (AU12) "
-                f"or a set name ({', '.join(AU_SETS)})"
+                f"cannot read {item!r} as an AU; use a number (12), a label (AU12) or a set name ({', '.join(AU_SETS)})"
             ) from None
         numbers.append(get_au(number).number)
     if not numbers:

@@ -19,8 +19,8 @@ Shapes: N faces, A AUs, C centres per AU (padded), H×W heatmap (``map_size``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -103,7 +103,7 @@ class AUHeatmapCodec:
         }
 
     @classmethod
-    def from_dict(cls, cfg: dict) -> "AUHeatmapCodec":
+    def from_dict(cls, cfg: dict) -> AUHeatmapCodec:
         """Inverse of :meth:`to_dict`."""
         return cls(**cfg)
 
@@ -120,9 +120,7 @@ class AUHeatmapCodec:
         """
         return np.round(centres(landmarks, self.aus) / self.stride)
 
-    def encode(
-        self, landmarks: np.ndarray, intensities: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, landmarks: np.ndarray, intensities: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Heatmap targets for a batch of faces.
 
         Args:
@@ -173,8 +171,7 @@ class AUHeatmapCodec:
         maps = torch.as_tensor(heatmaps).detach().float().cpu()
         if maps.ndim != 4 or maps.shape[1] != len(self.aus):
             raise ValueError(
-                f"decode expects heatmaps (N, {len(self.aus)}, H, W) for AUs {list(self.aus)}, "
-                f"got {tuple(maps.shape)}"
+                f"decode expects heatmaps (N, {len(self.aus)}, H, W) for AUs {list(self.aus)}, got {tuple(maps.shape)}"
             )
         n, a, h, w = maps.shape
         flat = maps.reshape(n, a, h * w)

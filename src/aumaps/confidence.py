@@ -102,8 +102,10 @@ class Calibration:
     def __post_init__(self) -> None:
         w = self.weights
         if len(w) != len(FEATURES) or any(v * sign < 0 for v, sign in zip(w, self.SIGNS, strict=True)):
-            raise ValueError(f"a confidence calibration must fall with the recheck error and the window's miss "
-                             f"and rise with the HOG score, got weights {w}")
+            raise ValueError(
+                f"a confidence calibration must fall with the recheck error and the window's miss "
+                f"and rise with the HOG score, got weights {w}"
+            )
 
     def inputs(self, features: np.ndarray) -> np.ndarray:
         """``(N, 3)`` the logistic's inputs of ``(N, 3)`` raw :data:`FEATURES` (NaN stays NaN)."""
@@ -140,8 +142,9 @@ def _hog_detector() -> tuple[dlib.fhog_object_detector, threading.Lock]:
     return dlib.get_frontal_face_detector(), threading.Lock()
 
 
-def _registered(image: np.ndarray, matrix: np.ndarray, scale: float, region: tuple[float, ...],
-                size: tuple[int, int]) -> np.ndarray:
+def _registered(
+    image: np.ndarray, matrix: np.ndarray, scale: float, region: tuple[float, ...], size: tuple[int, int]
+) -> np.ndarray:
     """The part ``region`` (x0, y0, ...) of the 256 registered crop, scaled by ``scale``."""
     x0, y0 = region[0], region[1]
     to_part = np.array([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]]) @ np.vstack([matrix, [0, 0, 1]])
@@ -152,8 +155,9 @@ def _hog_window(image: np.ndarray, matrix: np.ndarray) -> tuple[float, float, fl
     """The HOG check of the registered face: the best window's score (floor -3) and its centre
     x, y and width in the 256 crop's coordinates (NaN when no window scores above the floor)."""
     x0, y0, x1, y1 = _HOG_REGION
-    part = _registered(image, matrix, _HOG_SCALE, _HOG_REGION,
-                       (int((x1 - x0) * _HOG_SCALE), int((y1 - y0) * _HOG_SCALE)))
+    part = _registered(
+        image, matrix, _HOG_SCALE, _HOG_REGION, (int((x1 - x0) * _HOG_SCALE), int((y1 - y0) * _HOG_SCALE))
+    )
     detector, lock = _hog_detector()
     with lock:
         boxes, scores, _ = detector.run(part, 0, _HOG_FLOOR)

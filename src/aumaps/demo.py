@@ -28,14 +28,21 @@ __all__ = ["run_demo", "DEMO_CONFIG"]
 #: The configuration file of the demo's training run, shipped in the repository.
 DEMO_CONFIG = Path(__file__).resolve().parent / "configs" / "demo.yaml"
 
+
 def _sample_photo() -> tuple[str, np.ndarray]:
     from skimage import data
 
     return "astronaut (scikit-image)", data.astronaut()
 
 
-def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 80, frames_per_subject: int = 15,
-             epochs: int | None = None, seed: int = 0, progress: bool = True) -> Path:
+def run_demo(
+    out_dir: str | Path = "aumaps-demo",
+    n_subjects: int = 80,
+    frames_per_subject: int = 15,
+    epochs: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
     """Run the demo; returns the report folder (``index.md`` inside).
 
     The default set, 80 identities × 15 frames, has as many images as 40 × 30 but twice the
@@ -59,8 +66,9 @@ def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 80, frames_p
             print(f"[demo] {name}: {timings[name]:.0f} s", flush=True)
 
     t0 = time.perf_counter()
-    manifest = make_dataset(out / "data", n_subjects=n_subjects, frames_per_subject=frames_per_subject,
-                            seed=seed, progress=progress)
+    manifest = make_dataset(
+        out / "data", n_subjects=n_subjects, frames_per_subject=frames_per_subject, seed=seed, progress=progress
+    )
     step("synthetic data set", t0)
 
     t0 = time.perf_counter()
@@ -77,8 +85,9 @@ def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 80, frames_p
 
     t0 = time.perf_counter()
     weights = run / "best.pt"
-    report = evaluate_checkpoint(weights, cache, split="test", out_dir=out / "evaluation",
-                                 title="demo model on held-out synthetic identities")
+    report = evaluate_checkpoint(
+        weights, cache, split="test", out_dir=out / "evaluation", title="demo model on held-out synthetic identities"
+    )
     robustness_study(weights, cache, (0, 5, 10), split="test", out_dir=out / "robustness")
     step("evaluation", t0)
 
@@ -88,8 +97,9 @@ def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 80, frames_p
     faces = est.predict(photo)
     (out / "photo").mkdir(exist_ok=True)
     if faces:
-        cv2.imwrite(str(out / "photo" / "overlay.png"), cv2.cvtColor(overlay(photo, faces, face_index=0),
-                                                                      cv2.COLOR_RGB2BGR))
+        cv2.imwrite(
+            str(out / "photo" / "overlay.png"), cv2.cvtColor(overlay(photo, faces, face_index=0), cv2.COLOR_RGB2BGR)
+        )
         fig = figure_maps(faces[0], title=f"AU maps on {name}")
         fig.savefig(out / "photo" / "maps.png", dpi=110)
     step("prediction on a real photo", t0)
@@ -101,12 +111,25 @@ def run_demo(out_dir: str | Path = "aumaps-demo", n_subjects: int = 80, frames_p
 
 def _write_index(out: Path, report: dict, faces, photo_name: str, timings: dict) -> None:
     lines = ["# aumaps demo report", ""]
-    lines += [f"Total time: {sum(timings.values()):.0f} s (" +
-              ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ").", ""]
+    lines += [
+        f"Total time: {sum(timings.values()):.0f} s (" + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ").",
+        "",
+    ]
     lines += ["## Held-out synthetic identities", "", (out / "evaluation" / "metrics.md").read_text(), ""]
-    lines += ["![predicted vs true](evaluation/scatter.png)", "", "![error by intensity](evaluation/error_by_intensity.png)", ""]
-    lines += ["## Misalignment robustness", "", (out / "robustness" / "robustness.md").read_text(), "",
-              "![robustness](robustness/robustness.png)", ""]
+    lines += [
+        "![predicted vs true](evaluation/scatter.png)",
+        "",
+        "![error by intensity](evaluation/error_by_intensity.png)",
+        "",
+    ]
+    lines += [
+        "## Misalignment robustness",
+        "",
+        (out / "robustness" / "robustness.md").read_text(),
+        "",
+        "![robustness](robustness/robustness.png)",
+        "",
+    ]
     lines += [f"## A real photo: {photo_name}", ""]
     if faces:
         f = faces[0]
@@ -115,6 +138,9 @@ def _write_index(out: Path, report: dict, faces, photo_name: str, timings: dict)
         lines += ["", "![overlay](photo/overlay.png)", "", "![maps](photo/maps.png)", ""]
     else:
         lines += ["No face was found.", ""]
-    lines += ["Training log: `run/metrics.csv`; model: `run/best.pt` (try `aumaps predict IMAGE --weights "
-              f"{out / 'run' / 'best.pt'}`).", ""]
+    lines += [
+        "Training log: `run/metrics.csv`; model: `run/best.pt` (try `aumaps predict IMAGE --weights "
+        f"{out / 'run' / 'best.pt'}`).",
+        "",
+    ]
     (out / "index.md").write_text("\n".join(lines), encoding="utf-8")

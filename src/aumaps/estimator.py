@@ -106,8 +106,9 @@ class Estimator:
         if not faces:
             size = self.codec.crop_size
             return [], np.zeros((0, 2, 3)), np.zeros((0, size, size, 3), np.uint8)
-        kept, matrices, crops = align.register_faces(image, np.stack([f.landmarks for f in faces]),
-                                                     self.codec.crop_size)
+        kept, matrices, crops = align.register_faces(
+            image, np.stack([f.landmarks for f in faces]), self.codec.crop_size
+        )
         return self.assess(image, [faces[k] for k in kept]), matrices, crops
 
     def camera_for(self, width: int, height: int) -> Camera:
@@ -122,11 +123,14 @@ class Estimator:
             return []
         confidences = self.confidence(image, [f.landmarks for f in faces])
         camera = self.camera_for(image.shape[1], image.shape[0])
-        return [replace(face, confidence=float(c), pose=head_pose(face.landmarks, camera))
-                for face, c in zip(faces, confidences, strict=True)]
+        return [
+            replace(face, confidence=float(c), pose=head_pose(face.landmarks, camera))
+            for face, c in zip(faces, confidences, strict=True)
+        ]
 
-    def read(self, maps: np.ndarray, matrices: np.ndarray, crops: np.ndarray,
-             faces: Sequence[FaceInput]) -> list[FaceResult]:
+    def read(
+        self, maps: np.ndarray, matrices: np.ndarray, crops: np.ndarray, faces: Sequence[FaceInput]
+    ) -> list[FaceResult]:
         """The readout of network ``maps`` (:func:`aumaps.readout.read_faces`)."""
         return read_faces(self.codec, maps, matrices, crops, faces)
 
@@ -143,9 +147,7 @@ class Estimator:
         """The faces in ``image`` (RGB uint8), in the detector's order, with their landmarks."""
         return _numbered(self.landmarker(image))
 
-    def predict(
-        self, image: str | os.PathLike | np.ndarray, landmarks: np.ndarray | None = None
-    ) -> list[FaceResult]:
+    def predict(self, image: str | os.PathLike | np.ndarray, landmarks: np.ndarray | None = None) -> list[FaceResult]:
         """AU intensities and maps for every face of one image.
 
         Args:

@@ -23,16 +23,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-
-import torch
 
 from .aus import AU_SETS, MAX_INTENSITY, get_au, resolve_aus
 from .codec import AUHeatmapCodec
@@ -146,9 +145,7 @@ def _set_name(aus: Sequence[int]) -> str | None:
     return None
 
 
-def _metrics_markdown(
-    table: pd.DataFrame, aus: Sequence[int], title: str, n_samples: int, loc_min: float
-) -> str:
+def _metrics_markdown(table: pd.DataFrame, aus: Sequence[int], title: str, n_samples: int, loc_min: float) -> str:
     labels = [get_au(a).label for a in aus]
     header = ["Metric", *labels, "Avg"]
     rows = [
@@ -166,8 +163,9 @@ def _metrics_markdown(
     ]
     set_name = _set_name(aus)
     if set_name is not None:
-        comp_rows = [["ours", *(_fmt(table.loc[lab, "icc"], ".2f") for lab in labels),
-                      _fmt(table.loc["mean", "icc"], ".2f")]]
+        comp_rows = [
+            ["ours", *(_fmt(table.loc[lab, "icc"], ".2f") for lab in labels), _fmt(table.loc["mean", "icc"], ".2f")]
+        ]
         for pub in PUBLISHED[set_name]:
             mark = "" if pub.per_au_verified else "†"
             cells = [f"{pub.per_au[a]:.2f}{mark}" if a in pub.per_au else "–" for a in aus]
@@ -228,8 +226,7 @@ def _plot_error_by_intensity(by_level: Mapping[int, np.ndarray], title: str, pat
     ax = fig.subplots()
     for au, values in by_level.items():
         ax.plot(_LEVELS, values, marker="o", label=get_au(au).label, color=_rgb(au))
-    ax.set(xlabel="labelled intensity", ylabel="MAE", xticks=_LEVELS,
-           title=title or "MAE by labelled intensity")
+    ax.set(xlabel="labelled intensity", ylabel="MAE", xticks=_LEVELS, title=title or "MAE by labelled intensity")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncols=2)
     fig.savefig(path, dpi=100)
@@ -273,8 +270,14 @@ def evaluate_predictions(
     p = np.asarray(pred, dtype=np.float64)
     t = np.asarray(true, dtype=np.float64)
     table = au_metrics(
-        p, t, mask=mask, aus=aus, pred_peaks=pred_peaks, true_centres=true_centres,
-        true_intensity_for_loc_min=true_intensity_for_loc_min, iod=iod,
+        p,
+        t,
+        mask=mask,
+        aus=aus,
+        pred_peaks=pred_peaks,
+        true_centres=true_centres,
+        true_intensity_for_loc_min=true_intensity_for_loc_min,
+        iod=iod,
     )
     if mask is not None:
         t = np.where(np.asarray(mask, dtype=bool), t, np.nan)
@@ -337,9 +340,7 @@ def robustness_table(results: Mapping[float, pd.DataFrame], out_dir: str | Path)
     labels = list(results[levels[0]].index)
     for level in levels:
         if list(results[level].index) != labels:
-            raise ValueError(
-                f"the table at noise {level} has rows {list(results[level].index)}, expected {labels}"
-            )
+            raise ValueError(f"the table at noise {level} has rows {list(results[level].index)}, expected {labels}")
     metrics = ("icc", "mae")
     columns = pd.MultiIndex.from_product([metrics, labels], names=["metric", "au"])
     table = pd.DataFrame(
@@ -361,21 +362,21 @@ def robustness_table(results: Mapping[float, pd.DataFrame], out_dir: str | Path)
     lines = [
         "# Robustness to misalignment",
         "",
-        "Landmark noise (standard deviation, % of the inter-ocular distance) added before "
-        "registration.",
+        "Landmark noise (standard deviation, % of the inter-ocular distance) added before registration.",
         "",
     ]
     lines += _md_table(
         ["Noise (% IOD)", "ICC (mean)", "MAE (mean)"],
-        [[f"{v:g}", _fmt(table.loc[v, ("icc", "mean")], ".3f"), _fmt(table.loc[v, ("mae", "mean")], ".3f")]
-         for v in table.index],
+        [
+            [f"{v:g}", _fmt(table.loc[v, ("icc", "mean")], ".3f"), _fmt(table.loc[v, ("mae", "mean")], ".3f")]
+            for v in table.index
+        ],
     )
     for m, name in (("icc", "ICC(3,1)"), ("mae", "MAE")):
         lines += ["", f"## {name} per AU", ""]
         lines += _md_table(
             ["Noise (% IOD)", *au_labels, "Avg"],
-            [[f"{v:g}", *(_fmt(table.loc[v, (m, lab)], ".2f") for lab in [*au_labels, "mean"])]
-             for v in table.index],
+            [[f"{v:g}", *(_fmt(table.loc[v, (m, lab)], ".2f") for lab in [*au_labels, "mean"])] for v in table.index],
         )
     (out / "robustness.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -383,8 +384,7 @@ def robustness_table(results: Mapping[float, pd.DataFrame], out_dir: str | Path)
     FigureCanvasAgg(fig)
     for ax, (m, name) in zip(fig.subplots(1, 2), (("icc", "ICC(3,1)"), ("mae", "MAE"))):
         for lab in au_labels:
-            ax.plot(table.index, table[(m, lab)], marker="o", ms=3, lw=1, color=_rgb(resolve_aus(lab)[0]),
-                    label=lab)
+            ax.plot(table.index, table[(m, lab)], marker="o", ms=3, lw=1, color=_rgb(resolve_aus(lab)[0]), label=lab)
         ax.plot(table.index, table[(m, "mean")], marker="o", lw=2.5, color="black", label="mean")
         ax.set(xlabel="landmark noise (% IOD)", ylabel=name, title=f"{name} against misalignment")
         ax.grid(alpha=0.3)
@@ -397,8 +397,14 @@ def robustness_table(results: Mapping[float, pd.DataFrame], out_dir: str | Path)
 
 
 @torch.no_grad()
-def predict_loader(model: torch.nn.Module, loader: Iterable[dict], codec: AUHeatmapCodec, amp: str | Precision,
-                   device: torch.device, layout: torch.memory_format = torch.channels_last) -> dict:
+def predict_loader(
+    model: torch.nn.Module,
+    loader: Iterable[dict],
+    codec: AUHeatmapCodec,
+    amp: str | Precision,
+    device: torch.device,
+    layout: torch.memory_format = torch.channels_last,
+) -> dict:
     """Loss and predictions of ``model`` over ``loader`` (validation during training, and
     evaluation).
 
@@ -442,8 +448,6 @@ def predict_loader(model: torch.nn.Module, loader: Iterable[dict], codec: AUHeat
     }
 
 
-
-
 def predict_cache(
     weights,
     cache,
@@ -482,8 +486,9 @@ def predict_cache(
     codec = ckpt.codec
     aug = None
     if noise_iod > 0:
-        aug = AugmentConfig(rotation=0, scale=0, translation=0, flip=0, landmark_noise=noise_iod / 100.0,
-                            colour=0, grayscale=0)
+        aug = AugmentConfig(
+            rotation=0, scale=0, translation=0, flip=0, landmark_noise=noise_iod / 100.0, colour=0, grayscale=0
+        )
     dataset = AUHeatmapDataset(cache, cache.indices(split), codec, aug, seed=seed)
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False)
     out = predict_loader(ckpt.model.to(device), loader, codec, amp, torch.device(device))
@@ -491,18 +496,33 @@ def predict_cache(
     return out
 
 
-def evaluate_checkpoint(weights, cache, split: str | None = "test", out_dir: str | Path | None = None,
-                        title: str = "", **kwargs) -> dict:
+def evaluate_checkpoint(
+    weights, cache, split: str | None = "test", out_dir: str | Path | None = None, title: str = "", **kwargs
+) -> dict:
     """:func:`predict_cache` then :func:`evaluate_predictions` (JSON, Markdown table, plots)."""
     res = predict_cache(weights, cache, split, **kwargs)
-    return evaluate_predictions(res["pred"], res["true"], res["aus"], mask=np.isfinite(res["true"]),
-                                pred_peaks=res["pred_peaks"], true_centres=res["true_centres"], iod=res["iod"],
-                                out_dir=out_dir, title=title)
+    return evaluate_predictions(
+        res["pred"],
+        res["true"],
+        res["aus"],
+        mask=np.isfinite(res["true"]),
+        pred_peaks=res["pred_peaks"],
+        true_centres=res["true_centres"],
+        iod=res["iod"],
+        out_dir=out_dir,
+        title=title,
+    )
 
 
-def robustness_study(weights, cache, noise_levels: Sequence[float] = (0, 2.5, 5, 7.5, 10),
-                     split: str | None = "test", out_dir: str | Path | None = None, seed: int = 0,
-                     **kwargs) -> pd.DataFrame:
+def robustness_study(
+    weights,
+    cache,
+    noise_levels: Sequence[float] = (0, 2.5, 5, 7.5, 10),
+    split: str | None = "test",
+    out_dir: str | Path | None = None,
+    seed: int = 0,
+    **kwargs,
+) -> pd.DataFrame:
     """The paper's misalignment study: metrics against landmark noise (% IOD) before registration."""
     from .weights import Checkpoint, load_checkpoint
 
@@ -510,7 +530,13 @@ def robustness_study(weights, cache, noise_levels: Sequence[float] = (0, 2.5, 5,
     results = {}
     for level in noise_levels:
         res = predict_cache(ckpt, cache, split, noise_iod=float(level), seed=seed, **kwargs)
-        results[float(level)] = au_metrics(res["pred"], res["true"], mask=np.isfinite(res["true"]), aus=res["aus"],
-                                           pred_peaks=res["pred_peaks"], true_centres=res["true_centres"],
-                                           iod=res["iod"])
+        results[float(level)] = au_metrics(
+            res["pred"],
+            res["true"],
+            mask=np.isfinite(res["true"]),
+            aus=res["aus"],
+            pred_peaks=res["pred_peaks"],
+            true_centres=res["true_centres"],
+            iod=res["iod"],
+        )
     return robustness_table(results, out_dir) if out_dir is not None else pd.concat(results, names=["noise_iod_pct"])

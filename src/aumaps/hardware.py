@@ -29,7 +29,7 @@ import os
 import platform
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import torch
 
@@ -49,10 +49,21 @@ log = logging.getLogger(__name__)
 AMP_CHOICES = ("auto", "bf16", "fp16", "fp32", "none")
 
 #: oneDNN ISA limits (``ONEDNN_MAX_CPU_ISA``) under which bfloat16 is still native.
-_ONEDNN_BF16_ISAS = frozenset({
-    "ALL", "DEFAULT", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
-    "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
-})
+_ONEDNN_BF16_ISAS = frozenset(
+    {
+        "ALL",
+        "DEFAULT",
+        "AVX512_CORE_BF16",
+        "AVX512_CORE_FP16",
+        "AVX512_CORE_AMX",
+        "AVX512_CORE_AMX_FP16",
+        "AVX10_1_512",
+        "AVX10_1_512_AMX",
+        "AVX10_1_512_AMX_FP16",
+        "AVX10_2_512",
+        "AVX10_2_512_AMX_2",
+    }
+)
 
 
 class EmulatedPrecisionWarning(UserWarning):
@@ -67,7 +78,7 @@ def cpu_capability() -> str:
     return torch.backends.cpu.get_cpu_capability()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _cpu_flags_bf16() -> bool:
     checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
@@ -98,8 +109,10 @@ def describe_machine() -> str:
     ``CPU: AMD EPYC, 2 threads; PyTorch capability AVX2; bfloat16 native: no``."""
     native = cpu_has_native_bf16()
     limited = " (limited by ATEN_CPU_CAPABILITY/ONEDNN_MAX_CPU_ISA)" if _cpu_flags_bf16() and not native else ""
-    return (f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads; PyTorch {torch.__version__} capability "
-            f"{cpu_capability()}; bfloat16 native: {'yes' if native else 'no'}{limited}")
+    return (
+        f"CPU: {_cpu_name()}, {torch.get_num_threads()} threads; PyTorch {torch.__version__} capability "
+        f"{cpu_capability()}; bfloat16 native: {'yes' if native else 'no'}{limited}"
+    )
 
 
 @dataclass(frozen=True)
@@ -145,7 +158,9 @@ def resolve_precision(amp: str | None, device: str | torch.device = "cpu") -> Pr
         bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         if amp == "auto":
             amp = "bf16" if bf16_ok else "fp16"
-            reason = "this GPU supports bfloat16" if bf16_ok else "this GPU lacks bfloat16: float16 with a gradient scaler"
+            reason = (
+                "this GPU supports bfloat16" if bf16_ok else "this GPU lacks bfloat16: float16 with a gradient scaler"
+            )
         else:
             reason = "asked for"
         return Precision(amp, _DTYPES[amp], kind, amp == "fp16", reason)
@@ -153,13 +168,18 @@ def resolve_precision(amp: str | None, device: str | torch.device = "cpu") -> Pr
         native = cpu_has_native_bf16()
         if amp == "auto":
             if native:
-                return Precision("bf16", torch.bfloat16, kind, False, f"native bfloat16 on this CPU ({cpu_capability()})")
-            return Precision("fp32", torch.float32, kind, False,
-                             f"this CPU ({cpu_capability()}) has no native bfloat16")
+                return Precision(
+                    "bf16", torch.bfloat16, kind, False, f"native bfloat16 on this CPU ({cpu_capability()})"
+                )
+            return Precision(
+                "fp32", torch.float32, kind, False, f"this CPU ({cpu_capability()}) has no native bfloat16"
+            )
         if amp in ("bf16", "fp16") and not (amp == "bf16" and native):
-            message = (f"{amp} asked for on a CPU without native {'bfloat16' if amp == 'bf16' else 'float16'} "
-                       f"(PyTorch capability {cpu_capability()}): it is emulated, about 100x slower than float32. "
-                       "Use amp: auto (float32 here).")
+            message = (
+                f"{amp} asked for on a CPU without native {'bfloat16' if amp == 'bf16' else 'float16'} "
+                f"(PyTorch capability {cpu_capability()}): it is emulated, about 100x slower than float32. "
+                "Use amp: auto (float32 here)."
+            )
             warnings.warn(message, EmulatedPrecisionWarning, stacklevel=2)
             log.warning("%s", message)
         return Precision(amp, _DTYPES[amp], kind, False, "asked for")

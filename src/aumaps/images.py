@@ -13,7 +13,8 @@ headers of PFM, PAM and Radiance HDR): an image of more than :func:`pixel_cap` p
 (:data:`DEFAULT_MAX_PIXELS`, 100 megapixels, unless ``AUMAPS_MAX_PIXELS`` or a
 ``max_pixels`` argument says otherwise) is refused with :class:`ImageTooLarge` before any
 memory is spent on its pixels: a few hundred kilobytes of PNG can declare a gigapixel.
-:func:`check_pixels` applies the same cap to sizes read elsewhere (video frames). :func:`to_rgb_uint8` does the same normalisation for
+:func:`check_pixels` applies the same cap to sizes read elsewhere (video frames).
+:func:`to_rgb_uint8` does the same normalisation for
 arrays passed through the Python API, and :func:`list_images` turns command-line paths into
 the list of files to process.
 """
@@ -94,12 +95,16 @@ class ImageTooLarge(ImageReadError):
         limit: the cap it is over.
     """
 
-    def __init__(self, path: PathLike, pixels: int, limit: int, width: int | None = None,
-                 height: int | None = None) -> None:
+    def __init__(
+        self, path: PathLike, pixels: int, limit: int, width: int | None = None, height: int | None = None
+    ) -> None:
         self.width, self.height, self.pixels, self.limit = width, height, int(pixels), int(limit)
         size = f"{width}x{height} pixels ({pixels / 1e6:,.0f} megapixels)" if width else f"{pixels:,} pixels"
-        super().__init__(path, f"the image is {size}, more than the {limit / 1e6:,.0f} megapixels aumaps decodes "
-                               f"(a larger cap: --max-pixels N, or the environment variable {MAX_PIXELS_ENV})")
+        super().__init__(
+            path,
+            f"the image is {size}, more than the {limit / 1e6:,.0f} megapixels aumaps decodes "
+            f"(a larger cap: --max-pixels N, or the environment variable {MAX_PIXELS_ENV})",
+        )
 
 
 def pixel_cap() -> int:
@@ -312,9 +317,7 @@ def _decode_with_pillow(data: bytes, path: Path) -> np.ndarray:
                 upright = ImageOps.exif_transpose(opened)
                 upright.load()
     except UnidentifiedImageError:
-        raise ImageReadError(
-            path, "not an image, or in a format neither OpenCV nor Pillow can read"
-        ) from None
+        raise ImageReadError(path, "not an image, or in a format neither OpenCV nor Pillow can read") from None
     except Image.DecompressionBombError as error:
         raise ImageReadError(path, str(error)) from None
     except Exception as error:  # Pillow's decoders of bad data raise many types
@@ -396,9 +399,7 @@ def to_rgb_uint8(array: np.ndarray, channel_order: str = "RGB") -> np.ndarray:
         grey = array.reshape(shape[:2])
         colour = np.broadcast_to(grey[..., None], (*shape[:2], 3))
     else:
-        raise ValueError(
-            f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got shape {shape}"
-        )
+        raise ValueError(f"expected an image of shape HxW, HxWx1, HxWx3 or HxWx4, got shape {shape}")
     if shape[0] == 0 or shape[1] == 0:
         raise ValueError(f"the image is empty (shape {shape})")
 

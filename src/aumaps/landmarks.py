@@ -259,14 +259,20 @@ class DlibFaceDetector(FaceDetector):
         # a face cut by the image's edge is beyond the CNN's judgement (it finds few of them):
         # there, the HOG detector's word stands, as in the release
         inside = [_inside(box, image.shape) >= self.INSIDE for box, _ in detections]
-        weak = [i for i, (_, score) in enumerate(detections)
-                if score < self.confirm_below and (inside[i] or (i and score < self.min_extra_score))]
-        candidates = _best_apart([c for c in candidates if _inside(c[0], image.shape) >= self.INSIDE],
-                                 [d[0] for d in detections], self.max_candidates)
+        weak = [
+            i
+            for i, (_, score) in enumerate(detections)
+            if score < self.confirm_below and (inside[i] or (i and score < self.min_extra_score))
+        ]
+        candidates = _best_apart(
+            [c for c in candidates if _inside(c[0], image.shape) >= self.INSIDE],
+            [d[0] for d in detections],
+            self.max_candidates,
+        )
         verdicts = self._confirmer(image, [detections[i][0] for i in weak] + [c[0] for c in candidates])
         dropped = {i for i, confirmed in zip(weak, verdicts, strict=False) if not confirmed}
         faces = [d for i, d in enumerate(detections) if i not in dropped]
-        faces += [c for c, confirmed in zip(candidates, verdicts[len(weak):], strict=True) if confirmed]
+        faces += [c for c, confirmed in zip(candidates, verdicts[len(weak) :], strict=True) if confirmed]
         if self.cnn_search:
             for box, score in self._confirmer.search(image, self.cnn_min_face):
                 if not faces or box_iou(box, np.array([f[0] for f in faces])).max() < 0.3:
@@ -288,8 +294,12 @@ class DlibFaceDetector(FaceDetector):
                     box = box + (x0, y0, x0, y0)
                     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
                     owned = cx0 <= cx < cx1 and cy0 <= cy < cy1
-                    whole = (x0 == 0 or box[0] >= x0) and (y0 == 0 or box[1] >= y0) and \
-                        (x1 == width or box[2] <= x1) and (y1 == height or box[3] <= y1)
+                    whole = (
+                        (x0 == 0 or box[0] >= x0)
+                        and (y0 == 0 or box[1] >= y0)
+                        and (x1 == width or box[2] <= x1)
+                        and (y1 == height or box[3] <= y1)
+                    )
                     if owned and whole:  # a face cut by the tile's edge is whole in another tile
                         found.append((box, score))
             found.sort(key=lambda d: -d[1])
@@ -328,9 +338,19 @@ def _tiles(width: int, height: int, max_pixels: int, margin: int) -> list[tuple[
             ny += 1
     xs = [0] + [8 * round(width * k / nx / 8) for k in range(1, nx)] + [width]
     ys = [0] + [8 * round(height * k / ny / 8) for k in range(1, ny)] + [height]
-    return [((max(xs[i] - margin, 0), max(ys[j] - margin, 0), min(xs[i + 1] + margin, width),
-              min(ys[j + 1] + margin, height)), (xs[i], ys[j], xs[i + 1], ys[j + 1]))
-            for j in range(ny) for i in range(nx)]
+    return [
+        (
+            (
+                max(xs[i] - margin, 0),
+                max(ys[j] - margin, 0),
+                min(xs[i + 1] + margin, width),
+                min(ys[j + 1] + margin, height),
+            ),
+            (xs[i], ys[j], xs[i + 1], ys[j + 1]),
+        )
+        for j in range(ny)
+        for i in range(nx)
+    ]
 
 
 def _inside(box: np.ndarray, shape: tuple[int, ...]) -> float:
@@ -395,8 +415,11 @@ class _CNNConfirmation:
         self.remember = int(remember)
         self.path = _packaged_model(_FACE_CNN_FILE)
         if self.path is None:
-            log.warning("dlib's CNN face detector (%s, in face-recognition-models) was not found: weak face "
-                        "detections are not confirmed", _FACE_CNN_FILE)
+            log.warning(
+                "dlib's CNN face detector (%s, in face-recognition-models) was not found: weak face "
+                "detections are not confirmed",
+                _FACE_CNN_FILE,
+            )
         self._memory: list[tuple[np.ndarray, np.ndarray, bool, int]] = []  # box, thumbnail, verdict, call
         self._calls = 0
         self._lock = threading.Lock()  # the CNN keeps its layers' outputs: one call at a time
@@ -412,8 +435,7 @@ class _CNNConfirmation:
             verdicts = []
             for k, box in enumerate(boxes):
                 thumb = self._thumbnail(image, box)
-                known = [m for m in self._memory
-                         if box_iou(box, m[0])[0, 0] >= 0.6 and float(thumb @ m[1]) >= 0.9]
+                known = [m for m in self._memory if box_iou(box, m[0])[0, 0] >= 0.6 and float(thumb @ m[1]) >= 0.9]
                 if known:  # the same place looking the same: a static background, the same face
                     verdicts.append(known[-1][2])
                     continue
@@ -431,8 +453,13 @@ class _CNNConfirmation:
         where dlib's HOG detector would put them (for the 68-point predictor, trained on
         those): :data:`CNN_TO_HOG`."""
         scale = self.FACE_WIDTH / float(min_face)
-        resized = image if scale == 1 else cv2.resize(
-            image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        resized = (
+            image
+            if scale == 1
+            else cv2.resize(
+                image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            )
+        )
         with self._lock:
             found = _load_face_cnn(str(self.path))(np.ascontiguousarray(resized), 0)
         faces = []
@@ -464,8 +491,13 @@ class _CNNConfirmation:
         if right - left < 2 or bottom - top < 2:
             return False
         scale = self.FACE_WIDTH / width
-        region = cv2.resize(image[top:bottom, left:right], None, fx=scale, fy=scale,
-                            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        region = cv2.resize(
+            image[top:bottom, left:right],
+            None,
+            fx=scale,
+            fy=scale,
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+        )
         with _FACE_CNN_LOCK:
             found = _load_face_cnn(str(self.path))(np.ascontiguousarray(region), 0)
         if not found:
@@ -494,9 +526,7 @@ def landmark_model_path(model_path: str | os.PathLike[str] | None = None) -> Pat
     if from_env:
         path = Path(from_env)
         if not path.is_file():
-            raise FileNotFoundError(
-                f"dlib landmark model not found: '{path}' (named by {LANDMARK_MODEL_ENV})"
-            )
+            raise FileNotFoundError(f"dlib landmark model not found: '{path}' (named by {LANDMARK_MODEL_ENV})")
         return path
     path = _packaged_model(_LANDMARK_MODEL_FILE)
     if path is not None:
@@ -514,9 +544,7 @@ def _load_shape_predictor(path: str) -> dlib.shape_predictor:
     predictor = dlib.shape_predictor(path)
     probe = predictor(np.zeros((8, 8, 3), np.uint8), dlib.rectangle(0, 0, 7, 7))
     if probe.num_parts != NUM_LANDMARKS:
-        raise ValueError(
-            f"'{path}' places {probe.num_parts} landmarks; aumaps needs the 68-point model"
-        )
+        raise ValueError(f"'{path}' places {probe.num_parts} landmarks; aumaps needs the 68-point model")
     return predictor
 
 
@@ -553,9 +581,7 @@ _DETECTORS: dict[str, Callable[..., FaceDetector]] = {}
 _LANDMARK_PREDICTORS: dict[str, Callable[..., LandmarkPredictor]] = {}
 
 
-def register_detector(
-    name: str, factory: Callable[..., FaceDetector], overwrite: bool = False
-) -> None:
+def register_detector(name: str, factory: Callable[..., FaceDetector], overwrite: bool = False) -> None:
     """Make a face detector available by name.
 
     Args:
@@ -570,9 +596,7 @@ def register_detector(
     _register(_DETECTORS, "face detector", name, factory, overwrite)
 
 
-def register_landmark_predictor(
-    name: str, factory: Callable[..., LandmarkPredictor], overwrite: bool = False
-) -> None:
+def register_landmark_predictor(name: str, factory: Callable[..., LandmarkPredictor], overwrite: bool = False) -> None:
     """Make a landmark predictor available by name; as :func:`register_detector`."""
     _register(_LANDMARK_PREDICTORS, "landmark predictor", name, factory, overwrite)
 
@@ -599,9 +623,7 @@ def get_detector(detector: str | FaceDetector, **kwargs: object) -> FaceDetector
     return cast(FaceDetector, _get(_DETECTORS, FaceDetector, "face detector", detector, kwargs))
 
 
-def get_landmark_predictor(
-    predictor: str | LandmarkPredictor, **kwargs: object
-) -> LandmarkPredictor:
+def get_landmark_predictor(predictor: str | LandmarkPredictor, **kwargs: object) -> LandmarkPredictor:
     """A landmark predictor from its registered name or itself; as :func:`get_detector`."""
     built = _get(_LANDMARK_PREDICTORS, LandmarkPredictor, "landmark predictor", predictor, kwargs)
     return cast(LandmarkPredictor, built)
@@ -635,9 +657,7 @@ def _get(
     if not isinstance(spec, str):
         raise TypeError(f"expected a {kind} name or a {base.__name__}, got {type(spec).__name__}")
     if spec not in registry:
-        raise ValueError(
-            f"unknown {kind} {spec!r}; available: {', '.join(sorted(registry)) or 'none'}"
-        )
+        raise ValueError(f"unknown {kind} {spec!r}; available: {', '.join(sorted(registry)) or 'none'}")
     built = registry[spec](**kwargs)
     if not isinstance(built, base):
         raise TypeError(f"{kind} {spec!r} built a {type(built).__name__}, not a {base.__name__}")
@@ -722,8 +742,7 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
         raise ValueError(
-            f"expected an HxWx3 uint8 RGB image, got shape {shape}; "
-            "aumaps.images.to_rgb_uint8 converts other layouts"
+            f"expected an HxWx3 uint8 RGB image, got shape {shape}; aumaps.images.to_rgb_uint8 converts other layouts"
         )
     if image.dtype != np.uint8:
         raise ValueError(

@@ -7,8 +7,13 @@ import torch
 __all__ = ["heatmap_loss"]
 
 
-def heatmap_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
-                 foreground_weight: float = 1.0, count: torch.Tensor | float | None = None) -> torch.Tensor:
+def heatmap_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    foreground_weight: float = 1.0,
+    count: torch.Tensor | float | None = None,
+) -> torch.Tensor:
     """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
 
     Args:

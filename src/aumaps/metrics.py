@@ -19,7 +19,7 @@ Shapes: N samples, A AUs, C centres per AU (NaN padded); coordinates are (x, y).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -130,9 +130,7 @@ def f1_occurrence(pred: np.ndarray, true: np.ndarray, threshold: float = 1.0) ->
     return 2.0 * tp / (2.0 * tp + fp + fn)
 
 
-def mae_by_intensity(
-    pred: np.ndarray, true: np.ndarray, levels: Sequence[int] = range(6)
-) -> np.ndarray:
+def mae_by_intensity(pred: np.ndarray, true: np.ndarray, levels: Sequence[int] = range(6)) -> np.ndarray:
     """MAE within each true-intensity level.
 
     Args:
@@ -180,13 +178,9 @@ def localisation_error(
     peaks = np.asarray(pred_peaks, dtype=np.float64)
     ctrs = np.asarray(true_centres, dtype=np.float64)
     if peaks.ndim != 3 or ctrs.ndim != 3 or peaks.shape[-1] != 2 or ctrs.shape[-1] != 2:
-        raise ValueError(
-            f"pred_peaks and true_centres must be (N, C, 2), got {peaks.shape} and {ctrs.shape}"
-        )
+        raise ValueError(f"pred_peaks and true_centres must be (N, C, 2), got {peaks.shape} and {ctrs.shape}")
     if peaks.shape[0] != ctrs.shape[0] or peaks.shape[1] == 0:
-        raise ValueError(
-            f"pred_peaks {peaks.shape} and true_centres {ctrs.shape} need the same N and C ≥ 1 peaks"
-        )
+        raise ValueError(f"pred_peaks {peaks.shape} and true_centres {ctrs.shape} need the same N and C ≥ 1 peaks")
     diff = ctrs[:, :, None, :] - peaks[:, None, :, :]  # (N, Ct, Cp, 2)
     dist = np.fmin.reduce(np.hypot(diff[..., 0], diff[..., 1]), axis=-1)  # NaN only if all are
     if iod is None:
@@ -258,8 +252,7 @@ def au_metrics(
         ctrs = np.asarray(true_centres, dtype=np.float64)
         if peaks.shape[:2] != (n, a) or ctrs.shape[:2] != (n, a):
             raise ValueError(
-                f"pred_peaks and true_centres must start with (N, A) = {(n, a)}, "
-                f"got {peaks.shape} and {ctrs.shape}"
+                f"pred_peaks and true_centres must start with (N, A) = {(n, a)}, got {peaks.shape} and {ctrs.shape}"
             )
     scale = None if iod is None else np.asarray(iod, dtype=np.float64)
 

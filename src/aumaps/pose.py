@@ -66,23 +66,49 @@ POSE_COLUMNS = ("pose_Tx", "pose_Ty", "pose_Tz", "pose_Rx", "pose_Ry", "pose_Rz"
 # image's right, y down, z away from the camera, nose tip at z = 0 (see the module docstring).
 _HALF_FACE = {
     # cheek and jaw outline
-    0: (-67.0, 3.5, 92.0), 1: (-65.0, 21.0, 90.0), 2: (-62.0, 38.0, 86.0), 3: (-59.5, 54.5, 80.0),
-    4: (-53.5, 69.0, 70.0), 5: (-44.0, 82.0, 57.0), 6: (-30.5, 92.0, 45.0), 7: (-16.5, 100.0, 36.0),
+    0: (-67.0, 3.5, 92.0),
+    1: (-65.0, 21.0, 90.0),
+    2: (-62.0, 38.0, 86.0),
+    3: (-59.5, 54.5, 80.0),
+    4: (-53.5, 69.0, 70.0),
+    5: (-44.0, 82.0, 57.0),
+    6: (-30.5, 92.0, 45.0),
+    7: (-16.5, 100.0, 36.0),
     8: (0.0, 102.5, 33.0),
     # brow, outer end to inner end
-    17: (-57.0, -11.5, 45.0), 18: (-49.5, -21.0, 35.0), 19: (-37.5, -23.5, 28.0), 20: (-25.0, -22.0, 24.0),
+    17: (-57.0, -11.5, 45.0),
+    18: (-49.5, -21.0, 35.0),
+    19: (-37.5, -23.5, 28.0),
+    20: (-25.0, -22.0, 24.0),
     21: (-14.0, -17.0, 22.0),
     # nose: bridge from the nasion to the tip, then the base
-    27: (0.0, -1.0, 20.0), 28: (0.0, 10.0, 13.0), 29: (0.0, 21.5, 7.0), 30: (0.0, 32.5, 0.0),
-    31: (-15.0, 39.0, 21.0), 32: (-7.5, 41.0, 17.0), 33: (0.0, 43.0, 16.0),
+    27: (0.0, -1.0, 20.0),
+    28: (0.0, 10.0, 13.0),
+    29: (0.0, 21.5, 7.0),
+    30: (0.0, 32.5, 0.0),
+    31: (-15.0, 39.0, 21.0),
+    32: (-7.5, 41.0, 17.0),
+    33: (0.0, 43.0, 16.0),
     # eye: outer corner, upper lid, inner corner, lower lid
-    36: (-43.0, 0.0, 44.0), 37: (-36.0, -4.5, 36.0), 38: (-27.0, -4.5, 32.0), 39: (-19.0, 2.0, 31.0),
-    40: (-27.5, 3.5, 33.0), 41: (-36.5, 4.0, 37.0),
+    36: (-43.0, 0.0, 44.0),
+    37: (-36.0, -4.5, 36.0),
+    38: (-27.0, -4.5, 32.0),
+    39: (-19.0, 2.0, 31.0),
+    40: (-27.5, 3.5, 33.0),
+    41: (-36.5, 4.0, 37.0),
     # lips, outer contour
-    48: (-27.5, 58.5, 33.0), 49: (-17.0, 56.0, 23.0), 50: (-6.5, 54.5, 18.0), 51: (0.0, 56.0, 17.0),
-    57: (0.0, 71.0, 20.0), 58: (-7.5, 71.0, 21.0), 59: (-17.5, 68.0, 25.0),
+    48: (-27.5, 58.5, 33.0),
+    49: (-17.0, 56.0, 23.0),
+    50: (-6.5, 54.5, 18.0),
+    51: (0.0, 56.0, 17.0),
+    57: (0.0, 71.0, 20.0),
+    58: (-7.5, 71.0, 21.0),
+    59: (-17.5, 68.0, 25.0),
     # lips, inner contour (mouth closed)
-    60: (-23.5, 59.0, 31.0), 61: (-7.0, 62.0, 21.0), 62: (0.0, 61.5, 20.0), 66: (0.0, 61.5, 20.0),
+    60: (-23.5, 59.0, 31.0),
+    61: (-7.0, 62.0, 21.0),
+    62: (0.0, 61.5, 20.0),
+    66: (0.0, 61.5, 20.0),
     67: (-7.0, 62.0, 21.0),
 }
 
@@ -134,15 +160,25 @@ class Camera:
         return np.array([[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]])
 
 
-def camera_for(width: int, height: int, fx: float | None = None, fy: float | None = None,
-               cx: float | None = None, cy: float | None = None) -> Camera:
+def camera_for(
+    width: int,
+    height: int,
+    fx: float | None = None,
+    fy: float | None = None,
+    cx: float | None = None,
+    cy: float | None = None,
+) -> Camera:
     """The camera of a ``width × height`` image: what is given, OpenFace's defaults for the
     rest (one focal length given serves for both; see :meth:`Camera.openface_default`)."""
     default = Camera.openface_default(width, height)
     fx = fy if fx is None else fx
     fy = fx if fy is None else fy
-    return Camera(default.fx if fx is None else float(fx), default.fy if fy is None else float(fy),
-                  default.cx if cx is None else float(cx), default.cy if cy is None else float(cy))
+    return Camera(
+        default.fx if fx is None else float(fx),
+        default.fy if fy is None else float(fy),
+        default.cx if cx is None else float(cx),
+        default.cy if cy is None else float(cy),
+    )
 
 
 def matrix_from_euler(euler: np.ndarray) -> np.ndarray:
@@ -157,8 +193,9 @@ def matrix_from_euler(euler: np.ndarray) -> np.ndarray:
 def euler_from_matrix(rotation: np.ndarray) -> np.ndarray:
     """``(3,)`` pitch, yaw, roll (radians) with ``R = Rx·Ry·Rz``; yaw in [-π/2, π/2]."""
     r = np.asarray(rotation, float)
-    return np.array([np.arctan2(-r[1, 2], r[2, 2]), np.arcsin(np.clip(r[0, 2], -1.0, 1.0)),
-                     np.arctan2(-r[0, 1], r[0, 0])])
+    return np.array(
+        [np.arctan2(-r[1, 2], r[2, 2]), np.arcsin(np.clip(r[0, 2], -1.0, 1.0)), np.arctan2(-r[0, 1], r[0, 0])]
+    )
 
 
 def project(pose: np.ndarray, camera: Camera, points: np.ndarray = MEAN_FACE_3D) -> np.ndarray:

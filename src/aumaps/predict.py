@@ -39,8 +39,9 @@ class AUEstimator(Estimator):
     """Detect faces, register them and estimate AU intensities and maps, for images, videos
     and live streams. The arguments are :class:`aumaps.estimator.Estimator`'s."""
 
-    def predict_images(self, paths: str | os.PathLike | Iterable[str | os.PathLike],
-                       progress: bool = False) -> pd.DataFrame:
+    def predict_images(
+        self, paths: str | os.PathLike | Iterable[str | os.PathLike], progress: bool = False
+    ) -> pd.DataFrame:
         """One row per face (and one ``success = 0`` row per image without a face) for image
         files and folders (searched recursively), in the CSV's schema with its ``file``
         column. Unreadable files are logged and left out."""
@@ -52,8 +53,9 @@ class AUEstimator(Estimator):
                 results.append(result)
         return results_frame(results, self.aus, file_column=True)
 
-    def stream(self, source: str | os.PathLike | int | FrameSource, redetect_every: int = 30,
-               fps: float = 30.0) -> Iterator[FrameResult]:
+    def stream(
+        self, source: str | os.PathLike | int | FrameSource, redetect_every: int = 30, fps: float = 30.0
+    ) -> Iterator[FrameResult]:
         """Frame results of a video file, an image-sequence folder, a webcam (its index) or a
         :class:`~aumaps.video.FrameSource`, as they become final (faces tracked, crops batched).
 
@@ -68,8 +70,9 @@ class AUEstimator(Estimator):
         finally:
             src.close()
 
-    def predict_video(self, source: str | os.PathLike | int | FrameSource, redetect_every: int = 30,
-                      fps: float = 30.0) -> pd.DataFrame:
+    def predict_video(
+        self, source: str | os.PathLike | int | FrameSource, redetect_every: int = 30, fps: float = 30.0
+    ) -> pd.DataFrame:
         """One row per frame and face of a video (frames without a face keep a
         ``success = 0`` row), in the CSV's schema; see :meth:`stream`."""
         return results_frame(self.stream(source, redetect_every, fps), self.aus)

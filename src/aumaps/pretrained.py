@@ -19,14 +19,34 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PAPER", "REGISTRY", "WeightsError", "cache_dir", "PretrainedModel", "get_pretrained", "list_pretrained", "register_pretrained"]
+__all__ = [
+    "PAPER",
+    "REGISTRY",
+    "WeightsError",
+    "cache_dir",
+    "PretrainedModel",
+    "get_pretrained",
+    "list_pretrained",
+    "register_pretrained",
+]
 
 #: The method every registered model implements.
-PAPER = ("Sanchez-Lozano, Tzimiropoulos, Valstar: Joint Action Unit localisation and intensity estimation "
-         "through heatmap regression, BMVC 2018 (arXiv 1805.03487)")
-#: What the network takes, for every model of this architecture.
-INPUT = ("256x256 RGB crop registered on landmarks 8, 36, 45 (aumaps.align), values / 255 in [0, 1], "
-         "no mean subtraction")
+PAPER = (
+    "Sanchez-Lozano, Tzimiropoulos, Valstar: Joint Action Unit localisation and intensity estimation "
+    "through heatmap regression, BMVC 2018 (arXiv 1805.03487)"
+)
+
+
+def input_description(crop_size: int = 256) -> str:
+    """What a network of this architecture takes, for its crop size."""
+    return (
+        f"{crop_size}x{crop_size} RGB crop registered on landmarks 8, 36, 45 (aumaps.align), values / 255 "
+        "in [0, 1], no mean subtraction"
+    )
+
+
+#: What the paper's network takes (256x256 crops).
+INPUT = input_description(256)
 _PACKAGE = Path(__file__).resolve().parent
 
 
@@ -86,8 +106,10 @@ class PretrainedModel:
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
         if digest == self.sha256:
             return None
-        return (f"{path} is not the '{self.name}' model: its SHA-256 is {digest}, expected {self.sha256}. "
-                "Delete it and let aumaps fetch it again, or reinstall aumaps.")
+        return (
+            f"{path} is not the '{self.name}' model: its SHA-256 is {digest}, expected {self.sha256}. "
+            "Delete it and let aumaps fetch it again, or reinstall aumaps."
+        )
 
 
 def cache_dir() -> Path:
@@ -131,29 +153,45 @@ def list_pretrained() -> list[PretrainedModel]:
     return [REGISTRY[name] for name in sorted(REGISTRY)]
 
 
-register_pretrained(PretrainedModel(
-    name="default",
-    description="small hourglass (width 64) bundled with aumaps, trained on aumaps' synthetic AU faces",
-    filename="aumaps-demo.pt",
-    url=None,
-    sha256="513a2b221d68be2a7f37b53753d316ce959c342d76ff7599cd966f57d6a48d1c",
-    licence="MIT (as aumaps)",
-    aus=(6, 10, 12, 14, 17),
-    trained_on="aumaps synthetic AU faces only (configs/synthetic.yaml then configs/synthetic-more.yaml; 4,500 "
-               "training images); held-out synthetic identities: mean ICC 0.870, localisation error 1.27 px",
-    notes="not trained on any real AU data: for trying aumaps end to end, not for research results",
-))
+#: Where every image the bundled model was trained on came from (its card repeats it).
+TRAINING_SOURCES = (
+    "aumaps synthetic AU faces (aumaps.data.synth, docs/synthetic.md), made from: scikit-image's astronaut "
+    "(NASA portrait of Eileen Collins, public domain) and matplotlib's grace_hopper.jpg (U.S. Navy portrait, "
+    "public domain); backgrounds from scikit-image's brick, grass, gravel, coffee, chelsea, cell (CC0) and "
+    "rocket, hubble_deep_field, clock, text (public domain); everything else drawn by aumaps' code. No BP4D, "
+    "no DISFA, no real AU data."
+)
 
-register_pretrained(PretrainedModel(
-    name="official",
-    description="the BMVC 2018 release (AUdetector.pth.tar): the paper's hourglass, width 256",
-    filename="AUdetector.pth.tar",
-    url="https://esanchezlozano.github.io/files/AUdetector.pth.tar",
-    sha256=None,
-    licence="no licence stated by the authors (release repository ESanchezLozano/Action-Units-Heatmaps): "
-            "research use, cite the paper",
-    aus=(6, 10, 12, 14, 17),
-    trained_on="BP4D (FERA 2015)",
-    notes="the publisher gives no checksum, so none is pinned; the file is checked against the published "
-          "architecture when it is read",
-))
+register_pretrained(
+    PretrainedModel(
+        name="default",
+        description="OpenFace's 17 AUs from a small hourglass (width 64, 128x128 crops) bundled with aumaps, "
+        "trained on aumaps' synthetic AU faces only",
+        filename="aumaps-openface17.pt",
+        url=None,
+        sha256="85413980bebf9a89c597917cc4d715fd2563a77c3eb9ec582a7242dc798bac8e",
+        licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
+        aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
+        trained_on=TRAINING_SOURCES + " Recipe: configs/openface17.yaml.",
+        input=input_description(128),
+        notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
+        "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
+        "pipelines that need a permissively licensed 17-AU model, not for clinical or high-stakes use",
+    )
+)
+
+register_pretrained(
+    PretrainedModel(
+        name="official",
+        description="the BMVC 2018 release (AUdetector.pth.tar): the paper's hourglass, width 256",
+        filename="AUdetector.pth.tar",
+        url="https://esanchezlozano.github.io/files/AUdetector.pth.tar",
+        sha256=None,
+        licence="no licence stated by the authors (release repository ESanchezLozano/Action-Units-Heatmaps): "
+        "research use, cite the paper",
+        aus=(6, 10, 12, 14, 17),
+        trained_on="BP4D (FERA 2015)",
+        notes="the publisher gives no checksum, so none is pinned; the file is checked against the published "
+        "architecture when it is read",
+    )
+)

@@ -92,23 +92,38 @@ def au_statistics(table: pd.DataFrame, aus: Sequence[int]) -> pd.DataFrame:
             values = face[column_name(au)].to_numpy(dtype=float)
             best = int(np.nanargmax(values)) if np.isfinite(values).any() else None
             active = values[values >= ACTIVE]
-            rows.append({
-                "face_id": face_id,
-                "AU": au,
-                "name": get_au(au).name,
-                "frames": len(values),
-                "mean": np.nanmean(values),
-                "std": np.nanstd(values),
-                "median": np.nanmedian(values),
-                "max": np.nanmax(values),
-                "max_frame": int(face["frame"].iloc[best]) if best is not None else None,
-                "max_time": float(face["timestamp"].iloc[best]) if best is not None else None,
-                "active_pct": 100.0 * np.mean(values >= ACTIVE),
-                "moderate_pct": 100.0 * np.mean(values >= 2.0),
-                "mean_active": float(active.mean()) if active.size else np.nan,
-            })
-    columns = ["face_id", "AU", "name", "frames", "mean", "std", "median", "max", "max_frame", "max_time",
-               "active_pct", "moderate_pct", "mean_active"]
+            rows.append(
+                {
+                    "face_id": face_id,
+                    "AU": au,
+                    "name": get_au(au).name,
+                    "frames": len(values),
+                    "mean": np.nanmean(values),
+                    "std": np.nanstd(values),
+                    "median": np.nanmedian(values),
+                    "max": np.nanmax(values),
+                    "max_frame": int(face["frame"].iloc[best]) if best is not None else None,
+                    "max_time": float(face["timestamp"].iloc[best]) if best is not None else None,
+                    "active_pct": 100.0 * np.mean(values >= ACTIVE),
+                    "moderate_pct": 100.0 * np.mean(values >= 2.0),
+                    "mean_active": float(active.mean()) if active.size else np.nan,
+                }
+            )
+    columns = [
+        "face_id",
+        "AU",
+        "name",
+        "frames",
+        "mean",
+        "std",
+        "median",
+        "max",
+        "max_frame",
+        "max_time",
+        "active_pct",
+        "moderate_pct",
+        "mean_active",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -139,8 +154,13 @@ def plot_series(
     styles = ["-", "--", ":", "-."]
     columns = _panel_columns(aus)
     rows = max(len(c) for c in columns)
-    fig, grid = plt.subplots(rows, len(columns), figsize=(10 if len(columns) == 1 else 14, (1.5 if rows < 8 else 1.05)
-                                                          * rows + 1.2), sharex=True, squeeze=False)
+    fig, grid = plt.subplots(
+        rows,
+        len(columns),
+        figsize=(10 if len(columns) == 1 else 14, (1.5 if rows < 8 else 1.05) * rows + 1.2),
+        sharex=True,
+        squeeze=False,
+    )
     for c, column in enumerate(columns):
         for r in range(len(column), rows):
             grid[r, c].set_visible(False)
@@ -155,8 +175,14 @@ def plot_series(
         for k, face_id in enumerate(faces):
             face = table[(table["face_id"] == face_id) & (table["success"] == 1)].set_index("frame")
             series = face[column_name(au)].reindex(frames.index)  # NaN gaps where the face is absent
-            ax.plot(frames.to_numpy(), series.to_numpy(), styles[k % len(styles)], color=colour, lw=1.3,
-                    label=f"face {face_id}")
+            ax.plot(
+                frames.to_numpy(),
+                series.to_numpy(),
+                styles[k % len(styles)],
+                color=colour,
+                lw=1.3,
+                label=f"face {face_id}",
+            )
         ax.set_ylim(0, MAX_INTENSITY)
         ax.set_yticks([0, 1, 2, 3, 4, 5] if rows < 8 else [0, 5])
         ax.grid(alpha=0.3)
@@ -251,8 +277,7 @@ class PeakFrames:
         if result.image is None:
             return
         for face in result.faces:
-            better = [a for a, au in enumerate(self.aus)
-                      if face.intensities[a] > self._best.get(au, (-np.inf,))[0]]
+            better = [a for a, au in enumerate(self.aus) if face.intensities[a] > self._best.get(au, (-np.inf,))[0]]
             if not better:
                 continue
             region_face, region = self._region(result.image, face)
@@ -281,12 +306,18 @@ class PeakFrames:
             if au not in self._best:
                 continue
             value, frame, timestamp, face, region = self._best[au]
-            one = replace(face, aus=(au,), intensities=face.intensities[a : a + 1],
-                          heatmaps=face.heatmaps[a : a + 1], peaks=face.peaks[a : a + 1])
+            one = replace(
+                face,
+                aus=(au,),
+                intensities=face.intensities[a : a + 1],
+                heatmaps=face.heatmaps[a : a + 1],
+                peaks=face.peaks[a : a + 1],
+            )
             picture = draw_faces(region, [one], draw_box=False)
             scale = self.size / max(picture.shape[:2])
-            picture = cv2.resize(picture, None, fx=scale, fy=scale,
-                                 interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+            picture = cv2.resize(
+                picture, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+            )
             out.append(Peak(au, value, frame, timestamp, face.face_id, picture))
         return out
 
@@ -335,12 +366,14 @@ def _table_html(stats: pd.DataFrame, several_faces: bool) -> str:
     grouped = len(groups) > 1
     if grouped:  # each face's rows, upper face first
         order = {au: k for k, au in enumerate(au for _, members in groups for au in members)}
-        stats = stats.sort_values(["face_id", "AU"], key=lambda c: c.map(order) if c.name == "AU" else c,
-                                  kind="stable")
+        stats = stats.sort_values(["face_id", "AU"], key=lambda c: c.map(order) if c.name == "AU" else c, kind="stable")
     region_of = {au: region for region, members in groups for au in members}
     size = {region: len(members) for region, members in groups}
-    headers = (["face"] if several_faces else []) + (["region"] if grouped else []) + [
-        "AU", "frames", "mean", "std", "median", "max", "max at (s)", "active ≥1 (%)", "≥2 (%)", "mean when active"]
+    headers = (
+        (["face"] if several_faces else [])
+        + (["region"] if grouped else [])
+        + ["AU", "frames", "mean", "std", "median", "max", "max at (s)", "active ≥1 (%)", "≥2 (%)", "mean when active"]
+    )
     head = "".join(f'<th class="name">{h}</th>' if h in ("AU", "region") else f"<th>{h}</th>" for h in headers)
     body = []
     previous = None
@@ -349,10 +382,14 @@ def _table_html(stats: pd.DataFrame, several_faces: bool) -> str:
         cells = [f"<td>{row.face_id}</td>"] if several_faces else []
         if grouped and (row.face_id, region_of[row.AU]) != previous:
             previous = (row.face_id, region_of[row.AU])
-            cells.append(f'<th class="region" scope="rowgroup" rowspan="{size[region_of[row.AU]]}">'
-                         f"{REGION_TITLES[region_of[row.AU]]}</th>")
-        cells.append(f'<td class="name"><span class="swatch" style="background: rgb({r},{g},{b})"></span>'
-                     f"AU{row.AU:02d} {html.escape(row.name)}</td>")
+            cells.append(
+                f'<th class="region" scope="rowgroup" rowspan="{size[region_of[row.AU]]}">'
+                f"{REGION_TITLES[region_of[row.AU]]}</th>"
+            )
+        cells.append(
+            f'<td class="name"><span class="swatch" style="background: rgb({r},{g},{b})"></span>'
+            f"AU{row.AU:02d} {html.escape(row.name)}</td>"
+        )
         cells.append(f"<td>{row.frames}</td>")
         for value in (row.mean, row.std, row.median, row.max):
             cells.append(f"<td>{value:.2f}</td>")
@@ -372,8 +409,9 @@ def _page_top(page_title: str, heading: str, title: str, facts: dict[str, str], 
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(page_title)}</title><style>{_CSS}{css}</style></head><body>",
         f"<h1>{heading}</h1><p><strong>{html.escape(title)}</strong></p>",
-        '<p class="facts">' + " ".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>"
-                                      for k, v in facts.items()) + "</p>",
+        '<p class="facts">'
+        + " ".join(f"<span>{html.escape(k)}: <b>{html.escape(v)}</b></span>" for k, v in facts.items())
+        + "</p>",
     ]
 
 
@@ -405,9 +443,11 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     n_frames = int(table["frame"].nunique())
     with_face = int(table.loc[table["success"] == 1, "frame"].nunique())
-    shown = {"frames": str(n_frames),
-             "with a face": f"{with_face} ({100.0 * with_face / max(n_frames, 1):.1f} %)",
-             "faces tracked": str(len(_faces(table)))}
+    shown = {
+        "frames": str(n_frames),
+        "with a face": f"{with_face} ({100.0 * with_face / max(n_frames, 1):.1f} %)",
+        "faces tracked": str(len(_faces(table))),
+    }
     shown.update(facts or {})
     stats = au_statistics(table, aus)
     parts = [
@@ -425,8 +465,9 @@ def write_report(
         parts.append("<p>No face was found in any frame.</p>")
     parts.append("<h2>Per-AU statistics</h2>")
     parts.append(_table_html(stats, len(_faces(table)) > 1) if len(stats) else "<p>No face, no statistics.</p>")
-    parts.append(f"<p>Over the frames where the face was found; active: intensity ≥ {ACTIVE:g} "
-                 "(FACS level A or more).</p>")
+    parts.append(
+        f"<p>Over the frames where the face was found; active: intensity ≥ {ACTIVE:g} (FACS level A or more).</p>"
+    )
     if peaks is not None:
         items = peaks.peaks()
         parts.append("<h2>Frames of peak intensity</h2>")
@@ -441,10 +482,14 @@ def write_report(
                     parts.append(f'<h3 class="region">{REGION_TITLES[region]}</h3>')
                 parts.append(f'<div class="peaks{small}"' + (f' data-region="{region}"' if region else "") + ">")
                 for p in (by_au[a] for a in members):
-                    caption = (f"AU{p.au:02d} {html.escape(get_au(p.au).name)}: <b>{p.value:.2f}</b><br>"
-                               f"frame {p.frame} ({p.timestamp:.2f} s), face {p.face_id}")
-                    parts.append(f'<figure><img alt="AU{p.au:02d} peak" src="{_png_data_uri(p.thumbnail)}">'
-                                 f"<figcaption>{caption}</figcaption></figure>")
+                    caption = (
+                        f"AU{p.au:02d} {html.escape(get_au(p.au).name)}: <b>{p.value:.2f}</b><br>"
+                        f"frame {p.frame} ({p.timestamp:.2f} s), face {p.face_id}"
+                    )
+                    parts.append(
+                        f'<figure><img alt="AU{p.au:02d} peak" src="{_png_data_uri(p.thumbnail)}">'
+                        f"<figcaption>{caption}</figcaption></figure>"
+                    )
                 parts.append("</div>")
         else:
             parts.append("<p>No face, no peak.</p>")
@@ -479,8 +524,9 @@ class StudyVideo:
     report: str | None = None
 
 
-def sparkline_svg(values: np.ndarray, colour: tuple[int, int, int], width: int = 120, height: int = 24,
-                  points: int = 120) -> str:
+def sparkline_svg(
+    values: np.ndarray, colour: tuple[int, int, int], width: int = 120, height: int = 24, points: int = 120
+) -> str:
     """An inline SVG line of ``(T,)`` intensities on the 0–5 scale; longer series are cut
     into ``points`` bins, each drawn at its maximum (so that short activations stay
     visible); NaN (no face) leaves a gap. A dashed line marks intensity 1 (active)."""
@@ -503,10 +549,13 @@ def sparkline_svg(values: np.ndarray, colour: tuple[int, int, int], width: int =
     active = height - 1 - (height - 2) / MAX_INTENSITY
     finite = values[np.isfinite(values)]
     label = f"mean {finite.mean():.2f}, max {finite.max():.2f}" if finite.size else "no face"
-    return (f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
-            f'aria-label="{label}"><title>{label}</title>'
-            f'<line x1="0" x2="{width}" y1="{active:.1f}" y2="{active:.1f}" stroke="#ccc" stroke-dasharray="2,2"/>'
-            + "".join(lines) + "</svg>")
+    return (
+        f'<svg class="spark" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{label}"><title>{label}</title>'
+        f'<line x1="0" x2="{width}" y1="{active:.1f}" y2="{active:.1f}" stroke="#ccc" stroke-dasharray="2,2"/>'
+        + "".join(lines)
+        + "</svg>"
+    )
 
 
 def write_study_page(
@@ -535,12 +584,20 @@ def write_study_page(
     edge = {au: ' class="region-start"' if au in starts else "" for au in aus}
     for au in aus:
         r, g, b = au_colour(au)
-        cells += (f'<th{edge[au]} title="{html.escape(get_au(au).name)}"><span class="swatch" style="background: '
-                  f'rgb({r},{g},{b})"></span>AU{au:02d}</th>')
+        cells += (
+            f'<th{edge[au]} title="{html.escape(get_au(au).name)}"><span class="swatch" style="background: '
+            f'rgb({r},{g},{b})"></span>AU{au:02d}</th>'
+        )
     if many:
-        cells = (f'<tr class="regions"><th colspan="{len(head)}"></th>'
-                 + "".join(f'<th{edge[members[0]]} colspan="{len(members)}" data-region="{region}">'
-                           f"{REGION_TITLES[region]}</th>" for region, members in groups) + "<th></th></tr><tr>" + cells)
+        cells = (
+            f'<tr class="regions"><th colspan="{len(head)}"></th>'
+            + "".join(
+                f'<th{edge[members[0]]} colspan="{len(members)}" data-region="{region}">{REGION_TITLES[region]}</th>'
+                for region, members in groups
+            )
+            + "<th></th></tr><tr>"
+            + cells
+        )
     else:
         cells = "<tr>" + cells
     body = []
@@ -548,28 +605,47 @@ def write_study_page(
         name = html.escape(video.name)
         link = f'<a href="{html.escape(video.report)}">{name}</a>' if video.report else name
         share = 100.0 * video.frames_with_face / max(video.frames, 1)
-        row = [f'<td class="name">{link}</td>', f"<td>{video.frames}</td>", f"<td>{share:.0f} %</td>",
-               f"<td>{video.tracks}</td>"]
-        row += [f"<td{edge[au]}>{sparkline_svg(video.series[au], au_colour(au), **spark)}</td>" if au in video.series
-                else f"<td{edge[au]}>–</td>" for au in aus]
+        row = [
+            f'<td class="name">{link}</td>',
+            f"<td>{video.frames}</td>",
+            f"<td>{share:.0f} %</td>",
+            f"<td>{video.tracks}</td>",
+        ]
+        row += [
+            f"<td{edge[au]}>{sparkline_svg(video.series[au], au_colour(au), **spark)}</td>"
+            if au in video.series
+            else f"<td{edge[au]}>–</td>"
+            for au in aus
+        ]
         row.append(f'<td><a href="{html.escape(video.csv)}">CSV</a></td>')
         body.append("<tr>" + "".join(row) + "</tr>")
     shown = {"videos": str(len(videos)), **(facts or {})}
     parts = [
-        *_page_top(f"aumaps study: {title}", "Action Units across a study", title, shown,
-                   css="td svg.spark { display: block; } td, th { vertical-align: middle; } "
-                       ".wide { overflow-x: auto; } tr.regions th { text-align: center; border-bottom: 2px solid #ddd; }"
-                       " .region-start { border-left: 2px solid #ddd; }"
-                       + (" body { max-width: 1700px; } #study td, #study th { padding: 0.25em 0.3em; }"
-                          if many else "")),
-        (f'<div class="wide"><table id="study"><thead>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody>'
-         "</table></div>"),
-        (f"<p>Each line: the intensity (0–5) of the video's main face (the track seen in most frames) over the "
-         f"video's length; dashed: intensity {ACTIVE:g} (active); gaps: frames without that face. Longer videos "
-         "are drawn at each stretch's maximum.</p>"),
+        *_page_top(
+            f"aumaps study: {title}",
+            "Action Units across a study",
+            title,
+            shown,
+            css="td svg.spark { display: block; } td, th { vertical-align: middle; } "
+            ".wide { overflow-x: auto; } tr.regions th { text-align: center; border-bottom: 2px solid #ddd; }"
+            " .region-start { border-left: 2px solid #ddd; }"
+            + (" body { max-width: 1700px; } #study td, #study th { padding: 0.25em 0.3em; }" if many else ""),
+        ),
+        (
+            f'<div class="wide"><table id="study"><thead>{cells}<th></th></tr></thead><tbody>{"".join(body)}</tbody>'
+            "</table></div>"
+        ),
+        (
+            f"<p>Each line: the intensity (0–5) of the video's main face (the track seen in most frames) over the "
+            f"video's length; dashed: intensity {ACTIVE:g} (active); gaps: frames without that face. Longer videos "
+            "are drawn at each stretch's maximum.</p>"
+        ),
     ]
     if failures:
-        parts.append("<h2>Failed</h2><ul>" + "".join(
-            f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in failures.items()) + "</ul>")
+        parts.append(
+            "<h2>Failed</h2><ul>"
+            + "".join(f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in failures.items())
+            + "</ul>"
+        )
     parts.append(f"<footer>aumaps {__version__}</footer></body></html>")
     return write_text(path, "\n".join(parts))

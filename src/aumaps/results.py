@@ -309,8 +309,9 @@ class ResultWriter:
     def write(self, result: FrameResult) -> None:
         """Append the rows of ``result`` and flush."""
         rows = result_rows(result, self.aus, self.file_column)
-        self._writer.writerows({k: "" if isinstance(v, float) and v != v else neutralise_cell(v)
-                                for k, v in row.items()} for row in rows)
+        self._writer.writerows(
+            {k: "" if isinstance(v, float) and v != v else neutralise_cell(v) for k, v in row.items()} for row in rows
+        )
         self._file.flush()
         self.rows += len(rows)
 

@@ -146,8 +146,9 @@ class FaceTracker:
         middle = centre + offset * size
         return np.concatenate([middle - half * size, middle + half * size])
 
-    def _new_track(self, image: np.ndarray, box: np.ndarray, confidence: float, landmarks: np.ndarray,
-                   face_id: int | None = None) -> _Track | None:
+    def _new_track(
+        self, image: np.ndarray, box: np.ndarray, confidence: float, landmarks: np.ndarray, face_id: int | None = None
+    ) -> _Track | None:
         template = self._patch(image, landmarks)
         if template is None:
             return None
@@ -165,8 +166,9 @@ class FaceTracker:
         with self.times("track"):
             (old_c, old_s), (new_c, new_s) = landmark_extent(track.landmarks), landmark_extent(landmarks)
             h, w = image.shape[:2]
-            inside = np.mean((landmarks[:, 0] >= 0) & (landmarks[:, 0] < w) & (landmarks[:, 1] >= 0)
-                             & (landmarks[:, 1] < h))
+            inside = np.mean(
+                (landmarks[:, 0] >= 0) & (landmarks[:, 0] < w) & (landmarks[:, 1] >= 0) & (landmarks[:, 1] < h)
+            )
             if (
                 inside < 0.9
                 or np.linalg.norm(new_c - old_c) > self.max_shift * old_s
@@ -187,11 +189,7 @@ class FaceTracker:
         """
         followed = [self._follow(image, track) for track in self._tracks]
         self._since_detection += 1
-        detect = (
-            not self._tracks
-            or any(f is None for f in followed)
-            or self._since_detection >= self.redetect_every
-        )
+        detect = not self._tracks or any(f is None for f in followed) or self._since_detection >= self.redetect_every
         if not detect:
             out = []
             for track, (landmarks, box) in zip(self._tracks, followed, strict=True):
@@ -212,8 +210,13 @@ class FaceTracker:
         self._since_detection = 0
         found = [(np.asarray(box, float), confidence, self._predict(image, box)) for box, confidence in detections]
         expected = [f[1] if f is not None else t.box for t, f in zip(self._tracks, followed, strict=True)]
-        pairs = _match(box_iou(np.array(expected).reshape(-1, 4), np.array([d[0] for d in found]).reshape(-1, 4)),
-                       self.min_iou) if found and expected else []
+        pairs = (
+            _match(
+                box_iou(np.array(expected).reshape(-1, 4), np.array([d[0] for d in found]).reshape(-1, 4)), self.min_iou
+            )
+            if found and expected
+            else []
+        )
         tracks: list[_Track] = []
         detected: set[int] = set()
         matched = {t: d for t, d in pairs}
@@ -240,7 +243,4 @@ class FaceTracker:
                 detected.add(new.face_id)
         limit = self.landmarker.max_faces
         self._tracks = sorted(tracks, key=lambda t: t.face_id)[:limit]
-        return [
-            TrackedFace(t.face_id, t.box, t.confidence, t.landmarks, t.face_id in detected)
-            for t in self._tracks
-        ]
+        return [TrackedFace(t.face_id, t.box, t.confidence, t.landmarks, t.face_id in detected) for t in self._tracks]

@@ -18,8 +18,8 @@ from __future__ import annotations
 import bisect
 import copy
 import csv
-import math
 import logging
+import math
 import os
 import time
 from pathlib import Path
@@ -48,17 +48,34 @@ log = logging.getLogger(__name__)
 #: Every configuration value and its default; a YAML file overrides any subset.
 DEFAULTS: dict[str, Any] = {
     "name": "aumaps",
-    "data": {"cache": None, "manifest": None, "train_split": "train", "val_split": "val",
-             "max_train": None, "max_val": None},
+    "data": {
+        "cache": None,
+        "manifest": None,
+        "train_split": "train",
+        "val_split": "val",
+        "max_train": None,
+        "max_val": None,
+    },
     "aus": "bp4d",
     "codec": {"crop_size": 256, "map_size": 64, "sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
     "loss": {"foreground_weight": 1.0},
     "model": {"num_stacks": 1, "depth": 4, "width": 256},
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
     "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup": 0},
-    "train": {"epochs": 40, "batch_size": 16, "workers": 0, "amp": "auto", "seed": 0,
-              "out_dir": "runs/aumaps", "threads": None, "compile": False, "init": None, "channels_last": True,
-              "ema": 0.0, "dtype": "float32"},
+    "train": {
+        "epochs": 40,
+        "batch_size": 16,
+        "workers": 0,
+        "amp": "auto",
+        "seed": 0,
+        "out_dir": "runs/aumaps",
+        "threads": None,
+        "compile": False,
+        "init": None,
+        "channels_last": True,
+        "ema": 0.0,
+        "dtype": "float32",
+    },
     "augment": AugmentConfig().to_dict(),
     "card": {},
 }
@@ -108,18 +125,36 @@ def _summary(val: dict, codec: AUHeatmapCodec):
     from .metrics import au_metrics
 
     mask = np.isfinite(val["true"])
-    return au_metrics(val["pred"], val["true"], mask=mask, aus=codec.aus, pred_peaks=val["pred_peaks"],
-                      true_centres=val["true_centres"], iod=val["iod"])
+    return au_metrics(
+        val["pred"],
+        val["true"],
+        mask=mask,
+        aus=codec.aus,
+        pred_peaks=val["pred_peaks"],
+        true_centres=val["true_centres"],
+        iod=val["iod"],
+    )
 
 
 def _loader(dataset, batch_size: int, workers: int, order: np.ndarray | None) -> DataLoader:
-    return DataLoader(dataset, batch_size=batch_size, sampler=None if order is None else order.tolist(),
-                      shuffle=False, num_workers=workers, drop_last=False,
-                      persistent_workers=False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=None if order is None else order.tolist(),
+        shuffle=False,
+        num_workers=workers,
+        drop_last=False,
+        persistent_workers=False,
+    )
 
 
-def train(cfg: dict, resume: bool = False, progress: bool = True, device: str | torch.device = "cpu",
-          max_epochs: int | None = None) -> Path:
+def train(
+    cfg: dict,
+    resume: bool = False,
+    progress: bool = True,
+    device: str | torch.device = "cpu",
+    max_epochs: int | None = None,
+) -> Path:
     """Train as configured; returns the run folder.
 
     Launched by ``torchrun`` with several processes, it trains data-parallel
@@ -171,8 +206,10 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         cache = _open_cache(cfg)
     codec = AUHeatmapCodec(cfg["aus"], **cfg["codec"])
     if codec.map_size * 4 != codec.crop_size:
-        raise ValueError(f"codec.map_size must be a quarter of codec.crop_size (the hourglass's output stride): "
-                         f"{codec.crop_size} gives {codec.crop_size // 4}, not {codec.map_size}")
+        raise ValueError(
+            f"codec.map_size must be a quarter of codec.crop_size (the hourglass's output stride): "
+            f"{codec.crop_size} gives {codec.crop_size // 4}, not {codec.map_size}"
+        )
     train_idx = _limit(cache.indices(cfg["data"]["train_split"]), cfg["data"]["max_train"], seed)
     val_idx = _limit(cache.indices(cfg["data"]["val_split"]), cfg["data"]["max_val"], seed)
     if len(train_idx) == 0:
@@ -204,7 +241,9 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         if ctx.main:
             log.info("resuming %s after epoch %d", out_dir, start_epoch)
     elif state_path.exists():
-        raise FileExistsError(f"{out_dir} already holds a run; pass --resume to continue it or choose another train.out_dir")
+        raise FileExistsError(
+            f"{out_dir} already holds a run; pass --resume to continue it or choose another train.out_dir"
+        )
     elif ctx.main:
         with open(out_dir / "config.yaml", "w") as fh:
             yaml.safe_dump(_plain(cfg), fh, sort_keys=False)
@@ -221,7 +260,8 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
     model: torch.nn.Module = raw
     if ctx.distributed:
         model = torch.nn.parallel.DistributedDataParallel(
-            raw, device_ids=[device.index] if device.type == "cuda" else None)
+            raw, device_ids=[device.index] if device.type == "cuda" else None
+        )
     if tcfg.get("compile"):
         model = torch.compile(model)
     scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
@@ -264,18 +304,31 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         scheduler.step()
 
         trained = raw if ema is None else ema.module  # what is validated and saved
-        val = predict_loader(trained, _loader(val_set, batch, tcfg["workers"], None), codec, precision, device,
-                             layout) if len(val_idx) else None
-        row = {"epoch": epoch + 1, "train_loss": all_mean(running / max(seen, 1), ctx),
-               "lr": lr,
-               "samples_per_s": all_mean(seen / max(elapsed, 1e-9), ctx) * ctx.world, "epoch_s": elapsed}
+        val = (
+            predict_loader(trained, _loader(val_set, batch, tcfg["workers"], None), codec, precision, device, layout)
+            if len(val_idx)
+            else None
+        )
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": all_mean(running / max(seen, 1), ctx),
+            "lr": lr,
+            "samples_per_s": all_mean(seen / max(elapsed, 1e-9), ctx) * ctx.world,
+            "epoch_s": elapsed,
+        }
         if val is not None:
             parts = gather(val, ctx)
-            val = {k: np.concatenate([p[k] for p in parts]) for k in ("pred", "true", "pred_peaks", "true_centres", "iod")}
+            val = {
+                k: np.concatenate([p[k] for p in parts]) for k in ("pred", "true", "pred_peaks", "true_centres", "iod")
+            }
             val["loss"] = float(np.average([p["loss"] for p in parts], weights=[len(p["pred"]) for p in parts]))
             table = _summary(val, codec)
-            row.update(val_loss=val["loss"], val_icc=table.loc["mean", "icc"], val_mae=table.loc["mean", "mae"],
-                       val_loc_px=table.loc["mean", "loc_px"])
+            row.update(
+                val_loss=val["loss"],
+                val_icc=table.loc["mean", "icc"],
+                val_mae=table.loc["mean", "mae"],
+                val_loc_px=table.loc["mean", "loc_px"],
+            )
         row = {k: int(v) if k == "epoch" else float(v) for k, v in row.items()}
         row["precision"] = precision.name
         history.append(row)
@@ -317,20 +370,23 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     source, target = ckpt.model.state_dict(), model.state_dict()
     shared = [(aus.index(a), tuple(ckpt.aus).index(a)) for a in aus if a in ckpt.aus]
     if not shared:
-        raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, none of the "
-                           f"configured {list(aus)}")
+        raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, none of the configured {list(aus)}")
     mine, theirs = (list(index) for index in zip(*shared))
     per_au = {f"l{i}.weight": 0 for i in range(model.num_stacks)} | {f"l{i}.bias": 0 for i in range(model.num_stacks)}
     per_au |= {f"al{i}.weight": 1 for i in range(model.num_stacks - 1)}
     if set(source) != set(target):
-        raise WeightsError(f"train.init '{weights}' does not fit the configured model (model: section): "
-                           f"its layers differ ({len(source)} tensors, the model has {len(target)})")
+        raise WeightsError(
+            f"train.init '{weights}' does not fit the configured model (model: section): "
+            f"its layers differ ({len(source)} tensors, the model has {len(target)})"
+        )
     for key, value in target.items():
         axis = per_au.get(key)
-        expected = value.shape if axis is None else value.shape[:axis] + (len(ckpt.aus),) + value.shape[axis + 1:]
+        expected = value.shape if axis is None else value.shape[:axis] + (len(ckpt.aus),) + value.shape[axis + 1 :]
         if source[key].shape != expected:
-            raise WeightsError(f"train.init '{weights}' does not fit the configured model (model: section): "
-                               f"{key} is {tuple(source[key].shape)}, expected {tuple(expected)}")
+            raise WeightsError(
+                f"train.init '{weights}' does not fit the configured model (model: section): "
+                f"{key} is {tuple(source[key].shape)}, expected {tuple(expected)}"
+            )
         if axis is None:
             value.copy_(source[key])
         else:
@@ -395,27 +451,60 @@ def _log_epoch(row: dict, writer) -> None:
         for key, value in row.items():
             if isinstance(value, float):
                 writer.add_scalar(key, value, row["epoch"])
-    log.info("epoch %d: %s", row["epoch"], ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                    for k, v in row.items() if k != "epoch"))
+    log.info(
+        "epoch %d: %s",
+        row["epoch"],
+        ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items() if k != "epoch"),
+    )
 
 
-def _save_epoch(out_dir: Path, cfg: dict, raw: torch.nn.Module, trained: torch.nn.Module, ema, optimizer, scheduler,
-                codec: AUHeatmapCodec, history: list[dict], best_icc: float, improved: bool, icc: float) -> None:
+def _save_epoch(
+    out_dir: Path,
+    cfg: dict,
+    raw: torch.nn.Module,
+    trained: torch.nn.Module,
+    ema,
+    optimizer,
+    scheduler,
+    codec: AUHeatmapCodec,
+    history: list[dict],
+    best_icc: float,
+    improved: bool,
+    icc: float,
+) -> None:
     """Write model.pt, best.pt (when improved) — the ``trained`` weights (the moving average
     with ``train.ema``) — train_state.pt (everything a resume needs) and metrics.csv, each
     atomically."""
     epoch = history[-1]["epoch"]
-    card = {**cfg.get("card", {}), "config": cfg["name"], "epochs_trained": epoch,
-            "precision": history[-1]["precision"]}
+    card = {
+        **cfg.get("card", {}),
+        "config": cfg["name"],
+        "epochs_trained": epoch,
+        "precision": history[-1]["precision"],
+    }
     model_cpu = copy.deepcopy(trained).cpu()
     save_checkpoint(out_dir / "model.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(), card=card)
     if improved or not np.isfinite(icc):
-        save_checkpoint(out_dir / "best.pt", model_cpu, aus=codec.aus, codec=codec.to_dict(),
-                        card={**card, "val_icc": None if not np.isfinite(icc) else float(icc)})
-    _atomic_save({"model": {k: v.cpu() for k, v in raw.state_dict().items()}, "optimizer": optimizer.state_dict(),
-                  "scheduler": scheduler.state_dict(), "epoch": epoch, "best_icc": best_icc,
-                  "ema": None if ema is None else {k: v.cpu() for k, v in ema.state_dict().items()},
-                  "history": history, "config": _plain(cfg)}, out_dir / "train_state.pt")
+        save_checkpoint(
+            out_dir / "best.pt",
+            model_cpu,
+            aus=codec.aus,
+            codec=codec.to_dict(),
+            card={**card, "val_icc": None if not np.isfinite(icc) else float(icc)},
+        )
+    _atomic_save(
+        {
+            "model": {k: v.cpu() for k, v in raw.state_dict().items()},
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "best_icc": best_icc,
+            "ema": None if ema is None else {k: v.cpu() for k, v in ema.state_dict().items()},
+            "history": history,
+            "config": _plain(cfg),
+        },
+        out_dir / "train_state.pt",
+    )
     _write_history(out_dir / "metrics.csv", history)
 
 

@@ -12,7 +12,7 @@ the faces of a group photo share one table, an AU per row and a face per column.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import cv2
 import numpy as np
@@ -20,8 +20,19 @@ import numpy as np
 from . import align
 from .aus import MAX_INTENSITY, get_au
 
-__all__ = ["au_colour", "au_groups", "short_name", "maps_on_image", "draw_faces", "draw_legend", "legend_panel",
-           "legend_width", "overlay", "figure_maps", "face_in_view"]
+__all__ = [
+    "au_colour",
+    "au_groups",
+    "short_name",
+    "maps_on_image",
+    "draw_faces",
+    "draw_legend",
+    "legend_panel",
+    "legend_width",
+    "overlay",
+    "figure_maps",
+    "face_in_view",
+]
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -74,7 +85,9 @@ def au_colour(au: int) -> tuple[int, int, int]:
     return int(code[0:2], 16), int(code[2:4], 16), int(code[4:6], 16)
 
 
-def _crop_roi(matrix: np.ndarray, shape: tuple[int, ...], crop_size: int = align.CROP_SIZE) -> tuple[int, int, int, int]:
+def _crop_roi(
+    matrix: np.ndarray, shape: tuple[int, ...], crop_size: int = align.CROP_SIZE
+) -> tuple[int, int, int, int]:
     """Image rectangle x0, y0, x1, y1 covered by the registered crop."""
     corners = np.array([[0, 0], [crop_size, 0], [0, crop_size], [crop_size, crop_size]], float)
     pts = align.transform_points(corners, align.invert(matrix))
@@ -149,18 +162,21 @@ def draw_faces(
             origin = (bx[0], max(bx[1] - 4 * thickness, 10))
             (tw, tht), _ = cv2.getTextSize(f"face {face.face_id}", _FONT, 0.4 * thickness, thickness)
             label = (origin[0], origin[1] - tht, origin[0] + tw, origin[1] + thickness)
-            cv2.putText(out, f"face {face.face_id}", origin, _FONT, 0.4 * thickness, (255, 255, 255), thickness,
-                        cv2.LINE_AA)
+            cv2.putText(
+                out, f"face {face.face_id}", origin, _FONT, 0.4 * thickness, (255, 255, 255), thickness, cv2.LINE_AA
+            )
         if draw_peaks:
             for a, au in enumerate(face.aus):
                 if not shown[a]:
                     continue
                 for x, y in face.peaks[a]:
                     if np.isfinite(x):
-                        cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness + 1,
-                                   au_colour(au), -1, cv2.LINE_AA)
-                        cv2.circle(out, (int(round(x)), int(round(y))), 2 * thickness + 1,
-                                   (255, 255, 255), 1, cv2.LINE_AA)
+                        cv2.circle(
+                            out, (int(round(x)), int(round(y))), 2 * thickness + 1, au_colour(au), -1, cv2.LINE_AA
+                        )
+                        cv2.circle(
+                            out, (int(round(x)), int(round(y))), 2 * thickness + 1, (255, 255, 255), 1, cv2.LINE_AA
+                        )
         if draw_labels:
             _draw_chips(out, face, shown, taken=[label] if draw_box else [])
     return out
@@ -197,8 +213,9 @@ def _draw_chips(out: np.ndarray, face, shown: np.ndarray, taken: list[tuple[int,
             cx, cy = int(round(x + dx)), int(round(y + dy))
             rect = (cx, cy, cx + cw, cy + ch)
             inside = rect[0] >= 0 and rect[1] >= 0 and rect[2] <= w and rect[3] <= h
-            if inside and not any(rect[0] < t[2] and t[0] < rect[2] and rect[1] < t[3] and t[1] < rect[3]
-                                  for t in taken):
+            if inside and not any(
+                rect[0] < t[2] and t[0] < rect[2] and rect[1] < t[3] and t[1] < rect[3] for t in taken
+            ):
                 break
         else:
             continue
@@ -243,9 +260,7 @@ def _legend_geometry(aus: Sequence[int], height: int) -> tuple[list, int, int, i
     return columns, row, width, int(0.7 * row), value_area, _GROUPED_TEXT
 
 
-def draw_legend(
-    aus: Sequence[int], intensities: Sequence[float] | None, height: int, title: str = ""
-) -> np.ndarray:
+def draw_legend(aus: Sequence[int], intensities: Sequence[float] | None, height: int, title: str = "") -> np.ndarray:
     """A legend panel: per AU its colour, name, an intensity bar and the value (RGB uint8,
     at least ``height`` high). More than eight AUs (OpenFace's 17) stand in two columns, upper
     face and lower face, each headed by its region."""
@@ -254,22 +269,37 @@ def draw_legend(
     panel = np.full((max(height, 40 + header + row * longest), col_w * len(columns), 3), 32, np.uint8)
     th = max(1, round(row / 44 * 1.5))
     if title:
-        cv2.putText(panel, title, (8, int(26 * row / 44) + 6), _FONT, 0.6 * row / 44, (230, 230, 230), th,
-                    cv2.LINE_AA)
+        cv2.putText(panel, title, (8, int(26 * row / 44) + 6), _FONT, 0.6 * row / 44, (230, 230, 230), th, cv2.LINE_AA)
     scale = row / 44 * text
     values = dict(zip(aus, intensities)) if intensities is not None else None
     top = 40 + header
     for c, (region, members) in enumerate(columns):
         x = c * col_w
         if region is not None:
-            cv2.putText(panel, REGION_TITLES[region], (x + 8, top - int(0.25 * row)), _FONT, 0.45 * scale,
-                        (175, 175, 175), th, cv2.LINE_AA)
+            cv2.putText(
+                panel,
+                REGION_TITLES[region],
+                (x + 8, top - int(0.25 * row)),
+                _FONT,
+                0.45 * scale,
+                (175, 175, 175),
+                th,
+                cv2.LINE_AA,
+            )
         for i, au in enumerate(members):
             y = top + i * row
             colour = au_colour(au)
             cv2.rectangle(panel, (x + 8, y + 4), (x + row, y + row - 4), colour, -1)
-            cv2.putText(panel, _legend_name(au), (x + row + 6, y + int(row * 0.45)), _FONT, 0.45 * scale,
-                        (235, 235, 235), th, cv2.LINE_AA)
+            cv2.putText(
+                panel,
+                _legend_name(au),
+                (x + row + 6, y + int(row * 0.45)),
+                _FONT,
+                0.45 * scale,
+                (235, 235, 235),
+                th,
+                cv2.LINE_AA,
+            )
             if values is not None:
                 value = float(values[au])
                 bar_x0, bar_x1 = x + row + 6, x + col_w - value_area
@@ -277,8 +307,16 @@ def draw_legend(
                 cv2.rectangle(panel, (bar_x0, bar_y0), (bar_x1, bar_y1), (70, 70, 70), -1)
                 fill = bar_x0 + int(round((bar_x1 - bar_x0) * min(max(value, 0.0), MAX_INTENSITY) / MAX_INTENSITY))
                 cv2.rectangle(panel, (bar_x0, bar_y0), (fill, bar_y1), colour, -1)
-                cv2.putText(panel, f"{value:.2f}", (bar_x1 + 8, y + int(row * 0.8)), _FONT, 0.55 * scale,
-                            (255, 255, 255), th, cv2.LINE_AA)
+                cv2.putText(
+                    panel,
+                    f"{value:.2f}",
+                    (bar_x1 + 8, y + int(row * 0.8)),
+                    _FONT,
+                    0.55 * scale,
+                    (255, 255, 255),
+                    th,
+                    cv2.LINE_AA,
+                )
     return panel
 
 
@@ -396,8 +434,14 @@ def legend_panel(faces: Sequence, aus: Sequence[int], height: int, width: int | 
     return panel
 
 
-def overlay(image: np.ndarray, faces: Sequence, face_index: int | None = None,
-            min_side: int = 480, max_side: int = 1600, zoom: bool = False) -> np.ndarray:
+def overlay(
+    image: np.ndarray,
+    faces: Sequence,
+    face_index: int | None = None,
+    min_side: int = 480,
+    max_side: int = 1600,
+    zoom: bool = False,
+) -> np.ndarray:
     """The picture ``aumaps predict --maps`` writes: the image with every face's AU maps, and
     the intensity bars of every face beside it (:func:`legend_panel`).
 
@@ -451,8 +495,14 @@ def face_in_view(face, scale: float | tuple[float, float] = 1.0, origin: tuple[f
         return np.asarray(p, dtype=np.float64) * s - o
 
     box = np.concatenate([points(face.box[:2]), points(face.box[2:])])
-    return replace(face, matrix=matrix, box=box, peaks=points(face.peaks), argmax=points(face.argmax),
-                   landmarks=points(face.landmarks))
+    return replace(
+        face,
+        matrix=matrix,
+        box=box,
+        peaks=points(face.peaks),
+        argmax=points(face.argmax),
+        landmarks=points(face.landmarks),
+    )
 
 
 def figure_maps(face, title: str | None = None):
@@ -468,16 +518,20 @@ def figure_maps(face, title: str | None = None):
     index = {au: a for a, au in enumerate(face.aus)}
     for row, (region, members) in zip(grid, columns):
         row[0].imshow(face.crop)
-        row[0].set_title("registered crop" if region is None else f"{REGION_TITLES[region]}", fontsize=9,
-                         fontweight="normal" if region is None else "bold")
+        row[0].set_title(
+            "registered crop" if region is None else f"{REGION_TITLES[region]}",
+            fontsize=9,
+            fontweight="normal" if region is None else "bold",
+        )
         for ax, au in zip(row[1:], members):
             value = face.intensities[index[au]]
-            big = cv2.resize(np.asarray(face.heatmaps[index[au]], np.float32), (crop_size, crop_size),
-                             interpolation=cv2.INTER_LINEAR)
+            big = cv2.resize(
+                np.asarray(face.heatmaps[index[au]], np.float32), (crop_size, crop_size), interpolation=cv2.INTER_LINEAR
+            )
             ax.imshow(face.crop, alpha=0.55)
             ax.imshow(np.clip(big, 0, MAX_INTENSITY), cmap="inferno", vmin=0, vmax=MAX_INTENSITY, alpha=0.6)
             ax.set_title(f"AU{au:02d} {value:.2f}", fontsize=9, color=np.array(au_colour(au)) / 255)
-        for ax in row[1 + len(members):]:
+        for ax in row[1 + len(members) :]:
             ax.set_visible(False)
     for ax in grid.ravel():
         ax.axis("off")

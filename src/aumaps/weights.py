@@ -69,7 +69,6 @@ _MAX_LISTED = 5
 _PLAIN_SCALARS = (str, int, float, bool, type(None))
 
 
-
 @dataclass
 class Checkpoint:
     """A loaded checkpoint.
@@ -113,8 +112,9 @@ def _codec(path: Path, codec: AUHeatmapCodec | dict[str, Any] | None, aus: tuple
         except (TypeError, ValueError, KeyError) as err:
             raise WeightsError(f"{path} states a heatmap codec aumaps cannot build ({codec}): {err}") from err
     if codec.aus != aus:
-        raise WeightsError(f"{path} is inconsistent: its codec lists AUs {list(codec.aus)} but its model outputs "
-                           f"AUs {list(aus)}")
+        raise WeightsError(
+            f"{path} is inconsistent: its codec lists AUs {list(codec.aus)} but its model outputs AUs {list(aus)}"
+        )
     return codec
 
 
@@ -123,11 +123,15 @@ def _check_geometry(path: Path, model: AUHourglass, codec: AUHeatmapCodec) -> No
     in the hourglass: a codec whose sizes it cannot honour is an error, not wrong numbers."""
     depth = int(getattr(model, "config", {}).get("depth", 4))
     if codec.map_size * 4 != codec.crop_size:
-        raise WeightsError(f"{path}: the network's maps are a quarter of its input, so a {codec.crop_size}-pixel "
-                           f"crop gives {codec.crop_size / 4:g}-pixel maps, but the codec says {codec.map_size}")
+        raise WeightsError(
+            f"{path}: the network's maps are a quarter of its input, so a {codec.crop_size}-pixel "
+            f"crop gives {codec.crop_size / 4:g}-pixel maps, but the codec says {codec.map_size}"
+        )
     if codec.crop_size % (4 * 2**depth):
-        raise WeightsError(f"{path}: a hourglass of depth {depth} needs crops whose side is a multiple of "
-                           f"{4 * 2**depth}; the codec asks for {codec.crop_size}")
+        raise WeightsError(
+            f"{path}: a hourglass of depth {depth} needs crops whose side is a multiple of "
+            f"{4 * 2**depth}; the codec asks for {codec.crop_size}"
+        )
 
 
 def download_official(dest: Path | None = None, timeout: float = 30, url: str = OFFICIAL_URL) -> Path:
@@ -281,7 +285,8 @@ def load_checkpoint(
         if entry.bundled and not path.is_file():
             raise WeightsError(
                 f"this installation of aumaps has no bundled '{weights}' model ({path} is missing). Pass "
-                "`--weights official` (the BMVC 2018 release) or the path of a checkpoint.")
+                "`--weights official` (the BMVC 2018 release) or the path of a checkpoint."
+            )
         if not entry.bundled:
             path = download_official(path, url=url if weights == "official" else entry.url)
         mismatch = entry.mismatch(path)
@@ -293,8 +298,11 @@ def load_checkpoint(
             if entry.bundled:
                 raise
             raise WeightsError(f"{err} If the download was damaged, delete {path} and try again.") from err
-        ckpt.card = {**{k: v for k, v in entry.card().items() if k in ("licence", "paper", "input", "source")},
-                     **ckpt.card, "registry": weights}
+        ckpt.card = {
+            **{k: v for k, v in entry.card().items() if k in ("licence", "paper", "input", "source")},
+            **ckpt.card,
+            "registry": weights,
+        }
         return ckpt
     return _load_file(Path(weights), map_location, aus)
 
@@ -303,7 +311,7 @@ def _load_file(path: Path, map_location: str | torch.device, aus: tuple[int, ...
     if not path.is_file():
         raise WeightsError(
             f"Weights file {path} does not exist. Pass the path of an aumaps checkpoint or of "
-            f"{OFFICIAL_FILENAME}, or \"official\" (`--weights official`) to download the published model."
+            f'{OFFICIAL_FILENAME}, or "official" (`--weights official`) to download the published model.'
         )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -358,8 +366,10 @@ def _from_aumaps(path: Path, payload: dict[str, Any], aus: tuple[int, ...] | lis
 
 def _from_state_dict_file(path: Path, payload: dict[str, Any], aus: tuple[int, ...] | list[int] | None) -> Checkpoint:
     state_dict = payload.get("state_dict", payload)
-    if not isinstance(state_dict, dict) or not state_dict or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
+    if (
+        not isinstance(state_dict, dict)
+        or not state_dict
+        or not all(isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items())
     ):
         keys = ", ".join(map(repr, list(payload)[:_MAX_LISTED]))
         raise WeightsError(

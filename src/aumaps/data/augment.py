@@ -21,8 +21,8 @@ import cv2
 import numpy as np
 
 from .. import align
-from ..geometry import interocular_distance
 from ..aus import MIRROR_68
+from ..geometry import interocular_distance
 
 __all__ = ["AugmentConfig", "augment", "flip_crop", "rescale", "similarity"]
 
@@ -50,7 +50,7 @@ class AugmentConfig:
     grayscale: float = 0.05
 
     @classmethod
-    def from_dict(cls, cfg: dict | None) -> "AugmentConfig":
+    def from_dict(cls, cfg: dict | None) -> AugmentConfig:
         return cls(**(cfg or {}))
 
     def to_dict(self) -> dict:

@@ -58,9 +58,7 @@ __all__ = [
 #: The AUs FERA 2015 codes for intensity on BP4D.
 BP4D_AUS: tuple[int, ...] = (6, 10, 12, 14, 17)
 #: BP4D-Spontaneous' 41 subjects.
-BP4D_SUBJECTS: tuple[str, ...] = tuple(f"F{i:03d}" for i in range(1, 24)) + tuple(
-    f"M{i:03d}" for i in range(1, 19)
-)
+BP4D_SUBJECTS: tuple[str, ...] = tuple(f"F{i:03d}" for i in range(1, 24)) + tuple(f"M{i:03d}" for i in range(1, 19))
 #: FERA 2015's 21 training subjects (the odd-numbered ones; see the module docstring).
 FERA2015_TRAIN: tuple[str, ...] = tuple(f"F{i:03d}" for i in range(1, 24, 2)) + tuple(
     f"M{i:03d}" for i in range(1, 18, 2)
@@ -116,9 +114,7 @@ def read_bp4d(
     problems = Problems() if problems is None else problems
     frames = _find_frames(root, problems)
     if frames.empty:
-        raise ManifestError(
-            f"no BP4D frames under '{root}': expected F001/T1/0001.jpg (or F001.zip) folders"
-        )
+        raise ManifestError(f"no BP4D frames under '{root}': expected F001/T1/0001.jpg (or F001.zip) folders")
     coding = root / "AUCoding"
     rows = []
     for (subject, task), group in frames.groupby(["subject", "sequence"], sort=True):
@@ -139,8 +135,9 @@ def read_bp4d(
     manifest = pd.concat(rows, ignore_index=True)
     manifest = _apply_split(manifest, split, problems)
     if verbose:
-        print(f"BP4D '{root}': {len(manifest)} frames of {manifest['subject'].nunique()} subjects; "
-              + problems.summary())
+        print(
+            f"BP4D '{root}': {len(manifest)} frames of {manifest['subject'].nunique()} subjects; " + problems.summary()
+        )
     manifest.attrs["problems"] = problems
     return manifest
 
@@ -152,8 +149,9 @@ def subject_splits(path: str | os.PathLike[str]) -> dict[str, str]:
     Raises:
         ManifestError: A split name is unknown (the message names file and line).
     """
-    return read_subject_table(path, "split", lambda cell: cell.lower() if cell.lower() in SPLITS else None,
-                              f"one of {', '.join(SPLITS)}")
+    return read_subject_table(
+        path, "split", lambda cell: cell.lower() if cell.lower() in SPLITS else None, f"one of {', '.join(SPLITS)}"
+    )
 
 
 def _apply_split(manifest: pd.DataFrame, split: str | os.PathLike[str] | None, problems: Problems) -> pd.DataFrame:
@@ -201,9 +199,7 @@ def _find_frames(root: Path, problems: Problems) -> pd.DataFrame:
                 parts = parts[1:]
             if len(parts) == 2 and _TASK.fullmatch(parts[0]) and Path(parts[1]).suffix.lower() in _IMAGE_SUFFIXES:
                 found.append(_entry(f"{archive}#{name}", subject, parts[0], parts[1], problems))
-    table = pd.DataFrame(
-        [f for f in found if f[3] >= 0], columns=["image", "subject", "sequence", "frame"]
-    )
+    table = pd.DataFrame([f for f in found if f[3] >= 0], columns=["image", "subject", "sequence", "frame"])
     repeated = table.duplicated(["subject", "sequence", "frame"], keep="first")
     for image in table.loc[repeated, "image"]:
         problems.add("duplicate", image, 0, "a second image of the same frame number; skipped")
@@ -222,8 +218,12 @@ def _count_unmatched(labels: dict[int, float], frames: pd.Series, path: Path, pr
     """Report label rows whose frame has no image (they are dropped)."""
     extra = sorted(set(labels) - set(frames))
     if extra:
-        problems.add("label_without_image", path, 0,
-                     f"{len(extra)} label row(s) have no image (frames {extra[0]}..{extra[-1]}); dropped")
+        problems.add(
+            "label_without_image",
+            path,
+            0,
+            f"{len(extra)} label row(s) have no image (frames {extra[0]}..{extra[-1]}); dropped",
+        )
 
 
 def _add_occurrence(table: pd.DataFrame, path: Path, problems: Problems) -> pd.DataFrame:

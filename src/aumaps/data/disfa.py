@@ -105,8 +105,11 @@ def read_disfa(
     problems = Problems() if problems is None else problems
     side = _CAMERAS[camera]
     label_root = root / "ActionUnit_Labels"
-    subjects = sorted(p.name for p in label_root.iterdir() if p.is_dir() and _SUBJECT.fullmatch(p.name)) \
-        if label_root.is_dir() else []
+    subjects = (
+        sorted(p.name for p in label_root.iterdir() if p.is_dir() and _SUBJECT.fullmatch(p.name))
+        if label_root.is_dir()
+        else []
+    )
     tables = []
     for subject in subjects:
         video = root / f"Videos_{side}Camera" / f"{side}Video{subject}_comp.avi"
@@ -128,17 +131,21 @@ def read_disfa(
         if n_labels != length:
             longer = "label files" if n_labels > length else "video"
             problems.add(
-                "length_mismatch", video, 0,
+                "length_mismatch",
+                video,
+                0,
                 f"video has {length} frames, labels {n_labels}: the last "
                 f"{abs(n_labels - length)} frame(s) of the {longer} dropped",
             )
         frames = np.arange(n)
-        table = pd.DataFrame({
-            "image": [f"{video}#{i}" for i in frames],
-            "subject": subject,
-            "sequence": camera,
-            "frame": frames,
-        })
+        table = pd.DataFrame(
+            {
+                "image": [f"{video}#{i}" for i in frames],
+                "subject": subject,
+                "sequence": camera,
+                "frame": frames,
+            }
+        )
         for au in DISFA_AUS:
             values = labels.get(au, {})
             table[column_name(au)] = np.array([values.get(i, np.nan) for i in frames], dtype=np.float64)
@@ -151,8 +158,10 @@ def read_disfa(
     manifest = pd.concat(tables, ignore_index=True)
     manifest = _apply_folds(manifest, folds, problems)
     if verbose:
-        print(f"DISFA '{root}' ({camera} camera): {len(manifest)} frames of "
-              f"{manifest['subject'].nunique()} subjects; " + problems.summary())
+        print(
+            f"DISFA '{root}' ({camera} camera): {len(manifest)} frames of "
+            f"{manifest['subject'].nunique()} subjects; " + problems.summary()
+        )
     manifest.attrs["problems"] = problems
     return manifest
 
@@ -166,6 +175,7 @@ def _apply_folds(manifest: pd.DataFrame, folds: str | os.PathLike[str] | None, p
     elif folds == "kfold":
         fold_of = subject_fold_numbers(manifest["subject"], 3)
     else:
-        fold_of = read_subject_table(folds, "fold", lambda cell: int(cell) if cell.isdigit() else None,
-                                     "a positive integer")
+        fold_of = read_subject_table(
+            folds, "fold", lambda cell: int(cell) if cell.isdigit() else None, "a positive integer"
+        )
     return attach_subject_column(manifest, "fold", fold_of, problems, "no_fold", f"fold of {str(folds)!r}")

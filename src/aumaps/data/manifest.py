@@ -48,9 +48,7 @@ __all__ = [
 ]
 
 #: The 136 landmark columns, in the order of the file format: all x, then all y.
-LANDMARK_COLUMNS: tuple[str, ...] = tuple(f"x_{i}" for i in range(68)) + tuple(
-    f"y_{i}" for i in range(68)
-)
+LANDMARK_COLUMNS: tuple[str, ...] = tuple(f"x_{i}" for i in range(68)) + tuple(f"y_{i}" for i in range(68))
 #: The descriptive columns, in the order a validated manifest lists them.
 META_COLUMNS: tuple[str, ...] = ("image", "subject", "sequence", "frame", "split")
 #: The values the ``split`` column may take.
@@ -106,8 +104,10 @@ def read_manifests(
         source = table.attrs["source"]
         for subject in table["subject"].unique():
             if subject in seen:
-                raise ManifestError(f"subject {subject!r} appears in both '{seen[subject]}' and '{source}': "
-                                    f"subjects of different data sets need different names")
+                raise ManifestError(
+                    f"subject {subject!r} appears in both '{seen[subject]}' and '{source}': "
+                    f"subjects of different data sets need different names"
+                )
             seen[subject] = source
     with_split = [("split" in t.columns) for t in tables]
     if any(with_split) and not all(with_split):
@@ -266,9 +266,7 @@ def assign_splits(
     return out
 
 
-def subject_kfold(
-    subjects: Iterable[str], k: int, seed: int = 0
-) -> list[tuple[list[str], list[str]]]:
+def subject_kfold(subjects: Iterable[str], k: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
     """Subject-independent k-fold partitions (e.g. DISFA's 3-fold protocol).
 
     Args:
@@ -288,10 +286,7 @@ def subject_kfold(
         raise ValueError(f"k must be between 2 and the number of subjects ({len(unique)}), got {k}")
     order = np.random.default_rng(seed).permutation(len(unique))
     folds = [sorted(unique[i] for i in part) for part in np.array_split(order, k)]
-    return [
-        (sorted(s for j, fold in enumerate(folds) if j != i for s in fold), test)
-        for i, test in enumerate(folds)
-    ]
+    return [(sorted(s for j, fold in enumerate(folds) if j != i for s in fold), test) for i, test in enumerate(folds)]
 
 
 def _share_out(n: int, shares: np.ndarray) -> np.ndarray:
@@ -336,8 +331,7 @@ def _validate(
     missing = [c for c in _REQUIRED if c not in columns]
     if missing:
         raise ManifestError(
-            f"manifest '{source}' lacks the required column(s) {', '.join(missing)} "
-            f"(its columns: {', '.join(columns)})"
+            f"manifest '{source}' lacks the required column(s) {', '.join(missing)} (its columns: {', '.join(columns)})"
         )
     intensity_columns = au_columns(columns)
     if aus is not None:
@@ -385,9 +379,7 @@ def _text(table: pd.DataFrame, name: str, source: str, where: list[str]) -> pd.S
     values = table[name].fillna("").astype(str).str.strip()
     empty = np.flatnonzero((values == "").to_numpy())
     if len(empty):
-        raise ManifestError(
-            f"manifest '{source}': empty '{name}' at {_listing([where[i] for i in empty])}"
-        )
+        raise ManifestError(f"manifest '{source}': empty '{name}' at {_listing([where[i] for i in empty])}")
     return values
 
 
@@ -396,9 +388,7 @@ def _resolve_images(images: pd.Series, base_dir: Path) -> list[str]:
     return [str(base_dir / image) for image in images]
 
 
-def _frames(
-    table: pd.DataFrame, subject: pd.Series, sequence: pd.Series, source: str, where: list[str]
-) -> np.ndarray:
+def _frames(table: pd.DataFrame, subject: pd.Series, sequence: pd.Series, source: str, where: list[str]) -> np.ndarray:
     """``frame`` as int64; without the column, the row's position within its sequence."""
     if "frame" not in table.columns:
         keys = pd.DataFrame({"subject": subject, "sequence": sequence})
@@ -408,9 +398,7 @@ def _frames(
     bad_rows = np.flatnonzero(bad)
     if len(bad_rows):
         cells = [f"{where[i]} ({_cell(table['frame'].iloc[i])})" for i in bad_rows]
-        raise ManifestError(
-            f"manifest '{source}': 'frame' must be a non-negative integer at {_listing(cells)}"
-        )
+        raise ManifestError(f"manifest '{source}': 'frame' must be a non-negative integer at {_listing(cells)}")
     return values.astype(np.int64)
 
 
@@ -426,9 +414,7 @@ def _splits(column: pd.Series, source: str, where: list[str]) -> pd.Series:
     return values
 
 
-def _intensities(
-    table: pd.DataFrame, names: list[str], source: str, where: list[str], on_bad: str
-) -> np.ndarray:
+def _intensities(table: pd.DataFrame, names: list[str], source: str, where: list[str], on_bad: str) -> np.ndarray:
     """``(N, len(names))`` float64 intensities; cells outside [0, 5] raise or become NaN."""
     out = np.empty((len(table), len(names)), dtype=np.float64)
     bad_cells = []
@@ -462,14 +448,10 @@ def _landmarks(table: pd.DataFrame, source: str, where: list[str]) -> np.ndarray
     for j, name in enumerate(LANDMARK_COLUMNS):
         values, bad = _numbers(table[name])
         bad |= np.isinf(values)
-        bad_cells += [
-            f"{where[i]}, column {name} = {_cell(table[name].iloc[i])}" for i in np.flatnonzero(bad)
-        ]
+        bad_cells += [f"{where[i]}, column {name} = {_cell(table[name].iloc[i])}" for i in np.flatnonzero(bad)]
         out[:, j] = values
     if bad_cells:
-        raise ManifestError(
-            f"manifest '{source}': landmarks must be finite numbers at {_listing(bad_cells)}"
-        )
+        raise ManifestError(f"manifest '{source}': landmarks must be finite numbers at {_listing(bad_cells)}")
     empty = np.isnan(out)
     partial = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
     if len(partial):
@@ -487,9 +469,7 @@ def _numbers(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
         return values, np.zeros(len(column), bool)
     text = column.astype(object).where(column.notna(), "").astype(str).str.strip()
     empty = text.isin(_MISSING).to_numpy()
-    values = pd.to_numeric(text.where(~empty), errors="coerce").to_numpy(
-        dtype=np.float64, na_value=np.nan
-    )
+    values = pd.to_numeric(text.where(~empty), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
     return values, np.isnan(values) & ~empty
 
 

@@ -8,8 +8,11 @@ imported on first use, so that reading a constant does not load PyTorch.
 import importlib
 
 _LAZY = {
-    "BACKENDS": "engines", "Engine": "engines", "create_engine": "engines",
-    "DEFAULT_MAX_ERROR": "probe", "AccuracyReport": "probe",
+    "BACKENDS": "engines",
+    "Engine": "engines",
+    "create_engine": "engines",
+    "DEFAULT_MAX_ERROR": "probe",
+    "AccuracyReport": "probe",
 }
 
 __all__ = sorted([*_LAZY, "EngineUnavailable"])

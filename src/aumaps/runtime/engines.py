@@ -37,7 +37,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -76,8 +76,13 @@ class Engine:
         accuracy: its intensities against float32 on the probe faces (None for the reference).
     """
 
-    def __init__(self, name: str, run: Callable[[np.ndarray], np.ndarray], batch_size: int,
-                 accuracy: AccuracyReport | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        run: Callable[[np.ndarray], np.ndarray],
+        batch_size: int,
+        accuracy: AccuracyReport | None = None,
+    ) -> None:
         self.name = name
         self._run = run
         self.batch_size = int(batch_size)
@@ -140,8 +145,9 @@ def _torch_fast(model: AUHourglass, device: torch.device, crop_size: int) -> Eng
     bf16 = on_cpu and cpu_has_native_bf16()
     # bfloat16 runs fastest here in small batches (they stay in cache); float32 in larger ones
     batch = 4 if bf16 else 8
-    net: Callable[[torch.Tensor], torch.Tensor] = DeployableNet(
-        _fast_model(model, bf16), torch.bfloat16 if bf16 else torch.float32).to(device).eval()
+    net: Callable[[torch.Tensor], torch.Tensor] = (
+        DeployableNet(_fast_model(model, bf16), torch.bfloat16 if bf16 else torch.float32).to(device).eval()
+    )
     traced = False
     if on_cpu:
         example = torch.zeros((1, crop_size, crop_size, 3), dtype=torch.uint8)
@@ -176,16 +182,20 @@ def onnx_file(model: AUHourglass, crop_size: int, store: EngineStore | None, dig
     from .export import onnx_model_bytes
 
     if not _available("onnx", "onnxscript"):
-        raise EngineUnavailable("exporting to ONNX needs the onnx and onnxscript packages: "
-                                "pip install onnx onnxscript")
+        raise EngineUnavailable("exporting to ONNX needs the onnx and onnxscript packages: pip install onnx onnxscript")
     store = store or EngineStore()
-    key = {"engine": "onnx-export", "weights": digest or weights_digest(model), "crop_size": crop_size,
-           **machine_key("onnx", "onnxscript")}
+    key = {
+        "engine": "onnx-export",
+        "weights": digest or weights_digest(model),
+        "crop_size": crop_size,
+        **machine_key("onnx", "onnxscript"),
+    }
     entry = store.get(key)
     if entry is None:
         log.info("exporting the network to ONNX once (kept in %s)", store.root)
-        entry = store.put(key, artifact="model.onnx",
-                          write=lambda path: path.write_bytes(onnx_model_bytes(model, crop_size)))
+        entry = store.put(
+            key, artifact="model.onnx", write=lambda path: path.write_bytes(onnx_model_bytes(model, crop_size))
+        )
     return str(entry.artifact)
 
 
@@ -213,9 +223,15 @@ def _openvino(path: str) -> Engine:
 
     precision = "bf16" if cpu_has_native_bf16() else "f32"
     core = openvino.Core()
-    compiled = core.compile_model(core.read_model(path), "CPU", {
-        "INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_NUM_THREADS": torch.get_num_threads()})
+    compiled = core.compile_model(
+        core.read_model(path),
+        "CPU",
+        {
+            "INFERENCE_PRECISION_HINT": precision,
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": torch.get_num_threads(),
+        },
+    )
     request = compiled.create_infer_request()
     output = compiled.output(0)
 
@@ -228,8 +244,7 @@ def _openvino(path: str) -> Engine:
 def int8_key(digest: str, crop_size: int) -> dict:
     """The store key of the int8 model of the weights with ``digest`` (:func:`weights_digest`)
     on this machine."""
-    return {"engine": "onnxruntime-int8", "weights": digest, "crop_size": crop_size,
-            **machine_key("onnxruntime")}
+    return {"engine": "onnxruntime-int8", "weights": digest, "crop_size": crop_size, **machine_key("onnxruntime")}
 
 
 def _int8(digest: str, crop_size: int, store: EngineStore, max_error: float) -> Engine:
@@ -237,20 +252,24 @@ def _int8(digest: str, crop_size: int, store: EngineStore, max_error: float) -> 
         raise EngineUnavailable("the int8 engine needs onnxruntime: pip install onnxruntime")
     entry = store.get(int8_key(digest, crop_size))
     if entry is None:
-        raise EngineUnavailable("no int8 model of these weights for this machine: make one with "
-                                "`aumaps quantize --weights WEIGHTS --data CACHE` (it checks its accuracy)")
+        raise EngineUnavailable(
+            "no int8 model of these weights for this machine: make one with "
+            "`aumaps quantize --weights WEIGHTS --data CACHE` (it checks its accuracy)"
+        )
     accuracy = AccuracyReport(**entry.facts["accuracy"])
     if accuracy.worst > max_error:
-        raise EngineUnavailable(f"the int8 model of these weights is {accuracy.worst:.3f} off float32, beyond the "
-                                f"bound {max_error:g}")
+        raise EngineUnavailable(
+            f"the int8 model of these weights is {accuracy.worst:.3f} off float32, beyond the bound {max_error:g}"
+        )
     engine = _onnxruntime(str(entry.artifact), "onnxruntime int8 (quantized, checked)", 8)
     engine.accuracy = AccuracyReport(**{**entry.facts["accuracy"], "bound": max_error})
     return engine
 
 
 # -- choosing and checking -------------------------------------------------------------------
-def _checked(engine: Engine, reference: Engine, key: dict, store: EngineStore, crop_size: int,
-             max_error: float) -> Engine:
+def _checked(
+    engine: Engine, reference: Engine, key: dict, store: EngineStore, crop_size: int, max_error: float
+) -> Engine:
     """``engine`` with its accuracy on the probe faces (measured once per store key)."""
     entry = store.get(key)
     if entry is not None and "accuracy" in entry.facts:
@@ -322,8 +341,16 @@ def create_engine(
     return reference
 
 
-def _build(name: str, model: AUHourglass, digest: str, device: torch.device, crop_size: int,
-           store: EngineStore, reference: Engine, max_error: float) -> Engine:
+def _build(
+    name: str,
+    model: AUHourglass,
+    digest: str,
+    device: torch.device,
+    crop_size: int,
+    store: EngineStore,
+    reference: Engine,
+    max_error: float,
+) -> Engine:
     if name == "fast":
         engine = _torch_fast(model, device, crop_size)
         libraries: tuple[str, ...] = ()
@@ -337,6 +364,11 @@ def _build(name: str, model: AUHourglass, digest: str, device: torch.device, cro
             raise EngineUnavailable("the openvino back-end needs OpenVINO: pip install openvino")
         engine = _openvino(onnx_file(model, crop_size, store, digest))
         libraries = ("openvino",)
-    key = {"engine": f"check-{engine.name}", "weights": digest, "crop_size": crop_size,
-           "device": device.type, **machine_key(*libraries)}
+    key = {
+        "engine": f"check-{engine.name}",
+        "weights": digest,
+        "crop_size": crop_size,
+        "device": device.type,
+        **machine_key(*libraries),
+    }
     return _checked(engine, reference, key, store, crop_size, max_error)

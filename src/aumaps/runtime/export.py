@@ -136,7 +136,8 @@ def export_onnx(
             raise ExportMismatchError(
                 f"the ONNX export of {ckpt.path} does not compute what the checkpoint computes: its maps differ "
                 f"from PyTorch's by up to {diff:.3g} on random crops (tolerance {tolerance:g}); {out} was not "
-                "written")
+                "written"
+            )
     return ExportResult(out, tuple(ckpt.aus), diff)
 
 

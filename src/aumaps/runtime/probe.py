@@ -73,21 +73,25 @@ class AccuracyReport:
 
     def __str__(self) -> str:
         verdict = "within" if self.accepted else "beyond"
-        return (f"|intensity - float32| on {self.n} crops: worst {self.worst:.4f}, mean {self.mean:.4f}, "
-                f"99th percentile {self.p99:.4f} ({verdict} the bound {self.bound:g})")
+        return (
+            f"|intensity - float32| on {self.n} crops: worst {self.worst:.4f}, mean {self.mean:.4f}, "
+            f"99th percentile {self.p99:.4f} ({verdict} the bound {self.bound:g})"
+        )
 
     def to_dict(self) -> dict:
         return {"worst": self.worst, "mean": self.mean, "p99": self.p99, "n": self.n, "bound": self.bound}
 
 
-def compare(engine, reference, crops: np.ndarray, bound: float = DEFAULT_MAX_ERROR,
-            batch_size: int = 8) -> AccuracyReport:
+def compare(
+    engine, reference, crops: np.ndarray, bound: float = DEFAULT_MAX_ERROR, batch_size: int = 8
+) -> AccuracyReport:
     """Intensities of ``engine`` against ``reference`` (both ``crops -> maps`` callables)."""
     got, want = [], []
     for start in range(0, len(crops), batch_size):
-        batch = np.ascontiguousarray(crops[start:start + batch_size])
+        batch = np.ascontiguousarray(crops[start : start + batch_size])
         got.append(intensities_of(engine(batch)))
         want.append(intensities_of(reference(batch)))
     error = np.abs(np.concatenate(got) - np.concatenate(want))
-    return AccuracyReport(float(error.max()), float(error.mean()), float(np.quantile(error, 0.99)),
-                          len(crops), float(bound))
+    return AccuracyReport(
+        float(error.max()), float(error.mean()), float(np.quantile(error, 0.99)), len(crops), float(bound)
+    )

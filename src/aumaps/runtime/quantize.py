@@ -115,7 +115,7 @@ def quantize_int8(
     store = store or EngineStore()
     digest = weights_digest(model)
     float_path = onnx_file(model, crop_size, store, digest)
-    batches = [calibration[i:i + 8] for i in range(0, len(calibration), 8)]
+    batches = [calibration[i : i + 8] for i in range(0, len(calibration), 8)]
 
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -131,9 +131,17 @@ def quantize_int8(
 
         last_conv = [n.name for n in onnx.load(str(pre)).graph.node if n.op_type == "Conv"][-1]
         log.info("calibrating int8 activation ranges on %d crops", len(calibration))
-        quantize_static(str(pre), str(int8), _Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=[last_conv])
+        quantize_static(
+            str(pre),
+            str(int8),
+            _Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            reduce_range=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=[last_conv],
+        )
         engine = _onnxruntime(str(int8), "onnxruntime int8", 8)
         reference = _torch_reference(model, torch.device("cpu"))
         accuracy = compare(engine, reference, held_out, max_error)
@@ -142,10 +150,17 @@ def quantize_int8(
         result = QuantizeResult(accuracy, None, ms_float, ms_int8, len(calibration))
         if not accuracy.accepted:
             raise Refused(result)
-        entry = store.put(int8_key(digest, crop_size),
-                          facts={"accuracy": accuracy.to_dict(), "calibration": len(calibration),
-                                 "ms_float32": ms_float, "ms_int8": ms_int8},
-                          artifact="model.int8.onnx", write=lambda path: shutil.copyfile(int8, path))
+        entry = store.put(
+            int8_key(digest, crop_size),
+            facts={
+                "accuracy": accuracy.to_dict(),
+                "calibration": len(calibration),
+                "ms_float32": ms_float,
+                "ms_int8": ms_int8,
+            },
+            artifact="model.int8.onnx",
+            write=lambda path: shutil.copyfile(int8, path),
+        )
     result.path = entry.artifact
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

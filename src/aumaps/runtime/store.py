@@ -53,8 +53,12 @@ def machine_key(*libraries: str) -> dict[str, str]:
 
     from .. import __version__
 
-    key = {"aumaps": __version__, "torch": torch.__version__, "cpu": cpu_capability(),
-           "native_bf16": str(cpu_has_native_bf16())}
+    key = {
+        "aumaps": __version__,
+        "torch": torch.__version__,
+        "cpu": cpu_capability(),
+        "native_bf16": str(cpu_has_native_bf16()),
+    }
     for name in libraries:
         try:
             key[name] = metadata.version(name)
@@ -125,8 +129,13 @@ class EngineStore:
         artifact = folder / meta["artifact"] if meta.get("artifact") else None
         return Entry(folder, artifact, dict(meta.get("facts", {})))
 
-    def put(self, key: dict[str, Any], facts: dict[str, Any] | None = None,
-            artifact: str | None = None, write: Callable[[Path], None] | None = None) -> Entry:
+    def put(
+        self,
+        key: dict[str, Any],
+        facts: dict[str, Any] | None = None,
+        artifact: str | None = None,
+        write: Callable[[Path], None] | None = None,
+    ) -> Entry:
         """Store an entry for ``key``: ``write(path)`` writes the artifact named ``artifact``
         (if any); ``facts`` are recorded beside it. Returns the stored entry (another
         process's, if one stored the same key meanwhile)."""

@@ -120,10 +120,17 @@ def create_app(
     folder = UploadFolder(upload_dir)
     atexit.register(folder.remove)  # also when the server dies without shutting down
     state = ServeState(
-        catalogue=catalogue, folder=folder, jobs=JobManager(catalogue, workers, max_pixels), photos=PhotoStore(),
-        analyser=PhotoAnalyser(catalogue, photo_workers, max_pixels), recordings=RecordingStore(folder),
-        max_upload_bytes=int(max_upload_mb * 1024 * 1024), max_pixels=max_pixels, retention=retention,
-        max_recorded_rows=int(max_recorded_rows))
+        catalogue=catalogue,
+        folder=folder,
+        jobs=JobManager(catalogue, workers, max_pixels),
+        photos=PhotoStore(),
+        analyser=PhotoAnalyser(catalogue, photo_workers, max_pixels),
+        recordings=RecordingStore(folder),
+        max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+        max_pixels=max_pixels,
+        retention=retention,
+        max_recorded_rows=int(max_recorded_rows),
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -142,12 +149,18 @@ def create_app(
             for action in app.state.on_stop:  # e.g. serve()'s redirect file
                 action()
 
-    app = FastAPI(title="aumaps", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(
+        title="aumaps", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     app.state.aumaps, app.state.token = state, token
     app.state.on_stop = []  # callables run when the server stops (after its folder is removed)
     # the state's parts, under the names earlier versions used
-    app.state.catalogue, app.state.jobs, app.state.photos, app.state.folder = catalogue, state.jobs, state.photos, folder
+    app.state.catalogue, app.state.jobs, app.state.photos, app.state.folder = (
+        catalogue,
+        state.jobs,
+        state.photos,
+        folder,
+    )
     app.add_middleware(AccessGuard, token=token, local_only=local_only)
     install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

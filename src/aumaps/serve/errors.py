@@ -72,8 +72,11 @@ STATUSES: list[tuple[type[BaseException], int, str]] = [
     (ImageReadError, 415, ""),
     (VideoOpenError, 415, ""),
     (WeightsError, 400, "choose another model in the picker, or fix the checkpoint file"),
-    (EngineUnavailable, 503, "start the server with --backend torch (PyTorch float32, always available), "
-                             "or install what the message names"),
+    (
+        EngineUnavailable,
+        503,
+        "start the server with --backend torch (PyTorch float32, always available), or install what the message names",
+    ),
     (MemoryError, 507, "the server ran out of memory: try a smaller file, or a lower --max-pixels"),
     (Gone, 410, ""),
     (FileNotFoundError, 404, "the file is gone from the server (deleted, or expired: see --retention)"),
@@ -87,11 +90,18 @@ def status_of(err: BaseException) -> tuple[int, str]:
         return err.status, err.message
     for kind, status, advice in STATUSES:
         if isinstance(err, kind):
-            text = (err.strerror if isinstance(err, OSError) and err.strerror
-                    else err.args[0] if isinstance(err, KeyError) and err.args else str(err)) or type(err).__name__
+            text = (
+                err.strerror
+                if isinstance(err, OSError) and err.strerror
+                else err.args[0]
+                if isinstance(err, KeyError) and err.args
+                else str(err)
+            ) or type(err).__name__
             return status, f"{text}: {advice}" if advice else text
-    return 500, (f"internal error in aumaps ({type(err).__name__}: {err}); the server's log has the details. "
-                 "Please report it with the log")
+    return 500, (
+        f"internal error in aumaps ({type(err).__name__}: {err}); the server's log has the details. "
+        "Please report it with the log"
+    )
 
 
 def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -117,11 +127,13 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}"
-                             for e in err.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', '')}" for e in err.errors()
+        )
         return error_response(422, problems or "the request is malformed")
 
     for kind, _, _ in STATUSES:
+
         async def _known(request: Request, err: Exception) -> JSONResponse:
             status, message = status_of(err)
             if status >= 500:

@@ -97,10 +97,16 @@ class VideoJob:
         if retention is not None and self.finished is not None:
             expires = round(max(0.0, self.finished + retention - time.time()), 1)
         return {
-            "id": self.id, "name": self.name, "model": self.model, "state": self.state,
-            "frames_done": self.frames_done, "frame_count": self.frame_count,
+            "id": self.id,
+            "name": self.name,
+            "model": self.model,
+            "state": self.state,
+            "frames_done": self.frames_done,
+            "frame_count": self.frame_count,
             "fraction": 1.0 if self.state == "done" else fraction,
-            "message": self.message, "problems": self.problems[:20], "summary": self.summary,
+            "message": self.message,
+            "problems": self.problems[:20],
+            "summary": self.summary,
             "outputs": {kind: f"/api/jobs/{self.id}/{kind}" for kind in self.outputs},
             "expires_in": expires,
         }
@@ -142,8 +148,9 @@ def open_video(path: Path, name: str, max_pixels: int | None = None) -> VideoFil
         try:
             read_image(path, max_pixels)
         except ImageTooLarge as err:
-            raise VideoOpenError(f"'{name}' is a still image ({err.width}x{err.height} pixels, over the pixel cap "
-                                 "too), not a video") from None
+            raise VideoOpenError(
+                f"'{name}' is a still image ({err.width}x{err.height} pixels, over the pixel cap too), not a video"
+            ) from None
         except ImageReadError:
             pass
         else:
@@ -155,8 +162,10 @@ def open_video(path: Path, name: str, max_pixels: int | None = None) -> VideoFil
     except VideoOpenError as err:  # its reason, with the user's name for the server's file
         raise VideoOpenError(str(err).replace(str(path), name)) from None
     except (FileNotFoundError, ImageReadError):
-        raise VideoOpenError(f"cannot open '{name}' as a video: it is not a video FFmpeg can decode "
-                             "(damaged, truncated, or an unsupported codec)") from None
+        raise VideoOpenError(
+            f"cannot open '{name}' as a video: it is not a video FFmpeg can decode "
+            "(damaged, truncated, or an unsupported codec)"
+        ) from None
     source.name = name
     return source
 
@@ -271,12 +280,22 @@ class JobManager:
             job.frame_count = source.frame_count
             estimator = self._estimator(job.model)
             watched = _WatchedSource(source, job)
-            summary = process_video(estimator, watched, job.folder / "results.csv", overlay=job.folder / "overlay.webm",
-                                    report=job.folder / "report", progress=False)
+            summary = process_video(
+                estimator,
+                watched,
+                job.folder / "results.csv",
+                overlay=job.folder / "overlay.webm",
+                report=job.folder / "report",
+                progress=False,
+            )
             job.problems = list(summary.problems)
-            job.summary = {"frames": summary.frames, "frames_with_face": summary.frames_with_face,
-                           "faces": summary.face_ids, "fps": round(summary.fps, 2),
-                           "seconds": round(summary.seconds, 2)}
+            job.summary = {
+                "frames": summary.frames,
+                "frames_with_face": summary.frames_with_face,
+                "faces": summary.face_ids,
+                "fps": round(summary.fps, 2),
+                "seconds": round(summary.seconds, 2),
+            }
             job.outputs["csv"] = summary.outputs["csv"]
             job.outputs["report"] = summary.outputs["report"]
             if not job.cancel.is_set() and summary.frames == 0:

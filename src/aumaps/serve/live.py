@@ -61,8 +61,10 @@ _GONE = (WebSocketDisconnect, RuntimeError, OSError)
 MAX_RECORDED_ROWS = 100_000
 #: The share of the cap at which the page is warned.
 WARN_AT = 0.9
-_FRAME_FORMAT = ("a frame is a binary message: a 12-byte header (frame id: uint32, capture time in ms: float64, "
-                 "little-endian) followed by a JPEG or PNG image")
+_FRAME_FORMAT = (
+    "a frame is a binary message: a 12-byte header (frame id: uint32, capture time in ms: float64, "
+    "little-endian) followed by a JPEG or PNG image"
+)
 
 
 @dataclass
@@ -200,8 +202,15 @@ class LiveSession:
         max_rows: the recording's cap.
     """
 
-    def __init__(self, websocket: WebSocket, catalogue: ModelCatalogue, recordings: RecordingStore,
-                 redetect_every: int = 30, max_pixels: int | None = None, max_rows: int = MAX_RECORDED_ROWS) -> None:
+    def __init__(
+        self,
+        websocket: WebSocket,
+        catalogue: ModelCatalogue,
+        recordings: RecordingStore,
+        redetect_every: int = 30,
+        max_pixels: int | None = None,
+        max_rows: int = MAX_RECORDED_ROWS,
+    ) -> None:
         self.ws = websocket
         self.catalogue = catalogue
         self.recordings = recordings
@@ -239,8 +248,15 @@ class LiveSession:
         self.recorder = Recorder(self.shared.estimator.aus, self.max_rows)
         receiver = asyncio.create_task(self._receive())
         try:
-            await self.send({"type": "ready", "model": choice.id, "card": choice.card,
-                             "aus": au_info(self.shared.estimator.aus), "max_recorded_rows": self.max_rows})
+            await self.send(
+                {
+                    "type": "ready",
+                    "model": choice.id,
+                    "card": choice.card,
+                    "aus": au_info(self.shared.estimator.aus),
+                    "max_recorded_rows": self.max_rows,
+                }
+            )
             while True:
                 await self._wake.wait()
                 self._wake.clear()
@@ -305,7 +321,7 @@ class LiveSession:
             raise _Refusal(f"frame {frame_id}: the capture time is not a number; {_FRAME_FORMAT}")
         if self._latest is not None:
             self.skipped += 1
-        self._latest = (frame_id, captured, data[HEADER.size:])
+        self._latest = (frame_id, captured, data[HEADER.size :])
         self._wake.set()
 
     async def _command(self, text: str) -> None:
@@ -324,16 +340,23 @@ class LiveSession:
         if on:
             if not self.recorder.on:
                 await asyncio.to_thread(self.recorder.start, self.recordings.new_path())
-            await self.send({"type": "recording", "on": True, "rows": self.recorder.rows,
-                             "max_rows": self.recorder.max_rows})
+            await self.send(
+                {"type": "recording", "on": True, "rows": self.recorder.rows, "max_rows": self.recorder.max_rows}
+            )
         else:
             await self.send(await asyncio.to_thread(self._stop_recording))
 
     def _stop_recording(self, note: str | None = None) -> dict[str, Any]:
         started = self.recorder.started
         rows, path = self.recorder.stop()
-        message: dict[str, Any] = {"type": "recording", "on": False, "rows": rows, "max_rows": self.recorder.max_rows,
-                                   "url": None, "message": note}
+        message: dict[str, Any] = {
+            "type": "recording",
+            "on": False,
+            "rows": rows,
+            "max_rows": self.recorder.max_rows,
+            "url": None,
+            "message": note,
+        }
         if path is not None:
             message.update(self.recordings.add(path, rows, started).public())
         return message
@@ -344,14 +367,25 @@ class LiveSession:
         if not recorder.on:
             return
         if recorder.full:
-            await self.send(await asyncio.to_thread(
-                self._stop_recording, f"the recording reached its cap of {recorder.max_rows:,} rows and was "
-                                      "stopped; download it, and press Record again for another"))
+            await self.send(
+                await asyncio.to_thread(
+                    self._stop_recording,
+                    f"the recording reached its cap of {recorder.max_rows:,} rows and was "
+                    "stopped; download it, and press Record again for another",
+                )
+            )
         elif not recorder.warned and recorder.rows >= WARN_AT * recorder.max_rows:
             recorder.warned = True
-            await self.send({"type": "recording", "on": True, "rows": recorder.rows, "max_rows": recorder.max_rows,
-                             "warning": f"the recording is {recorder.rows:,} of its {recorder.max_rows:,} rows: it "
-                                        "stops by itself at the cap (stop it now to download, then record again)"})
+            await self.send(
+                {
+                    "type": "recording",
+                    "on": True,
+                    "rows": recorder.rows,
+                    "max_rows": recorder.max_rows,
+                    "warning": f"the recording is {recorder.rows:,} of its {recorder.max_rows:,} rows: it "
+                    "stops by itself at the cap (stop it now to download, then record again)",
+                }
+            )
 
     def _analyse(self, frame_id: int, captured: float, data: bytes) -> dict[str, Any]:
         """One frame through tracker and network (in a worker thread)."""
@@ -361,18 +395,26 @@ class LiveSession:
         except ImageTooLarge as err:
             return {"type": "error", "id": frame_id, "captured": captured, "message": f"frame {frame_id}: {err.reason}"}
         except ImageReadError:
-            return {"type": "error", "id": frame_id, "captured": captured,
-                    "message": f"frame {frame_id} could not be decoded as an image ({_FRAME_FORMAT})"}
+            return {
+                "type": "error",
+                "id": frame_id,
+                "captured": captured,
+                "message": f"frame {frame_id} could not be decoded as an image ({_FRAME_FORMAT})",
+            }
         shared: SharedEstimator = self.shared
         tracked = self.tracker.update(rgb)  # this session's own detector: no lock
         faces = shared.analyse(rgb, tracked)  # the shared network, its lock held for these faces only
         rows = self.recorder.write(faces, captured)
         crop = shared.estimator.codec.crop_size
         return {
-            "type": "result", "id": frame_id, "captured": captured,
-            "width": int(rgb.shape[1]), "height": int(rgb.shape[0]),
+            "type": "result",
+            "id": frame_id,
+            "captured": captured,
+            "width": int(rgb.shape[1]),
+            "height": int(rgb.shape[0]),
             "faces": [face_payload(f, crop) for f in faces],
             "message": None if faces else "no face in view: face the camera, in good light",
             "server_ms": round(1000 * (time.perf_counter() - start), 1),
-            "skipped": self.skipped, "recorded_rows": rows,
+            "skipped": self.skipped,
+            "recorded_rows": rows,
         }

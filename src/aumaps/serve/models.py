@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 
 from ..landmarks import FaceLandmarker
-from ..pretrained import REGISTRY, get_pretrained
 from ..predict import AUEstimator
+from ..pretrained import REGISTRY, get_pretrained
 from ..readout import FaceInput
 from ..results import FaceResult
 from ..weights import WeightsError, load_checkpoint
@@ -82,7 +82,7 @@ class SharedEstimator:
         parts = []
         for start in range(0, max(len(crops), 1), self.chunk):
             with self.lock:
-                parts.append(estimator.heatmaps(crops[start:start + self.chunk]))
+                parts.append(estimator.heatmaps(crops[start : start + self.chunk]))
         return estimator.read(np.concatenate(parts), matrices, crops, kept)
 
 
@@ -113,8 +113,13 @@ class ModelCatalogue:
         device: the torch device the networks run on (``cpu``, ``cuda``, ``cuda:1``...).
     """
 
-    def __init__(self, weights: str | os.PathLike[str] = "default", models_dir: str | os.PathLike[str] | None = None,
-                 backend: str = "auto", device: str = "cpu") -> None:
+    def __init__(
+        self,
+        weights: str | os.PathLike[str] = "default",
+        models_dir: str | os.PathLike[str] | None = None,
+        backend: str = "auto",
+        device: str = "cpu",
+    ) -> None:
         self.backend = backend
         self.device = device
         self.models_dir = Path(models_dir) if models_dir else None
@@ -131,8 +136,10 @@ class ModelCatalogue:
             return weights
         path = Path(weights)
         if not path.is_file():
-            raise FileNotFoundError(f"--weights: '{weights}' is neither a registered model "
-                                    f"({', '.join(sorted(REGISTRY))}) nor a checkpoint file")
+            raise FileNotFoundError(
+                f"--weights: '{weights}' is neither a registered model "
+                f"({', '.join(sorted(REGISTRY))}) nor a checkpoint file"
+            )
         choice = ModelChoice(f"file:{path.name}", path.name, path.resolve(), _file_card(path))
         self._choices[choice.id] = choice
         return choice.id
@@ -145,8 +152,14 @@ class ModelCatalogue:
             if entry.bundled or entry.path().is_file() or name == self.initial:
                 with self._lock:
                     found[name] = self._choices.setdefault(
-                        name, ModelChoice(name, f"{name} ({'bundled' if entry.bundled else 'from the cache'})", name,
-                                              _registry_card(name)))
+                        name,
+                        ModelChoice(
+                            name,
+                            f"{name} ({'bundled' if entry.bundled else 'from the cache'})",
+                            name,
+                            _registry_card(name),
+                        ),
+                    )
         if self.models_dir is not None:
             for path in sorted(self.models_dir.iterdir()):
                 if path.is_file() and path.name.lower().endswith(CHECKPOINT_SUFFIXES):

@@ -29,9 +29,18 @@ def au_info(aus: Sequence[int]) -> list[dict[str, Any]]:
     picture), and the region of the face it acts on (``upper``: brows, lids, cheeks;
     ``lower``) with that region's title (``Upper face``), by which the page groups bars and
     toggles."""
-    return [{"au": int(a), "label": get_au(a).label, "name": get_au(a).name, "short": short_name(a),
-             "colour": "#{:02x}{:02x}{:02x}".format(*au_colour(a)), "region": get_au(a).region,
-             "region_title": REGION_TITLES[get_au(a).region]} for a in aus]
+    return [
+        {
+            "au": int(a),
+            "label": get_au(a).label,
+            "name": get_au(a).name,
+            "short": short_name(a),
+            "colour": "#{:02x}{:02x}{:02x}".format(*au_colour(a)),
+            "region": get_au(a).region,
+            "region_title": REGION_TITLES[get_au(a).region],
+        }
+        for a in aus
+    ]
 
 
 def map_to_image(matrix: np.ndarray, map_size: int, crop_size: int) -> list[list[float]]:

@@ -90,10 +90,17 @@ class Photo:
     def summary(self, crop_size: int) -> dict[str, Any]:
         """What the page draws: image size, display scale, AUs and faces."""
         h, w = self.image.shape[:2]
-        return {"id": self.id, "name": self.name, "model": self.model, "width": w, "height": h,
-                "scale": self.scale, "aus": au_info(self.aus),
-                "faces": [face_payload(f, crop_size) for f in self.faces],
-                "message": None if self.faces else f"no face found in '{self.name}'"}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "model": self.model,
+            "width": w,
+            "height": h,
+            "scale": self.scale,
+            "aus": au_info(self.aus),
+            "faces": [face_payload(f, crop_size) for f in self.faces],
+            "message": None if self.faces else f"no face found in '{self.name}'",
+        }
 
 
 class PhotoStore:
@@ -109,8 +116,9 @@ class PhotoStore:
     def add(self, photo: Photo) -> None:
         with self._lock:
             self._photos[photo.id] = photo
-            while len(self._photos) > 1 and (len(self._photos) > self.max_photos
-                                             or sum(p.nbytes for p in self._photos.values()) > self.max_bytes):
+            while len(self._photos) > 1 and (
+                len(self._photos) > self.max_photos or sum(p.nbytes for p in self._photos.values()) > self.max_bytes
+            ):
                 dropped, _ = self._photos.popitem(last=False)
                 self.gone.bury(dropped, "older photos were dropped to save the server's memory: upload it again")
 
@@ -120,8 +128,10 @@ class PhotoStore:
             photo = self._photos.get(photo_id)
         if photo is None:
             self.gone.check(photo_id, "photo")
-            raise KeyError(f"no photo {photo_id!r} on this server (it was never uploaded here, or the server was "
-                           "restarted since: upload it again)")
+            raise KeyError(
+                f"no photo {photo_id!r} on this server (it was never uploaded here, or the server was "
+                "restarted since: upload it again)"
+            )
         return photo
 
     def delete(self, photo_id: str, why: str = "deleted at your request") -> Photo:
@@ -151,8 +161,14 @@ def _display_jpeg(image: np.ndarray) -> tuple[bytes, float]:
     return jpeg.tobytes(), shown.shape[1] / image.shape[1]
 
 
-def analyse_photo(upload: Path, name: str, model_id: str, shared: SharedEstimator, landmarker: FaceLandmarker,
-                  max_pixels: int | None = None) -> Photo:
+def analyse_photo(
+    upload: Path,
+    name: str,
+    model_id: str,
+    shared: SharedEstimator,
+    landmarker: FaceLandmarker,
+    max_pixels: int | None = None,
+) -> Photo:
     """Decode the upload at ``upload`` (deleted afterwards) and analyse its faces: found by
     ``landmarker`` (the caller's own), their network maps computed under the shared lock a
     few faces at a time.

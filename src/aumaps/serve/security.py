@@ -40,6 +40,7 @@ import tempfile
 import unicodedata
 from http.cookies import SimpleCookie
 from pathlib import Path
+from typing import ClassVar
 from urllib.parse import unquote_to_bytes, urlsplit
 
 __all__ = [
@@ -85,13 +86,16 @@ def validate_token(token: str, origin: str = "the access token") -> str:
         raise ValueError(f"{origin} is empty")
     bad = sorted({ch for ch in token if ch not in _TOKEN_CHARACTERS})
     if bad:
-        raise ValueError(f"{origin} may hold only printable ASCII letters, digits and punctuation "
-                         f"(no spaces, quotes, ';', ',' or '\\'); it holds {''.join(bad)!r}")
+        raise ValueError(
+            f"{origin} may hold only printable ASCII letters, digits and punctuation "
+            f"(no spaces, quotes, ';', ',' or '\\'); it holds {''.join(bad)!r}"
+        )
     return token
 
 
-def server_token(token_file: str | os.PathLike[str] | None = None,
-                 environ: dict[str, str] | None = None) -> tuple[str, str, list[str]]:
+def server_token(
+    token_file: str | os.PathLike[str] | None = None, environ: dict[str, str] | None = None
+) -> tuple[str, str, list[str]]:
     """The token a server requires, where it came from, and warnings about it.
 
     From ``token_file`` (its first line; a file other users may read is warned about), else
@@ -118,8 +122,10 @@ def server_token(token_file: str | os.PathLike[str] | None = None,
         return new_token(), "generated", warnings
     validate_token(token, origin)
     if len(token) < 16:
-        warnings.append(f"the token from {origin} is short ({len(token)} characters): a guessable token protects "
-                        "little; leave it out and aumaps makes a random one")
+        warnings.append(
+            f"the token from {origin} is short ({len(token)} characters): a guessable token protects "
+            "little; leave it out and aumaps makes a random one"
+        )
     return token, origin, warnings
 
 
@@ -182,10 +188,16 @@ input{{font:inherit;width:24em}}code{{background:#f3f4f6;padding:0 .2em}}</style
 or paste the token here:</p>
 <form method="post" action="/login"><input name="token" type="password" autocomplete="off" autofocus>
 <button type="submit">Open</button></form></body></html>""".encode()
-    headers = [(b"content-type", b"text/html; charset=utf-8"), (b"content-length", str(len(body)).encode()),
-               (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff"),
-               (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; "
-                                            b"frame-ancestors 'none'")]
+    headers = [
+        (b"content-type", b"text/html; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+        (
+            b"content-security-policy",
+            b"default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+        ),
+    ]
     return status, headers, body
 
 
@@ -203,7 +215,7 @@ class AccessGuard:
     """
 
     #: Paths answered without the token: the login form's target.
-    OPEN_PATHS = {("POST", "/login")}
+    OPEN_PATHS: ClassVar[frozenset[tuple[str, str]]] = frozenset({("POST", "/login")})
 
     def __init__(self, app, token: str | None, local_only: bool = True) -> None:
         if token is None and not local_only:
@@ -247,13 +259,17 @@ class AccessGuard:
             return None
         offered = self.offered(scope, headers)
         if offered is None:
-            return 401, ("this aumaps server needs its access token: open the address it printed when it started "
-                         "(…/?token=…), or send the header 'Authorization: token …'")
+            return 401, (
+                "this aumaps server needs its access token: open the address it printed when it started "
+                "(…/?token=…), or send the header 'Authorization: token …'"
+            )
         kind, value = offered
         if token_matches(value, cookie_value(self.token) if kind == "cookie" else self.token):
             return None
-        return 403, ("the access token is wrong: open the address this aumaps server printed when it started "
-                     "(…/?token=…); a restarted server has a new token unless AUMAPS_TOKEN or --token-file sets it")
+        return 403, (
+            "the access token is wrong: open the address this aumaps server printed when it started "
+            "(…/?token=…); a restarted server has a new token unless AUMAPS_TOKEN or --token-file sets it"
+        )
 
     @staticmethod
     def offered(scope, headers: dict[str, str]) -> tuple[str, bytes] | None:
@@ -291,9 +307,11 @@ def write_open_file(url: str, folder: str | os.PathLike[str] | None = None) -> P
     folder = Path(folder) if folder is not None else runtime_dir()
     path = folder / f"aumaps-serve-{os.getpid()}-open.html"
     target = html.escape(url, quote=True)
-    page = (f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">'
-            f"<title>aumaps serve</title></head>\n<body><p>This page opens aumaps serve. If it does not, "
-            f'<a href="{target}">open aumaps serve here</a>.</p></body></html>\n')
+    page = (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={target}">'
+        f"<title>aumaps serve</title></head>\n<body><p>This page opens aumaps serve. If it does not, "
+        f'<a href="{target}">open aumaps serve here</a>.</p></body></html>\n'
+    )
     path.unlink(missing_ok=True)  # never write through someone's link
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
@@ -388,8 +406,10 @@ async def _drain(request) -> None:
 
 def _too_large(size: int, limit: int, at_least: bool = False) -> str:
     mb = 1024 * 1024
-    return (f"the upload is {'over ' if at_least else ''}{size / mb:.3g} MB, more than this server accepts "
-            f"({limit / mb:.3g} MB; start it with a larger --max-upload-mb)")
+    return (
+        f"the upload is {'over ' if at_least else ''}{size / mb:.3g} MB, more than this server accepts "
+        f"({limit / mb:.3g} MB; start it with a larger --max-upload-mb)"
+    )
 
 
 def display_name(name: str | None, fallback: str = "upload") -> str:

@@ -71,8 +71,10 @@ def check_device(device: str) -> str:
     if parsed.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0:
-            raise ValueError(f"--device {device}: PyTorch sees no CUDA GPU here (a CPU build of PyTorch, or no "
-                             "driver); leave --device out to run on the CPU")
+            raise ValueError(
+                f"--device {device}: PyTorch sees no CUDA GPU here (a CPU build of PyTorch, or no "
+                "driver); leave --device out to run on the CPU"
+            )
         if parsed.index is not None and parsed.index >= count:
             raise ValueError(f"--device {device}: PyTorch sees {count} CUDA GPU(s) (cuda:0 to cuda:{count - 1})")
     elif parsed.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
@@ -88,8 +90,10 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host, port))
     except OSError as err:
         sock.close()
-        raise OSError(f"cannot listen on {host}:{port}: {err.strerror or err} (another server on that port? "
-                      "choose one with --port)") from None
+        raise OSError(
+            f"cannot listen on {host}:{port}: {err.strerror or err} (another server on that port? "
+            "choose one with --port)"
+        ) from None
     sock.listen(128)
     return sock
 
@@ -134,8 +138,9 @@ def serve(
 
     local = is_loopback(host)
     if no_token and not local:
-        raise ValueError(f"--no-token: only a server on the loopback (127.0.0.1) may run without a token, "
-                         f"not one on {host}")
+        raise ValueError(
+            f"--no-token: only a server on the loopback (127.0.0.1) may run without a token, not one on {host}"
+        )
     if keyfile is not None and certfile is None:
         raise ValueError("--keyfile needs --certfile (the certificate it belongs to)")
     for name, path in (("--certfile", certfile), ("--keyfile", keyfile)):
@@ -149,9 +154,20 @@ def serve(
     scheme = "https" if certfile else "http"
     sock = _bind(host, port)
     try:
-        app = create_app(weights, models, max_upload_mb, token, backend, workers, no_token=no_token, local_only=local,
-                         device=device, max_pixels=max_pixels, retention=retention,
-                         max_recorded_rows=max_recorded_rows)
+        app = create_app(
+            weights,
+            models,
+            max_upload_mb,
+            token,
+            backend,
+            workers,
+            no_token=no_token,
+            local_only=local,
+            device=device,
+            max_pixels=max_pixels,
+            retention=retention,
+            max_recorded_rows=max_recorded_rows,
+        )
     except BaseException:
         sock.close()
         raise
@@ -161,20 +177,30 @@ def serve(
     for note in notes:
         _say(f"aumaps serve: warning: {note}")
     if no_token:
-        _say("aumaps serve: warning: no access token (--no-token): every program and every user of this machine can "
-             "use this server, its uploads, results and camera sessions")
+        _say(
+            "aumaps serve: warning: no access token (--no-token): every program and every user of this machine can "
+            "use this server, its uploads, results and camera sessions"
+        )
     if not local and scheme == "http":
-        _say(f"aumaps serve: warning: listening on {host} without HTTPS: the access token and every photo, video and "
-             "camera frame travel unencrypted; on a network you do not trust, give --certfile/--keyfile, or keep "
-             f"the server on 127.0.0.1 and reach it through `ssh -L {bound}:127.0.0.1:{bound} THIS-MACHINE`")
-    _say(f"aumaps serve: listening on {scheme}://{host if ':' not in host else f'[{host}]'}:{bound}/"
-         + (" (this machine only)" if local else ""))
+        _say(
+            f"aumaps serve: warning: listening on {host} without HTTPS: the access token and every photo, video and "
+            "camera frame travel unencrypted; on a network you do not trust, give --certfile/--keyfile, or keep "
+            f"the server on 127.0.0.1 and reach it through `ssh -L {bound}:127.0.0.1:{bound} THIS-MACHINE`"
+        )
+    _say(
+        f"aumaps serve: listening on {scheme}://{host if ':' not in host else f'[{host}]'}:{bound}/"
+        + (" (this machine only)" if local else "")
+    )
     if token is not None:
-        opener = write_open_file(server_url("127.0.0.1" if local or host in ("0.0.0.0", "::") else host, bound,
-                                            token, scheme), runtime_folder)
+        opener = write_open_file(
+            server_url("127.0.0.1" if local or host in ("0.0.0.0", "::") else host, bound, token, scheme),
+            runtime_folder,
+        )
         app.state.on_stop.append(lambda: opener.unlink(missing_ok=True))  # on Ctrl-C and SIGTERM too
-        _say(f"To open it, open this file in a browser (it holds the token; only you can read it):\n"
-             f"    {opener.as_uri()}")
+        _say(
+            f"To open it, open this file in a browser (it holds the token; only you can read it):\n"
+            f"    {opener.as_uri()}"
+        )
         _say(f"Or copy and paste this address:\n    {url}")
         if host in ("0.0.0.0", "::"):
             _say(f"    {server_url('127.0.0.1', bound, token, scheme)}")
@@ -183,9 +209,14 @@ def serve(
     _say("Press Ctrl-C to stop (uploads and results are deleted then).")
     if open_browser:  # the browser's command line holds the file's path, never the token
         threading.Timer(1.0, webbrowser.open, [opener.as_uri() if opener else url]).start()
-    config = uvicorn.Config(app, log_level="warning", ws_max_size=16 * 1024 * 1024, timeout_graceful_shutdown=5,
-                            ssl_certfile=str(certfile) if certfile else None,
-                            ssl_keyfile=str(keyfile) if keyfile else None)
+    config = uvicorn.Config(
+        app,
+        log_level="warning",
+        ws_max_size=16 * 1024 * 1024,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=str(certfile) if certfile else None,
+        ssl_keyfile=str(keyfile) if keyfile else None,
+    )
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

@@ -50,8 +50,7 @@ class ServeState:
             return 0
         before = (time.time() if now is None else now) - self.retention
         why = f"results are kept {describe_seconds(self.retention)} on this server (aumaps serve --retention)"
-        gone = (self.jobs.expire(before, why) + self.photos.expire(before, why)
-                + self.recordings.expire(before, why))
+        gone = self.jobs.expire(before, why) + self.photos.expire(before, why) + self.recordings.expire(before, why)
         if gone:
             log.info("expired %d item(s) older than %s", len(gone), describe_seconds(self.retention))
         return len(gone)

@@ -62,8 +62,13 @@ class Analyst:
         """Analyse ``item``, calling ``on_frames(n)`` as frames are done; its run-log entry
         (``status`` ``done``, ``failed`` with ``error``, or ``interrupted``)."""
         start = time.perf_counter()
-        entry: dict[str, Any] = {"kind": item.kind, "source": str(item.source), "status": "failed",
-                                 "frames": 0, "error": None}
+        entry: dict[str, Any] = {
+            "kind": item.kind,
+            "source": str(item.source),
+            "status": "failed",
+            "frames": 0,
+            "error": None,
+        }
         try:
             entry["input"] = input_fingerprint(item)  # before reading: a change while it is read shows next time
             if item.kind == "images":
@@ -96,6 +101,7 @@ class Analyst:
         report_path = self.out_dir / item.report
         store = MapStore(csv_path.parent) if opts.baseline == "map" else None
         try:
+
             def on_result(result) -> None:
                 on_frames(1)
                 if store is not None:
@@ -106,9 +112,15 @@ class Analyst:
                 report = outputs.enter_context(atomic_folder(report_path)) if opts.report else None
                 temporary = outputs.enter_context(atomic_path(csv_path))
                 summary = process_video(
-                    self.estimator, source, temporary, report=report,
+                    self.estimator,
+                    source,
+                    temporary,
+                    report=report,
                     smoother=IntensitySmoother.parse(opts.smooth) if opts.smooth else None,
-                    redetect_every=opts.redetect_every, progress=False, on_result=on_result)
+                    redetect_every=opts.redetect_every,
+                    progress=False,
+                    on_result=on_result,
+                )
                 if summary.interrupted:
                     raise _Interrupted(item.name)
                 if summary.frames == summary.unreadable:  # not one frame decoded
@@ -116,14 +128,20 @@ class Analyst:
                 estimate = None
                 if opts.baseline:
                     with atomic_path(temporary) as corrected:
-                        estimate = correct_csv(temporary, corrected, self.estimator.aus, opts.baseline,
-                                               opts.baseline_percentile, store)
+                        estimate = correct_csv(
+                            temporary, corrected, self.estimator.aus, opts.baseline, opts.baseline_percentile, store
+                        )
                 remove(report_path)  # an earlier analysis's report never stands beside this CSV
         finally:
             if store is not None:
                 store.close()
-        entry = {"frames": summary.frames, "frames_with_face": summary.frames_with_face,
-                 "tracks": summary.face_ids, "unreadable": summary.unreadable, "problems": summary.problems}
+        entry = {
+            "frames": summary.frames,
+            "frames_with_face": summary.frames_with_face,
+            "tracks": summary.face_ids,
+            "unreadable": summary.unreadable,
+            "problems": summary.problems,
+        }
         if estimate is not None:
             entry["baseline"] = {"form": opts.baseline, "percentile": opts.baseline_percentile, "tracks": estimate}
         if report is not None and "report" in summary.outputs:
@@ -136,8 +154,9 @@ class Analyst:
         images = faces = with_face = 0
         problems: list[str] = []
         with atomic_path(self.out_dir / item.csv) as temporary:
-            results = write_image_csv(predict_files(self.estimator, item.files, progress=False), temporary,
-                                      self.estimator.aus)
+            results = write_image_csv(
+                predict_files(self.estimator, item.files, progress=False), temporary, self.estimator.aus
+            )
             for result in results:
                 on_frames(1)
                 if result.error:
@@ -148,5 +167,10 @@ class Analyst:
                 with_face += bool(result.faces)
             if not images:
                 raise ValueError(f"no image of '{item.source}' could be read: " + "; ".join(problems[:3]))
-        return {"frames": images, "frames_with_face": with_face, "faces": faces, "unreadable": len(problems),
-                "problems": problems}
+        return {
+            "frames": images,
+            "frames_with_face": with_face,
+            "faces": faces,
+            "unreadable": len(problems),
+            "problems": problems,
+        }

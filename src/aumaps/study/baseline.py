@@ -134,7 +134,7 @@ class MapStore:
     def __init__(self, folder: str | os.PathLike[str] | None = None) -> None:
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
-        self._file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 - closed by close()
+        self._file = tempfile.TemporaryFile(dir=folder)
         self.face_ids: list[int] = []
         self.shape: tuple[int, ...] | None = None
 
@@ -168,12 +168,14 @@ class MapStore:
         self.close()
 
 
-def _map_correction(store: MapStore, rows: np.ndarray, percentile: float, block: int = 256) -> tuple[np.ndarray, np.ndarray]:
+def _map_correction(
+    store: MapStore, rows: np.ndarray, percentile: float, block: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
     """The ``(A, H, W)`` neutral of the stored faces ``rows`` (one track) and their
     ``(len(rows), A)`` corrected intensities."""
     chosen = np.unique(np.linspace(0, len(rows) - 1, min(len(rows), MAX_NEUTRAL_FRAMES)).round().astype(int))
     neutral = neutral_map(store.maps(rows[chosen]), percentile)
-    corrected = [subtract_map(store.maps(rows[start: start + block]), neutral) for start in range(0, len(rows), block)]
+    corrected = [subtract_map(store.maps(rows[start : start + block]), neutral) for start in range(0, len(rows), block)]
     return neutral, np.concatenate(corrected)
 
 
@@ -231,8 +233,10 @@ def correct_csv(
         members = np.asarray(members)
         entry: dict[str, Any] = {"frames": len(members), "corrected": len(members) >= needed}
         if not entry["corrected"]:
-            entry["reason"] = (f"{len(members)} frames, fewer than the {needed} a neutral at the "
-                               f"{percentile:g}th percentile needs: not corrected")
+            entry["reason"] = (
+                f"{len(members)} frames, fewer than the {needed} a neutral at the "
+                f"{percentile:g}th percentile needs: not corrected"
+            )
             log.info("%s: face track %d: %s", csv_in, face_id, entry["reason"])
         elif form == "scalar":
             values = np.array([[float(rows[faces[k]][c]) for c in au_cols] for k in members])
@@ -292,7 +296,9 @@ def participant_neutrals(
         if entry["corrected"]:
             entry["neutral"] = scalar_neutral(values, percentile)
         else:
-            entry["reason"] = (f"{len(values)} face frames in {len(parts)} video(s), fewer than the {needed} a "
-                               f"neutral at the {percentile:g}th percentile needs: not corrected")
+            entry["reason"] = (
+                f"{len(values)} face frames in {len(parts)} video(s), fewer than the {needed} a "
+                f"neutral at the {percentile:g}th percentile needs: not corrected"
+            )
         neutrals[participant] = entry
     return neutrals

@@ -83,8 +83,9 @@ def _walk(root: Path, skip: Path | None) -> Iterable[tuple[Path, list[str]]]:
     """``(folder, file names)`` of the tree under ``root``, hidden entries and ``skip`` left out."""
     for folder, subfolders, files in os.walk(root):
         here = Path(folder)
-        subfolders[:] = sorted(s for s in subfolders if not s.startswith(".")
-                               and (skip is None or (here / s).resolve() != skip))
+        subfolders[:] = sorted(
+            s for s in subfolders if not s.startswith(".") and (skip is None or (here / s).resolve() != skip)
+        )
         yield here, sorted(f for f in files if not f.startswith("."))
 
 
@@ -101,7 +102,9 @@ def _items_of_folder(root: Path, prefix: PurePosixPath, skip: Path | None, seque
         rel = prefix / folder.relative_to(root).as_posix()
         for name in files:
             if Path(name).suffix.lower() in VIDEO_EXTENSIONS:
-                claims.setdefault(rel, []).append((Path(name).stem, "video", folder / name, (rel / name).as_posix(), ()))
+                claims.setdefault(rel, []).append(
+                    (Path(name).stem, "video", folder / name, (rel / name).as_posix(), ())
+                )
         if any(Path(name).suffix.lower() in IMAGE_EXTENSIONS for name in files):
             images = tuple(list_images(folder, recursive=False))
             if not sequence:
@@ -149,7 +152,8 @@ def discover_study(
             if not found:
                 raise EmptyStudyError(
                     f"'{path}' holds no video ({' '.join(sorted(VIDEO_EXTENSIONS))}) and no image "
-                    f"({' '.join(sorted(IMAGE_EXTENSIONS))}) that aumaps can read")
+                    f"({' '.join(sorted(IMAGE_EXTENSIONS))}) that aumaps can read"
+                )
             items += found
         elif path.exists():
             loose.append(path)
@@ -174,7 +178,9 @@ def _unique(name: str, used: Counter[str]) -> str:
 
 def holds_videos(folder: str | os.PathLike[str]) -> bool:
     """Whether the tree under ``folder`` holds a video (hidden entries left out)."""
-    return any(Path(name).suffix.lower() in VIDEO_EXTENSIONS for _, files in _walk(Path(folder), None) for name in files)
+    return any(
+        Path(name).suffix.lower() in VIDEO_EXTENSIONS for _, files in _walk(Path(folder), None) for name in files
+    )
 
 
 def select_shard(items: Sequence[StudyItem], index: int, count: int) -> list[StudyItem]:

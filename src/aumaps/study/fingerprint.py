@@ -103,8 +103,9 @@ def weights_file(weights: str | os.PathLike[str]) -> tuple[Path | None, str | No
     return Path(weights), None
 
 
-def weights_digest(path: Path | None, pinned: str | None = None,
-                   known: Iterable[Mapping[str, Any]] = ()) -> tuple[str | None, dict[str, Any] | None]:
+def weights_digest(
+    path: Path | None, pinned: str | None = None, known: Iterable[Mapping[str, Any]] = ()
+) -> tuple[str | None, dict[str, Any] | None]:
     """The SHA-256 of the weights file ``path`` (None when there is none), and the record
     that lets a later run skip reading it (``path``, ``size``, ``mtime_ns``, ``sha256``).
 

@@ -60,8 +60,10 @@ class StudyOptions:
         if not 0 <= self.baseline_percentile <= 100:
             raise ValueError(f"the baseline percentile must lie in [0, 100], got {self.baseline_percentile}")
         if self.baseline == "map" and self.smooth:
-            raise ValueError("--baseline map reads the unsmoothed AU maps: it cannot be combined with --smooth "
-                             "(the scalar baseline can)")
+            raise ValueError(
+                "--baseline map reads the unsmoothed AU maps: it cannot be combined with --smooth "
+                "(the scalar baseline can)"
+            )
         if self.smooth:
             from ..video import IntensitySmoother
 
@@ -71,6 +73,16 @@ class StudyOptions:
         """The options that change what a CSV holds: a study is never resumed across them
         (the model's own key, weights digest and aumaps version, is each item's:
         :mod:`aumaps.study.fingerprint`)."""
-        keep = ("weights", "detector", "backend", "max_error", "redetect_every", "smooth", "fps", "sequence",
-                "baseline", "baseline_percentile")
+        keep = (
+            "weights",
+            "detector",
+            "backend",
+            "max_error",
+            "redetect_every",
+            "smooth",
+            "fps",
+            "sequence",
+            "baseline",
+            "baseline_percentile",
+        )
         return {name: getattr(self, name) for name in keep}

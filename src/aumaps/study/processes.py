@@ -93,15 +93,22 @@ def build_estimator(options: StudyOptions, device: str) -> Any:
     """The :class:`~aumaps.predict.AUEstimator` the options describe, on ``device``."""
     from ..predict import AUEstimator
 
-    return AUEstimator(weights=options.weights, detector=options.detector, device=device,
-                       batch_size=options.batch_size, backend=options.backend, max_error=options.max_error)
+    return AUEstimator(
+        weights=options.weights,
+        detector=options.detector,
+        device=device,
+        batch_size=options.batch_size,
+        backend=options.backend,
+        max_error=options.max_error,
+    )
 
 
 # -- inside a worker ---------------------------------------------------------------------
 
 
-def _worker_main(conn: Connection, options: StudyOptions, out_dir: Path, device: str, threads: int,
-                 model_key: ModelKey, parent: int) -> None:
+def _worker_main(
+    conn: Connection, options: StudyOptions, out_dir: Path, device: str, threads: int, model_key: ModelKey, parent: int
+) -> None:
     """A worker process: build its estimator, say ``("ready",)``, then analyse each item the
     parent sends (``None``: stop), telling it ``("frames", n)`` every 0.2 s and ``("done",
     entry)`` at the end of each item. A worker that cannot start says ``("error", why)``.
@@ -121,7 +128,7 @@ def _worker_main(conn: Connection, options: StudyOptions, out_dir: Path, device:
         cv2.setNumThreads(threads)
         tqdm.set_lock(threading.RLock())  # not tqdm's multiprocessing semaphore, which a killed worker would leak
         analyst = Analyst(build_estimator(options, device), out_dir, options, model_key)
-    except Exception as err:  # noqa: BLE001 - told to the parent, which decides
+    except Exception as err:
         conn.send(("error", f"{type(err).__name__}: {err}"))
         return
     conn.send(("ready",))
@@ -231,13 +238,12 @@ class Ranks:
 # -- here, or in workers ----------------------------------------------------------------
 
 
-def analyse_here(todo: list[StudyItem], analyst: Analyst, on_frames: Callable[[int], None],
-                 finished: Finished) -> bool:
+def analyse_here(todo: list[StudyItem], analyst: Analyst, on_frames: Callable[[int], None], finished: Finished) -> bool:
     """Analyse the items in this process, one after the other; whether Ctrl-C stopped it."""
     for item in todo:
         told = [0]
 
-        def counting(n: int) -> None:
+        def counting(n: int, told: list[int] = told) -> None:
             told[0] += n
             on_frames(n)
 
@@ -301,9 +307,18 @@ class _Worker:
         self.conn.close()
 
 
-def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, device: str, workers: int,
-                       threads: int, on_frames: Callable[[int], None], finished: Finished,
-                       say: Callable[[str], None] = print, model_key: ModelKey | None = None) -> bool:
+def analyse_in_workers(
+    todo: list[StudyItem],
+    out: Path,
+    options: StudyOptions,
+    device: str,
+    workers: int,
+    threads: int,
+    on_frames: Callable[[int], None],
+    finished: Finished,
+    say: Callable[[str], None] = print,
+    model_key: ModelKey | None = None,
+) -> bool:
     """Analyse the items in ``workers`` processes of ``threads`` PyTorch threads, one item per
     free worker; whether Ctrl-C stopped it (the videos being analysed then stop and are
     logged ``interrupted``).
@@ -367,8 +382,14 @@ def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, 
             clean_after(worker)
             on_frames(-worker.frames)  # its frames do not count
             status = "interrupted" if interrupted else "failed"
-            finished(item, unfinished(item, status, None if interrupted else
-                                      f"the worker process analysing it died: {cause}; the other items went on"))
+            finished(
+                item,
+                unfinished(
+                    item,
+                    status,
+                    None if interrupted else f"the worker process analysing it died: {cause}; the other items went on",
+                ),
+            )
 
     def hire() -> None:
         """Workers for the items left, up to ``workers``."""
@@ -380,8 +401,14 @@ def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, 
         while waiting or any(w.item is not None for w in pool):
             if start_failures >= 3:
                 for item in reversed(waiting):
-                    finished(item, unfinished(item, "failed", f"not analysed: worker processes could not start "
-                                              f"({last_error or 'see above'})"))
+                    finished(
+                        item,
+                        unfinished(
+                            item,
+                            "failed",
+                            f"not analysed: worker processes could not start ({last_error or 'see above'})",
+                        ),
+                    )
                 waiting.clear()
                 if not any(w.item is not None for w in pool):
                     break
@@ -425,6 +452,12 @@ def analyse_in_workers(todo: list[StudyItem], out: Path, options: StudyOptions, 
             if worker.item is not None:  # stopped before it said how its item ended
                 clean_after(worker)
                 on_frames(-worker.frames)
-                finished(worker.item, unfinished(worker.item, "interrupted" if interrupted else "failed",
-                                                 None if interrupted else "the study stopped"))
+                finished(
+                    worker.item,
+                    unfinished(
+                        worker.item,
+                        "interrupted" if interrupted else "failed",
+                        None if interrupted else "the study stopped",
+                    ),
+                )
     return interrupted

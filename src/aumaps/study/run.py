@@ -219,8 +219,13 @@ def run_study(
     return run
 
 
-def _run(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], out: Path, options: StudyOptions,
-         estimator: Any, shard: tuple[int, int] | None) -> StudyRun:
+def _run(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    out: Path,
+    options: StudyOptions,
+    estimator: Any,
+    shard: tuple[int, int] | None,
+) -> StudyRun:
     """:func:`run_study` in one job."""
     items = discover_study(paths, out, options.sequence)
     if shard is not None:
@@ -228,15 +233,20 @@ def _run(paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], out: 
     out.mkdir(parents=True, exist_ok=True)
     if not options.force:  # forced, every item is made again: nothing would be mixed
         check_compatible(out, options.results_key())
-    runlog = RunLog(out / log_name(shard), {
-        "study": [str(Path(p).resolve()) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)],
-        "out_dir": str(out.resolve()),
-        "shard": list(shard) if shard else None,
-        "launcher": "torchrun" if launcher_shard() else None,
-        "command": command_line(),
-        "options": {**{k: v for k, v in asdict(options).items() if k not in StudyOptions().results_key()},
-                    "results": options.results_key()},
-    })
+    runlog = RunLog(
+        out / log_name(shard),
+        {
+            "study": [str(Path(p).resolve()) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)],
+            "out_dir": str(out.resolve()),
+            "shard": list(shard) if shard else None,
+            "launcher": "torchrun" if launcher_shard() else None,
+            "command": command_line(),
+            "options": {
+                **{k: v for k, v in asdict(options).items() if k not in StudyOptions().results_key()},
+                "results": options.results_key(),
+            },
+        },
+    )
     known = [log.get("made_with", {}).get("weights_file") for log in runlog.earlier_logs]
     key = ModelKey.of(estimator.checkpoint.path if estimator is not None else options.weights, known)
     runlog.update(made_with=key.entry())
@@ -288,8 +298,13 @@ def _reports_from_csvs(out: Path, items: list[StudyItem], runlog: RunLog) -> Non
             continue
         aus = csv_aus(out / item.csv)
         table = reporting.load_series(out / item.csv, aus)
-        reporting.write_report(out / item.report, table, aus, title=str(item.source),
-                               facts={"peak frames": "not shown (report made from the CSV)"})
+        reporting.write_report(
+            out / item.report,
+            table,
+            aus,
+            title=str(item.source),
+            facts={"peak frames": "not shown (report made from the CSV)"},
+        )
         entry["report"] = f"{item.report}/index.html"
 
 
@@ -301,8 +316,15 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def _analyse(todo: list[StudyItem], out: Path, options: StudyOptions, estimator: Any, runlog: RunLog,
-             key: ModelKey, redone: dict[str, str]) -> tuple[int, float, bool]:
+def _analyse(
+    todo: list[StudyItem],
+    out: Path,
+    options: StudyOptions,
+    estimator: Any,
+    runlog: RunLog,
+    key: ModelKey,
+    redone: dict[str, str],
+) -> tuple[int, float, bool]:
     """Analyse ``todo`` here or in workers, logging as items finish; (frames, seconds,
     interrupted)."""
     from tqdm.auto import tqdm
@@ -318,11 +340,16 @@ def _analyse(todo: list[StudyItem], out: Path, options: StudyOptions, estimator:
     if key.weights_sha256 is None:  # the weights were fetched just now
         key = ModelKey.of(ckpt.path, [key.weights_file])
     runlog.update(
-        machine=describe_machine() if workers == 1 else f"{describe_machine()}; {workers} workers of {threads} "
-        "thread(s)",
+        machine=describe_machine()
+        if workers == 1
+        else f"{describe_machine()}; {workers} workers of {threads} thread(s)",
         model={"weights": options.weights, "path": str(ckpt.path), "aus": list(ckpt.aus), "card": ckpt.card},
-        made_with=key.entry(), engine=estimator.engine.describe(), device=device, workers=workers,
-        threads_per_worker=threads)
+        made_with=key.entry(),
+        engine=estimator.engine.describe(),
+        device=device,
+        workers=workers,
+        threads_per_worker=threads,
+    )
     runlog.save()
     del ckpt
     if workers > 1:  # the parent's model is not needed while the workers load theirs
@@ -332,8 +359,9 @@ def _analyse(todo: list[StudyItem], out: Path, options: StudyOptions, estimator:
     known = [n for n in expected.values() if n is not None]
     guess = int(sum(known) / len(known)) if known else 0
     expected = {k: guess if n is None else n for k, n in expected.items()}
-    bar = tqdm(total=sum(expected.values()), unit="frame", desc="study", disable=not options.progress,
-               dynamic_ncols=True)
+    bar = tqdm(
+        total=sum(expected.values()), unit="frame", desc="study", disable=not options.progress, dynamic_ncols=True
+    )
     done = {"items": 0, "failed": 0, "frames": 0}
 
     def finished(item: StudyItem, entry: dict[str, Any]) -> None:
@@ -360,7 +388,17 @@ def _analyse(todo: list[StudyItem], out: Path, options: StudyOptions, estimator:
         if workers == 1:
             interrupted = analyse_here(todo, Analyst(estimator, out, options, key), bar.update, finished)
         else:
-            interrupted = analyse_in_workers(todo, out, options, device, workers, threads, bar.update, finished,
-                                             say=lambda text: bar.write(text, file=sys.stderr), model_key=key)
+            interrupted = analyse_in_workers(
+                todo,
+                out,
+                options,
+                device,
+                workers,
+                threads,
+                bar.update,
+                finished,
+                say=lambda text: bar.write(text, file=sys.stderr),
+                model_key=key,
+            )
     seconds = time.perf_counter() - start
     return done["frames"], seconds, interrupted

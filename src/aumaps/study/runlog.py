@@ -40,8 +40,7 @@ __all__ = ["FORMAT", "RunLog", "check_compatible", "command_line", "merged_items
 FORMAT = "aumaps-study-log/1"
 
 #: Libraries whose versions a log records (distribution names).
-_LIBRARIES = ("torch", "numpy", "opencv-python", "opencv-python-headless", "onnxruntime", "openvino", "dlib",
-              "pandas")
+_LIBRARIES = ("torch", "numpy", "opencv-python", "opencv-python-headless", "onnxruntime", "openvino", "dlib", "pandas")
 
 
 def versions() -> dict[str, str]:
@@ -74,8 +73,10 @@ def read_logs(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return logs
 
 
-def merged_items(out_dir: str | os.PathLike[str], logs: list[dict[str, Any]] | None = None,
-                 ) -> dict[str, dict[str, Any]]:
+def merged_items(
+    out_dir: str | os.PathLike[str],
+    logs: list[dict[str, Any]] | None = None,
+) -> dict[str, dict[str, Any]]:
     """The items of all jobs' logs (``logs``: those :func:`read_logs` read already), by CSV
     path; where two logs name one item (a study run once whole, once in shards), the most
     recently finished entry wins."""
@@ -103,7 +104,8 @@ def check_compatible(out_dir: str | os.PathLike[str], results_options: Mapping[s
             changes = ", ".join(f"{k}: {before.get(k)!r} then, {wanted.get(k)!r} now" for k in differ)
             raise ValueError(
                 f"'{out_dir}' holds results made with other options ({changes}; see {log['file']}): "
-                "resuming would mix them; choose another --out-dir, or give --force to analyse everything again")
+                "resuming would mix them; choose another --out-dir, or give --force to analyse everything again"
+            )
 
 
 class RunLog:
@@ -119,8 +121,16 @@ class RunLog:
         self.path = Path(path)
         self.earlier_logs = read_logs(self.path.parent)
         self.earlier = merged_items(self.path.parent, self.earlier_logs)
-        self.data: dict[str, Any] = {"format": FORMAT, "versions": versions(), **head, "started": now(),
-                                     "updated": None, "finished": None, "status": "running", "items": {}}
+        self.data: dict[str, Any] = {
+            "format": FORMAT,
+            "versions": versions(),
+            **head,
+            "started": now(),
+            "updated": None,
+            "finished": None,
+            "status": "running",
+            "items": {},
+        }
         self._saved = 0.0
 
     @property

@@ -119,16 +119,27 @@ def summarize_video(table: pd.DataFrame, aus: Sequence[int], video: str = "") ->
     faces = sorted(int(f) for f in table.loc[table["success"] == 1, "face_id"].unique())
     rows = []
     for face_id in faces or [NO_FACE]:
-        row = {"video": video, "name": video_name(video), "face_id": face_id, "frames": len(frames),
-               "frames_with_face": int(((table["face_id"] == face_id) & (table["success"] == 1)).sum())}
+        row = {
+            "video": video,
+            "name": video_name(video),
+            "face_id": face_id,
+            "frames": len(frames),
+            "frames_with_face": int(((table["face_id"] == face_id) & (table["success"] == 1)).sum()),
+        }
         for column in columns:
             stats = per_column[column]
             if face_id in stats.index:
                 s = stats.loc[face_id]
-                row |= {f"{column}_mean": s["mean"], f"{column}_median": s["median"], f"{column}_max": s["max"],
-                        f"{column}_std": s["std"], f"{column}_active": s["active_pct"] / 100.0}
-                row[f"{column}_episodes"], row[f"{column}_episode_s"] = _episodes(table, face_id, column, frames,
-                                                                                interval)
+                row |= {
+                    f"{column}_mean": s["mean"],
+                    f"{column}_median": s["median"],
+                    f"{column}_max": s["max"],
+                    f"{column}_std": s["std"],
+                    f"{column}_active": s["active_pct"] / 100.0,
+                }
+                row[f"{column}_episodes"], row[f"{column}_episode_s"] = _episodes(
+                    table, face_id, column, frames, interval
+                )
             else:
                 row |= {f"{column}_{name}": np.nan for name in STATISTICS}
                 row[f"{column}_episodes"] = 0
@@ -169,8 +180,11 @@ def summarize(
     tables: dict[str, tuple[pd.DataFrame, tuple[int, ...]]] = {}
     for path in paths:
         aus = csv_aus(path)
-        wanted = set(["frame", "timestamp", "face_id", "success"] + [column_name(a) for a in aus]
-                     + [corrected_column(a) for a in aus])
+        wanted = set(
+            ["frame", "timestamp", "face_id", "success"]
+            + [column_name(a) for a in aus]
+            + [corrected_column(a) for a in aus]
+        )
         table = pd.read_csv(path, usecols=lambda c, wanted=wanted: c.strip() in wanted, skipinitialspace=True)
         table.columns = [c.strip() for c in table.columns]
         tables[path.relative_to(root).with_suffix("").as_posix()] = (table, aus)
@@ -179,16 +193,19 @@ def summarize(
     participant_of: dict[str, str] = {}
     if baseline_by is not None:
         if sheet is None:
-            raise ValueError("a per-participant baseline needs the participant sheet (--by) that names each "
-                             "video's participant")
+            raise ValueError(
+                "a per-participant baseline needs the participant sheet (--by) that names each video's participant"
+            )
         participant_of = _sheet_column(sheet, key, baseline_by, list(tables))
         aus_sets = {tables[v][1] for v in participant_of}
         if len(aus_sets) > 1:
-            raise ValueError(f"the videos hold different AUs ({sorted(aus_sets)}): one participant baseline needs "
-                             "one model's CSVs")
+            raise ValueError(
+                f"the videos hold different AUs ({sorted(aus_sets)}): one participant baseline needs one model's CSVs"
+            )
         aus = next(iter(aus_sets), ())
-        neutrals = participant_neutrals({v: t for v, (t, _) in tables.items()}, participant_of, aus, percentile,
-                                        least_frames)
+        neutrals = participant_neutrals(
+            {v: t for v, (t, _) in tables.items()}, participant_of, aus, percentile, least_frames
+        )
         for participant, entry in neutrals.items():
             if not entry["corrected"]:
                 log.warning("participant %s: %s", participant, entry["reason"])
@@ -200,11 +217,16 @@ def summarize(
         part = summarize_video(table, aus, video)
         if baseline_by is not None:
             entry = neutrals.get(participant_of.get(video, ""), {})
-            columns = {"baseline": participant_of.get(video), "baseline_videos": entry.get("videos", 0),
-                       "baseline_frames": entry.get("frames", 0)}
+            columns = {
+                "baseline": participant_of.get(video),
+                "baseline_videos": entry.get("videos", 0),
+                "baseline_frames": entry.get("frames", 0),
+            }
             neutral = entry.get("neutral")
-            columns |= {f"{column_name(a)}_neutral": (round(float(neutral[k]), 4) if neutral is not None else np.nan)
-                        for k, a in enumerate(aus)}
+            columns |= {
+                f"{column_name(a)}_neutral": (round(float(neutral[k]), 4) if neutral is not None else np.nan)
+                for k, a in enumerate(aus)
+            }
             place = list(part.columns).index("face_id") + 1
             for offset, (name, value) in enumerate(columns.items()):
                 part.insert(place + offset, name, value)
@@ -241,8 +263,10 @@ def _sheet_keys(table: pd.DataFrame, key: str) -> tuple[pd.Series, str]:
         ValueError: no ``key`` column, or a video named twice.
     """
     if key not in table.columns:
-        raise ValueError(f"the sheet has no column {key!r} (its columns: {', '.join(map(str, table.columns))}); "
-                         "name the column of video names with --key")
+        raise ValueError(
+            f"the sheet has no column {key!r} (its columns: {', '.join(map(str, table.columns))}); "
+            "name the column of video names with --key"
+        )
     keys = table[key].astype(str).str.strip()
     on = "video" if keys.str.contains("/").any() else "name"
     keys = keys.map(lambda k: k.removeprefix("./")) if on == "video" else keys
@@ -271,8 +295,12 @@ def _sheet_column(sheet: pd.DataFrame, key: str, column: str, videos: Sequence[s
             found[video] = value.strip()
     left = sorted(set(videos) - set(found))
     if left:
-        log.warning("%d video(s) have no %s in the sheet, so no participant baseline (e.g. %s)", len(left), column,
-                    ", ".join(left[:5]))
+        log.warning(
+            "%d video(s) have no %s in the sheet, so no participant baseline (e.g. %s)",
+            len(left),
+            column,
+            ", ".join(left[:5]),
+        )
     return found
 
 
@@ -301,8 +329,11 @@ def join_sheet(summary: pd.DataFrame, sheet: str | os.PathLike[str] | pd.DataFra
     if on == "name":
         shared = summary.drop_duplicates("video").groupby("name")["video"].count()
         if (shared > 1).any():
-            log.warning("video names in several folders (e.g. %s) all get the sheet's row; key the sheet on the "
-                        "path within the study (folder/name) to tell them apart", shared[shared > 1].index[0])
+            log.warning(
+                "video names in several folders (e.g. %s) all get the sheet's row; key the sheet on the "
+                "path within the study (folder/name) to tell them apart",
+                shared[shared > 1].index[0],
+            )
     joined = summary.merge(table, how="left", left_on=on, right_on="_key", suffixes=("", "_sheet"))
     joined = joined.drop(columns=["_key"])
     extra = [c for c in joined.columns if c not in summary.columns]

@@ -8,11 +8,20 @@
 import importlib
 
 _LAZY = {
-    "IntensitySmoother": "analyser", "VideoAnalyser": "analyser", "VideoSummary": "analyser",
+    "IntensitySmoother": "analyser",
+    "VideoAnalyser": "analyser",
+    "VideoSummary": "analyser",
     "process_video": "analyser",
-    "VIDEO_EXTENSIONS": "sources", "Frame": "sources", "FrameReader": "sources", "FrameSource": "sources",
-    "ImageSequenceSource": "sources", "VideoFileSource": "sources", "VideoOpenError": "sources",
-    "WebcamSource": "sources", "is_video_file": "sources", "open_source": "sources",
+    "VIDEO_EXTENSIONS": "sources",
+    "Frame": "sources",
+    "FrameReader": "sources",
+    "FrameSource": "sources",
+    "ImageSequenceSource": "sources",
+    "VideoFileSource": "sources",
+    "VideoOpenError": "sources",
+    "WebcamSource": "sources",
+    "is_video_file": "sources",
+    "open_source": "sources",
     "OverlayWriter": "writers",
 }
 

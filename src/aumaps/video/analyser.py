@@ -93,8 +93,11 @@ class IntensitySmoother:
             faces = []
             for face in result.faces:
                 previous = self._state.get(face.face_id)
-                value = face.intensities if previous is None else (
-                    self.alpha * face.intensities + (1 - self.alpha) * previous)
+                value = (
+                    face.intensities
+                    if previous is None
+                    else (self.alpha * face.intensities + (1 - self.alpha) * previous)
+                )
                 alive[face.face_id] = value
                 faces.append(replace(face, intensities=value))
             self._state = alive
@@ -122,7 +125,7 @@ class IntensitySmoother:
         """Frame ``i`` of the window with each face's intensities averaged over its
         appearances within ``size // 2`` positions."""
         half = self.size // 2
-        near = list(self._window)[max(i - half, 0): i + half + 1]
+        near = list(self._window)[max(i - half, 0) : i + half + 1]
         result = self._window[i]
         faces = []
         for face in result.faces:
@@ -182,11 +185,13 @@ class VideoAnalyser:
 
     def _run(self) -> list[FrameResult]:
         pending = self._pending
-        faces = iter(self._analyse(
-            np.concatenate([p[3] for p in pending]),
-            np.concatenate([p[2] for p in pending]),
-            [face for p in pending for face in p[1]],
-        ))
+        faces = iter(
+            self._analyse(
+                np.concatenate([p[3] for p in pending]),
+                np.concatenate([p[2] for p in pending]),
+                [face for p in pending for face in p[1]],
+            )
+        )
         results = [
             FrameResult(frame.index, frame.timestamp, [next(faces) for _ in tracked], frame.image, frame.error)
             for frame, tracked, _, _ in pending
@@ -318,9 +323,14 @@ def process_video(
     ids: set[int] = set()
     start = time.perf_counter()
     reader = FrameReader(source, times=times)
-    with _on_interrupt(reader.stop) as interrupted, ResultWriter(csv_path, estimator.aus) as writer, reader, tqdm(
-        total=source.frame_count, desc=Path(source.name).name, unit="frame", disable=not progress, leave=False
-    ) as bar:
+    with (
+        _on_interrupt(reader.stop) as interrupted,
+        ResultWriter(csv_path, estimator.aus) as writer,
+        reader,
+        tqdm(
+            total=source.frame_count, desc=Path(source.name).name, unit="frame", disable=not progress, leave=False
+        ) as bar,
+    ):
 
         def emit(results: list[FrameResult]) -> None:
             for result in results:

@@ -23,8 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..images import (MAX_PIXELS_ENV, ImageReadError, ImageTooLarge, check_pixels, list_images, pixel_cap,
-                      read_image)
+from ..images import MAX_PIXELS_ENV, ImageReadError, ImageTooLarge, check_pixels, list_images, pixel_cap, read_image
 from ..timing import StageTimes
 
 __all__ = [
@@ -100,7 +99,7 @@ class FrameSource(ABC):
     def frames(self) -> Iterator[Frame]:
         """The frames in order, each index once; called once, from the decoding thread."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional: sources without a file keep this)
         """Release the underlying file or device."""
 
     def _problem(self, message: str) -> None:
@@ -237,21 +236,26 @@ class VideoFileSource(FrameSource):
             except StopIteration:
                 break
             except av.error.FFmpegError as err:
-                self._problem(f"{self.name}: reading stopped {where} (truncated or damaged file): {err}; "
-                              f"the {index} decoded frame(s) are kept")
+                self._problem(
+                    f"{self.name}: reading stopped {where} (truncated or damaged file): {err}; "
+                    f"the {index} decoded frame(s) are kept"
+                )
                 return
             try:
                 decoded = packet.decode()
             except av.error.FFmpegError as err:
                 # decoding threads report an error with the packet they are given next: "near"
                 at = "" if packet.pts is None or start is None else f"near t = {(packet.pts - start) * tb:.3f} s, "
-                self._problem(f"{self.name}: a packet {at}{where}, could not be decoded (damaged file): {err}; "
-                              "decoding went on")
+                self._problem(
+                    f"{self.name}: a packet {at}{where}, could not be decoded (damaged file): {err}; decoding went on"
+                )
                 continue
             for frame in decoded:
                 if frame.width * frame.height > self._max_pixels:
-                    self._problem(f"{self.name}: frame {index + 1} is {frame.width}x{frame.height} pixels, over the "
-                                  "pixel cap: decoding stopped there")
+                    self._problem(
+                        f"{self.name}: frame {index + 1} is {frame.width}x{frame.height} pixels, over the "
+                        "pixel cap: decoding stopped there"
+                    )
                     return
                 if frame.pts is None:
                     timestamp = 0.0 if last is None else last + interval
@@ -264,9 +268,11 @@ class VideoFileSource(FrameSource):
                 elif last is not None:
                     backwards += 1
                     if backwards == 1:
-                        self._problem(f"{self.name}: frame {index + 1}'s presentation time ({timestamp:.3f} s) is "
-                                      f"not after frame {index}'s ({last:.3f} s): the file's timing is damaged there; "
-                                      "its timestamps are written as the file gives them")
+                        self._problem(
+                            f"{self.name}: frame {index + 1}'s presentation time ({timestamp:.3f} s) is "
+                            f"not after frame {index}'s ({last:.3f} s): the file's timing is damaged there; "
+                            "its timestamps are written as the file gives them"
+                        )
                 yield Frame(index, timestamp, frame.to_ndarray(format="rgb24"))
                 last = timestamp
                 index += 1

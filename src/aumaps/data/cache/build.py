@@ -124,8 +124,7 @@ def build_cache(
     aus = resolve_aus(aus)
     if workers < 1 or chunk < 1 or redetect_every < 1:
         raise ValueError(
-            f"workers, chunk and redetect_every must be at least 1, got {workers}, {chunk} "
-            f"and {redetect_every}"
+            f"workers, chunk and redetect_every must be at least 1, got {workers}, {chunk} and {redetect_every}"
         )
     if shard is not None:
         check_shard(*shard)
@@ -285,8 +284,7 @@ class _Job:
         chunk = max(1, min(chunk, -(-len(plain) // workers)))  # every worker gets some rows
         groups = [plain[start : start + chunk] for start in range(0, len(plain), chunk)]
         groups += [
-            np.asarray(sorted(rows, key=lambda r: (self.refs[r][1], r)), dtype=np.int64)
-            for rows in videos.values()
+            np.asarray(sorted(rows, key=lambda r: (self.refs[r][1], r)), dtype=np.int64) for rows in videos.values()
         ]
         groups.sort(key=lambda rows: int(rows.min()))
         return [
@@ -295,9 +293,7 @@ class _Job:
         ]
 
 
-def _fill(
-    out: Path, info: dict, job: _Job, share: np.ndarray, workers: int, progress: bool, chunk: int
-) -> None:
+def _fill(out: Path, info: dict, job: _Job, share: np.ndarray, workers: int, progress: bool, chunk: int) -> None:
     """Register the rows of ``share`` (``(N,)`` bool) that ``done.npy`` does not mark yet,
     then mark the cache complete."""
     done = np.load(out / "done.npy", mmap_mode="r+")
@@ -343,9 +339,7 @@ def _finish(out: Path, info: dict, failures: dict[int, dict], share: np.ndarray)
     write_info(out, info)
 
 
-def _run(
-    tasks: Iterator[Task], out: Path, job: _Job, workers: int
-) -> Iterator[tuple[np.ndarray, list[dict]]]:
+def _run(tasks: Iterator[Task], out: Path, job: _Job, workers: int) -> Iterator[tuple[np.ndarray, list[dict]]]:
     """Process ``tasks`` here (``workers == 1``) or in worker processes; yield each finished
     chunk. At most two chunks per worker are queued, so an interruption leaves little to
     cancel; a worker that dies makes the build fail (``BrokenProcessPool``) rather than hang.

@@ -214,9 +214,7 @@ def check_resumable(out: Path, info: dict, identity: dict) -> None:
     keys = list(identity) + [key for key in ("redetect_every", "shard") if key in info and key not in identity]
     differ = [key for key in keys if info.get(key) != identity.get(key)]
     if differ:
-        details = "; ".join(
-            f"{key}: {_short(info.get(key))} there, {_short(identity[key])} now" for key in differ
-        )
+        details = "; ".join(f"{key}: {_short(info.get(key))} there, {_short(identity[key])} now" for key in differ)
         raise CacheError(
             f"'{out}' holds a crop cache built from other inputs ({details}); pass "
             f"resume=False to rebuild it, or choose another folder"

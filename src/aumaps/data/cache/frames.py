@@ -110,10 +110,14 @@ class RowImages:
         info = archive.getinfo(name)
         limit = max_member_bytes()
         if info.file_size > limit:
-            return InvalidRow("unreadable", (
-                f"'{name}' in '{path}' declares {info.file_size:,} bytes uncompressed, more than an image at the "
-                f"pixel cap can take ({limit:,} bytes for {pixel_cap() / 1e6:,.0f} megapixels); not read "
-                f"(the environment variable {MAX_PIXELS_ENV} raises the cap)"))
+            return InvalidRow(
+                "unreadable",
+                (
+                    f"'{name}' in '{path}' declares {info.file_size:,} bytes uncompressed, more than an image at the "
+                    f"pixel cap can take ({limit:,} bytes for {pixel_cap() / 1e6:,.0f} megapixels); not read "
+                    f"(the environment variable {MAX_PIXELS_ENV} raises the cap)"
+                ),
+            )
         with archive.open(info) as stream:
             head = stream.read(_HEAD_BYTES)
             size = image_size(head, f"{path}#{name}")  # None: the header lies further in (decode_image checks)
@@ -148,8 +152,6 @@ class RowImages:
                 if frame is not None:
                     yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
                 else:
-                    yield InvalidRow(
-                        "unreadable", f"frame {index} cannot be decoded (the video ends before it)"
-                    )
+                    yield InvalidRow("unreadable", f"frame {index} cannot be decoded (the video ends before it)")
         finally:
             capture.release()

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from .canvas import _ellipse, _fill, _over, _stroke
+from .canvas import _ellipse, _stroke
 from .geometry import _axes
 
 
@@ -34,9 +34,7 @@ class _Shading:
         self.strength = strength
         self.layers = {key: np.zeros(shape, np.float32) for key in self.LAYERS}
 
-    def at(
-        self, base: int | Sequence[int] | np.ndarray, dx: float = 0.0, dy: float = 0.0
-    ) -> np.ndarray:
+    def at(self, base: int | Sequence[int] | np.ndarray, dx: float = 0.0, dy: float = 0.0) -> np.ndarray:
         """A point ``(dx, dy)`` IOD from landmark ``base`` (or the mean of several, or a point)."""
         if isinstance(base, np.ndarray) and base.shape == (2,):
             point = base
@@ -56,9 +54,7 @@ class _Shading:
             stroke = _stroke(self.shape, np.array(points), width * self.iod)
             self.layers[layer] += (amp * self.strength) * stroke
 
-    def spot(
-        self, centre: np.ndarray, rx: float, ry: float, amp: float, layer: str = "dark_broad"
-    ) -> None:
+    def spot(self, centre: np.ndarray, rx: float, ry: float, amp: float, layer: str = "dark_broad") -> None:
         """An ellipse of half-axes ``rx``, ``ry`` IOD along the face's axes."""
         if amp > 0:
             blob = _ellipse(self.shape, centre, (rx * self.iod, ry * self.iod), self.angle)
@@ -67,10 +63,7 @@ class _Shading:
     def apply(self, image: np.ndarray) -> np.ndarray:
         """``image`` (float32 ``(H, W, 3)``) with the strokes blurred and applied."""
         sigma = {"fine": 0.012 * self.iod + 0.3, "broad": 0.05 * self.iod}
-        blurred = {
-            key: cv2.GaussianBlur(layer, (0, 0), sigma[key.split("_")[1]])
-            for key, layer in self.layers.items()
-        }
+        blurred = {key: cv2.GaussianBlur(layer, (0, 0), sigma[key.split("_")[1]]) for key, layer in self.layers.items()}
         dark = np.clip(blurred["dark_fine"] + blurred["dark_broad"], 0.0, 0.9)
         light = np.clip(blurred["light_fine"] + blurred["light_broad"], 0.0, 0.6)
         tint = np.array([0.85, 1.0, 1.05], np.float32)  # creases look reddish-brown
@@ -104,9 +97,7 @@ def _draw_appearance(
             xs = np.linspace(-0.55, 0.55, 12)
             pts = [p.at(mid, x, dy + j() - 0.06 + 0.2 * x**2) for x in xs]  # arched
             outer = np.where(xs < 0, lv(2, -1), lv(2, 1))  # the outer forehead, per side
-            weight = lv(1) * np.exp(-((xs / 0.22) ** 2)) + outer * np.exp(
-                -(((np.abs(xs) - 0.38) / 0.14) ** 2)
-            )
+            weight = lv(1) * np.exp(-((xs / 0.22) ** 2)) + outer * np.exp(-(((np.abs(xs) - 0.38) / 0.14) ** 2))
             for k in range(len(xs) - 1):
                 p.line(pts[k : k + 2], 0.28 * (weight[k] + weight[k + 1]) / 2)
     # glabella: vertical furrows between the lowered brows
@@ -118,7 +109,7 @@ def _draw_appearance(
             )
         p.spot(p.at([21, 22, 27], 0, -0.02), 0.12, 0.06, 0.10 * lv(4))
         p.line([p.at(27, -0.06, 0.02), p.at(27, 0.06, 0.02)], 0.15 * lv(4))
-    for side, eye, upper, lower, corner, cheek in (
+    for side, _eye, _upper, lower, corner, cheek in (
         (-1, np.r_[36:42], (37, 38), (41, 40), 36, (1, 41, 31)),
         (1, np.r_[42:48], (43, 44), (46, 47), 45, (15, 46, 35)),
     ):
@@ -151,9 +142,7 @@ def _draw_appearance(
         # AU9: wrinkles on the side of the nose
         if lv(9, side):
             for dy in (-0.02, 0.03):
-                p.line(
-                    [p.at(29, side * 0.03, dy + j()), p.at(29, side * 0.11, dy - 0.05)], 0.3 * lv(9, side)
-                )
+                p.line([p.at(29, side * 0.03, dy + j()), p.at(29, side * 0.11, dy - 0.05)], 0.3 * lv(9, side))
         # nasolabial furrow: AU9 and AU10 deepen its upper part, AU12 all of it
         upper_part, whole = max(lv(10, side), 0.6 * lv(9, side)), lv(12, side)
         lip_corner, nose_wing = (48, 31) if side < 0 else (54, 35)
@@ -171,9 +160,7 @@ def _draw_appearance(
             )
         # AU14: dimple beside the corner, a short vertical fold at the corner
         if lv(14, side):
-            p.spot(
-                p.at(lip_corner, side * 0.07, -0.01 + j()), 0.022, 0.04, 0.55 * lv(14, side), "dark_fine"
-            )
+            p.spot(p.at(lip_corner, side * 0.07, -0.01 + j()), 0.022, 0.04, 0.55 * lv(14, side), "dark_fine")
             p.line(
                 [p.at(lip_corner, side * 0.025, -0.04), p.at(lip_corner, side * 0.03, 0.035)],
                 0.35 * lv(14, side),

@@ -44,18 +44,14 @@ def _fixed(points: np.ndarray) -> np.ndarray:
     return np.round(np.asarray(points) * (1 << _SHIFT)).astype(np.int32).reshape(-1, 1, 2)
 
 
-def _smooth_noise(
-    rng: np.random.Generator, shape: tuple[int, int], cells: int, channels: int = 1
-) -> np.ndarray:
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, int], cells: int, channels: int = 1) -> np.ndarray:
     """Smooth random field in about [-1, 1]: ``cells``×``cells`` values upsampled cubically."""
     coarse = rng.uniform(-1.0, 1.0, (cells, cells, channels)).astype(np.float32)
     out = cv2.resize(coarse, shape[::-1], interpolation=cv2.INTER_CUBIC)
     return out.reshape(*shape, channels) if channels > 1 else out.reshape(shape)
 
 
-def _ellipse(
-    shape: tuple[int, int], centre: np.ndarray, axes: tuple[float, float], angle: float = 0.0
-) -> np.ndarray:
+def _ellipse(shape: tuple[int, int], centre: np.ndarray, axes: tuple[float, float], angle: float = 0.0) -> np.ndarray:
     """``(H, W)`` float32 mask of a filled ellipse (half-axes ``axes`` px, ``angle`` degrees)."""
     out = np.zeros(shape, np.float32)
     cx, cy = (int(v) for v in _fixed(centre).ravel())

@@ -79,8 +79,9 @@ def _run(jobs: list[_SubjectJob], workers: int) -> Iterator[list[dict[str, objec
     # "spawn", not fork: forking a process that already runs PyTorch/OpenMP threads can
     # deadlock the children; each worker renders with one OpenCV thread
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=cv2.setNumThreads,
-                             initargs=(1,)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=cv2.setNumThreads, initargs=(1,)
+    ) as pool:
         yield from pool.map(_render_subject, jobs)
 
 
@@ -141,9 +142,7 @@ def make_dataset(
     out.mkdir(parents=True, exist_ok=True)
     allowed = resolve_aus(aus)
     jobs = [
-        _SubjectJob(
-            i, seed, frames_per_subject, sequence_length, allowed, size, procedural, str(out)
-        )
+        _SubjectJob(i, seed, frames_per_subject, sequence_length, allowed, size, procedural, str(out))
         for i in range(first_subject, first_subject + n_subjects)
     ]
     rows: list[dict[str, object]] = []

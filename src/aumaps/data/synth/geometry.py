@@ -15,9 +15,7 @@ from ...aus import CATALOGUE, MIRROR_68
 
 #: Landmarks on the image-left half of a frontal face; their mirrors (``MIRROR_68``) are on
 #: the right half, and the rest (nose ridge, lip and chin centres) on the midline.
-_LEFT_HALF = frozenset(
-    (*range(0, 8), *range(17, 22), 31, 32, *range(36, 42), 48, 49, 50, 58, 59, 60, 61, 67)
-)
+_LEFT_HALF = frozenset((*range(0, 8), *range(17, 22), 31, 32, *range(36, 42), 48, 49, 50, 58, 59, 60, 61, 67))
 
 
 def _symmetric(half: Mapping[int, tuple[float, float]]) -> dict[int, tuple[float, float]]:

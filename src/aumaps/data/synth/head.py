@@ -84,8 +84,9 @@ def _depth_map(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     gx, gy = np.meshgrid(np.arange(gw) * _GRID * scale, np.arange(gh) * _GRID * scale)
     grid = np.stack([gx.ravel(), gy.ravel()], axis=-1)
     z = _tps_kernel(grid, c) @ coef[:n, 0] + coef[n, 0] + grid @ coef[n + 1 :, 0]
-    z = cv2.resize(z.reshape(gh, gw).astype(np.float32), (gw * _GRID, gh * _GRID),
-                   interpolation=cv2.INTER_LINEAR)[:h, :w]
+    z = cv2.resize(z.reshape(gh, gw).astype(np.float32), (gw * _GRID, gh * _GRID), interpolation=cv2.INTER_LINEAR)[
+        :h, :w
+    ]
     # outside the head's ring the scene is flat; then smooth away folds
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     u = ((xx - centre[0]) * ex[0] + (yy - centre[1]) * ex[1]) / (1.3 * iod)
@@ -105,8 +106,9 @@ def _rotation(yaw: float, pitch: float) -> np.ndarray:
     return ry @ rx
 
 
-def _turn(points: np.ndarray, depth: np.ndarray, centre: np.ndarray, iod: float,
-          yaw: float, pitch: float) -> np.ndarray:
+def _turn(
+    points: np.ndarray, depth: np.ndarray, centre: np.ndarray, iod: float, yaw: float, pitch: float
+) -> np.ndarray:
     """Where ``(N, 2)`` image points of depth ``(N,)`` (pixels) go when the head turns about a
     point half an IOD behind the eyes at ``centre``, seen from 5 IOD in perspective."""
     pivot = -0.5 * iod
@@ -148,14 +150,16 @@ def _turn_maps(
     for _ in range(12):
         d = cv2.remap(disp, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         px, py = xx - d[..., 0], yy - d[..., 1]
-    lm_depth = cv2.remap(depth, landmarks[:, 0:1].astype(np.float32),
-                         landmarks[:, 1:2].astype(np.float32), cv2.INTER_LINEAR)[:, 0]
+    lm_depth = cv2.remap(
+        depth, landmarks[:, 0:1].astype(np.float32), landmarks[:, 1:2].astype(np.float32), cv2.INTER_LINEAR
+    )[:, 0]
     turned = _turn(landmarks, lm_depth, centre, iod, yaw, pitch)
     return px, py, turned
 
 
-def _relight(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray,
-             direction: np.ndarray, strength: float) -> np.ndarray:
+def _relight(
+    image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, direction: np.ndarray, strength: float
+) -> np.ndarray:
     """Light the face's relief from ``direction`` (unit ``(3,)``, image axes, z towards the
     camera; ``(0, -1, 0.4)`` is overhead light): every pixel of the head (``mask``) is scaled
     by the ratio of its Lambertian shading under the new light to that under frontal light,

@@ -49,9 +49,7 @@ def _head_polygon(landmarks: np.ndarray, forehead: float = 0.8) -> np.ndarray:
     return np.concatenate([landmarks[:17], top])
 
 
-def _shape_offsets(
-    landmarks: np.ndarray, rng: np.random.Generator, spread: float = 1.0
-) -> np.ndarray:
+def _shape_offsets(landmarks: np.ndarray, rng: np.random.Generator, spread: float = 1.0) -> np.ndarray:
     """Random per-identity landmark offsets (pixels, ``(68, 2)``): face width, jaw length,
     eye spacing and size, brow height, nose length and width, mouth width, height and place.
     ``spread`` scales every standard deviation."""
@@ -83,6 +81,4 @@ def _shape_offsets(
 def _random_skin_lab(rng: np.random.Generator) -> np.ndarray:
     """A skin colour in CIE L*a*b*, from dark to light."""
     lightness = rng.uniform(32.0, 80.0)
-    return np.array(
-        [lightness, rng.uniform(8.0, 20.0), rng.uniform(10.0, 28.0) - 0.05 * (lightness - 55.0)]
-    )
+    return np.array([lightness, rng.uniform(8.0, 20.0), rng.uniform(10.0, 28.0) - 0.05 * (lightness - 55.0)])

@@ -34,13 +34,7 @@ def _closed_curve(points: np.ndarray, per_segment: int = 6) -> np.ndarray:
     for i in range(k):
         p0, p1, p2, p3 = p[i - 1], p[i], p[(i + 1) % k], p[(i + 2) % k]
         out.append(
-            0.5
-            * (
-                2 * p1
-                + (p2 - p0) * t
-                + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2
-                + (3 * p1 - p0 - 3 * p2 + p3) * t**3
-            )
+            0.5 * (2 * p1 + (p2 - p0) * t + (2 * p0 - 5 * p1 + 4 * p2 - p3) * t**2 + (3 * p1 - p0 - 3 * p2 + p3) * t**3)
         )
     return np.concatenate(out)
 
@@ -103,15 +97,17 @@ def _eyes(
             continue
         offset = np.array([x0, y0], np.float64)
         box = out[y0:y1, x0:x1]
-        redrawn = _eyeball(box, neutral_image[y0:y1, x0:x1], neutral[idx] - offset,
-                           lms[idx] - offset, warp_lms[idx] - offset, iod)
+        redrawn = _eyeball(
+            box, neutral_image[y0:y1, x0:x1], neutral[idx] - offset, lms[idx] - offset, warp_lms[idx] - offset, iod
+        )
         out = out.copy() if out is warped else out
         out[y0:y1, x0:x1] = redrawn
     return out
 
 
-def _eyeball(box: np.ndarray, neutral_box: np.ndarray, old_pts: np.ndarray, new_pts: np.ndarray,
-             warp_pts: np.ndarray, iod: float) -> np.ndarray:
+def _eyeball(
+    box: np.ndarray, neutral_box: np.ndarray, old_pts: np.ndarray, new_pts: np.ndarray, warp_pts: np.ndarray, iod: float
+) -> np.ndarray:
     """:func:`_eyes` for one eye, in a box around it: ``old_pts``/``new_pts``/``warp_pts`` are
     the eye's six landmarks (:data:`_EYES` order) before, after, and where the warp took them,
     in the box's pixels."""
@@ -155,8 +151,13 @@ def _eyeball(box: np.ndarray, neutral_box: np.ndarray, old_pts: np.ndarray, new_
         opened = _fill(shape, _closed_curve(warp_pts))
         margin = float(warp_pts[1:3, 1].mean())
         yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]].astype(np.float32)
-        lid = cv2.remap(box.astype(np.float32), xx, np.float32(2.0 * margin - 2.0) - yy,
-                        cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
+        lid = cv2.remap(
+            box.astype(np.float32),
+            xx,
+            np.float32(2.0 * margin - 2.0) - yy,
+            cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT101,
+        )
         out = _over(out, cv2.GaussianBlur(np.clip(opened - new, 0, 1), (0, 0), 0.6), lid)
     out = _over(out, cv2.GaussianBlur(new, (0, 0), 0.5), ball)
     lashes = cv2.GaussianBlur(_stroke(shape, new_pts[:4], 0.015 * iod + 0.5), (0, 0), 0.5)
@@ -168,9 +169,7 @@ def _lip_gap(landmarks: np.ndarray, down: np.ndarray) -> float:
     return float(np.mean((landmarks[[67, 66, 65]] - landmarks[[61, 62, 63]]) @ down))
 
 
-def _mouth_interior(
-    image: np.ndarray, neutral: np.ndarray, lms: np.ndarray, rng: np.random.Generator
-) -> np.ndarray:
+def _mouth_interior(image: np.ndarray, neutral: np.ndarray, lms: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Paint the mouth's interior where the inner lips have parted: a dark cavity, the upper
     teeth hanging from the upper lip, the lower teeth rising from the lower one once the jaw
     opens, and the tongue at the bottom of a wide-open mouth.
@@ -197,8 +196,7 @@ def _mouth_interior(
     # deeper inside, darker
     centre = lms[[62, 66]].mean(axis=0)
     depth = _fill(shape, centre + 0.55 * (opening - centre))
-    image = _over(image, cv2.GaussianBlur(depth, (0, 0), 0.04 * iod + 0.5) * cavity * alpha * 0.6,
-                  throat * 0.35)
+    image = _over(image, cv2.GaussianBlur(depth, (0, 0), 0.04 * iod + 0.5) * cavity * alpha * 0.6, throat * 0.35)
     gap_px = max(gap, 0.0)
     # tongue: a rounded mass on the floor of an open mouth
     if opened > 0.08:
@@ -208,7 +206,13 @@ def _mouth_interior(
             np.zeros(shape, np.float32),
             tuple(int(v * 16) for v in tongue_centre),
             (int(width * 0.5 * 16), int(min(0.12 * iod, 0.35 * gap_px) * 16)),
-            float(np.degrees(np.arctan2(ex[1], ex[0]))), 0, 360, 1.0, -1, cv2.LINE_AA, 4,
+            float(np.degrees(np.arctan2(ex[1], ex[0]))),
+            0,
+            360,
+            1.0,
+            -1,
+            cv2.LINE_AA,
+            4,
         )
         tongue = cv2.GaussianBlur(tongue, (0, 0), 0.03 * iod + 0.5) * cavity
         colour = np.array([170, 70, 75], np.float32) * rng.uniform(0.75, 1.05)
@@ -231,10 +235,17 @@ def _mouth_interior(
             x = middle + (k * tooth + (0.5 * tooth if k else 0.0)) * ex
             lines += _stroke(shape, np.array([x, x + direction * height * ey]), 1.0)
         shading = 1.0 - 0.12 * cv2.GaussianBlur(lines, (0, 0), 0.7)
-        fade = 1.0 - 0.2 * np.clip(
-            np.abs((np.mgrid[0 : shape[0], 0 : shape[1]][::-1].transpose(1, 2, 0) - middle) @ ex)
-            / (0.5 * mouth_width), 0.0, 1.0,
-        ) ** 2
+        fade = (
+            1.0
+            - 0.2
+            * np.clip(
+                np.abs((np.mgrid[0 : shape[0], 0 : shape[1]][::-1].transpose(1, 2, 0) - middle) @ ex)
+                / (0.5 * mouth_width),
+                0.0,
+                1.0,
+            )
+            ** 2
+        )
         return cv2.GaussianBlur(mask, (0, 0), 0.6) * shading * fade
 
     upper_h = min(0.10 * iod, 0.7 * gap_px + 0.02 * iod)

@@ -108,8 +108,9 @@ def _lens(centre: np.ndarray, ex: np.ndarray, ey: np.ndarray, iod: float, g: Gla
     return centre + u[:, None] * ex + v[:, None] * ey
 
 
-def _draw_look(canvas: np.ndarray, lms: np.ndarray, look: Look, rng: np.random.Generator,
-               head: np.ndarray | None = None) -> np.ndarray:
+def _draw_look(
+    canvas: np.ndarray, lms: np.ndarray, look: Look, rng: np.random.Generator, head: np.ndarray | None = None
+) -> np.ndarray:
     """``canvas`` (float ``(H, W, 3)``) with ``look``'s fringe and glasses drawn on the face
     whose landmarks are ``lms``; the fringe stays on the ``head`` (``(H, W)`` mask), if given."""
     if look.glasses is None and look.fringe is None:
@@ -122,14 +123,14 @@ def _draw_look(canvas: np.ndarray, lms: np.ndarray, look: Look, rng: np.random.G
         x = np.linspace(-1.0, 1.0, len(brows))
         drop = f.drop + f.sweep * x + f.wave * np.sin(9.0 * x + f.phase)
         edge = brows + (drop[:, None] * iod) * ey
-        edge = np.concatenate([lms[0:1] - 0.25 * iod * ey - 0.1 * iod * ex, edge,
-                               lms[16:17] - 0.25 * iod * ey + 0.1 * iod * ex])
+        edge = np.concatenate(
+            [lms[0:1] - 0.25 * iod * ey - 0.1 * iod * ex, edge, lms[16:17] - 0.25 * iod * ey + 0.1 * iod * ex]
+        )
         top = edge[::-1] - 1.3 * iod * ey
         mask = cv2.GaussianBlur(_fill(shape, np.concatenate([edge, top])), (0, 0), 0.015 * iod + 0.5)
         if head is not None:
             mask *= np.clip(cv2.dilate(head, np.ones((5, 5), np.uint8)) * 1.5, 0, 1)
-        strands = cv2.GaussianBlur(rng.normal(0, 1, shape).astype(np.float32), (1, 0), sigmaX=0.4,
-                                   sigmaY=0.08 * iod)
+        strands = cv2.GaussianBlur(rng.normal(0, 1, shape).astype(np.float32), (1, 0), sigmaX=0.4, sigmaY=0.08 * iod)
         colour = np.asarray(f.colour, np.float32) * (1.0 + 0.25 * strands[..., None])
         shadow = cv2.GaussianBlur(mask, (0, 0), 0.04 * iod)
         canvas = canvas * (1.0 - 0.3 * np.clip(shadow - mask, 0, 1)[..., None])
@@ -152,8 +153,9 @@ def _draw_look(canvas: np.ndarray, lms: np.ndarray, look: Look, rng: np.random.G
         for outline, ear in ((outlines[0], lms[0]), (outlines[1], lms[16])):
             side = -1.0 if ear is lms[0] else 1.0
             start = outline[np.argmax(side * (outline @ ex))]
-            frames += _stroke(shape, np.array([start, ear - 0.12 * iod * ey - side * 0.05 * iod * ex]),
-                              0.7 * g.thickness * iod)
+            frames += _stroke(
+                shape, np.array([start, ear - 0.12 * iod * ey - side * 0.05 * iod * ex]), 0.7 * g.thickness * iod
+            )
         lenses = cv2.GaussianBlur(lenses, (0, 0), 0.5)
         canvas = _over(canvas, lenses * g.tint, np.asarray(g.lens_colour, np.float32))
         # a reflection across the lenses
@@ -198,33 +200,49 @@ def _age(image: np.ndarray, lms: np.ndarray, age: float, rng: np.random.Generato
     p = _Shading(lms, image.shape[:2], 1.0)
     j = lambda: rng.normal(0.0, 0.01)  # noqa: E731
     a = float(age)
-    for k, dy in enumerate((-0.2, -0.3, -0.4)):
+    for dy in (-0.2, -0.3, -0.4):
         if rng.random() < a:
             xs = np.linspace(-0.45, 0.45, 10)
             p.line([p.at([21, 22], x, dy + j() + 0.15 * x**2) for x in xs], 0.12 * a * rng.uniform(0.5, 1))
     for side, corner, lower, lip, wing in ((-1, 36, (41, 40), 48, 31), (1, 45, (46, 47), 54, 35)):
         for angle in (-0.35, 0.05, 0.4):
             if rng.random() < a:
-                p.line([p.at(corner, side * 0.06), p.at(corner, side * (0.06 + 0.1 * np.cos(angle)),
-                                                        0.1 * np.sin(angle) + j())], 0.14 * a)
-        p.line([p.at(lower[0], side * 0.02, 0.08), p.at(list(lower), 0, 0.1 + j()),
-                p.at(lower[1], -side * 0.03, 0.07)], 0.14 * a)
-        p.line([p.at(wing, side * 0.06, -0.02), p.at(lip, side * 0.1, -0.1 + j()), p.at(lip, side * 0.08, 0.06)],
-               0.18 * a, width=0.03)
+                p.line(
+                    [
+                        p.at(corner, side * 0.06),
+                        p.at(corner, side * (0.06 + 0.1 * np.cos(angle)), 0.1 * np.sin(angle) + j()),
+                    ],
+                    0.14 * a,
+                )
+        p.line(
+            [p.at(lower[0], side * 0.02, 0.08), p.at(list(lower), 0, 0.1 + j()), p.at(lower[1], -side * 0.03, 0.07)],
+            0.14 * a,
+        )
+        p.line(
+            [p.at(wing, side * 0.06, -0.02), p.at(lip, side * 0.1, -0.1 + j()), p.at(lip, side * 0.08, 0.06)],
+            0.18 * a,
+            width=0.03,
+        )
         if a > 0.5:
             p.line([p.at(lip, side * 0.02, 0.03), p.at(lip, side * 0.04, 0.16 + j())], 0.14 * (a - 0.4))
     return p.apply(image)
 
 
-def _facial_hair(image: np.ndarray, lms: np.ndarray, mask: np.ndarray, rng: np.random.Generator,
-                 kind: str, colour: np.ndarray) -> np.ndarray:
+def _facial_hair(
+    image: np.ndarray, lms: np.ndarray, mask: np.ndarray, rng: np.random.Generator, kind: str, colour: np.ndarray
+) -> np.ndarray:
     """Stubble or a beard (``kind``) on a face (float ``(H, W, 3)``): over the jaw, chin and
     upper lip, never over the lips' red."""
     shape = image.shape[:2]
     ex, ey, iod = _axes(lms)
     jaw = lms[2:15] + 0.04 * iod * ey
-    cheeks = [lms[14] - 0.35 * iod * ey, lms[35] + 0.05 * iod * ex + 0.03 * iod * ey,
-              lms[33] + 0.04 * iod * ey, lms[31] - 0.05 * iod * ex + 0.03 * iod * ey, lms[2] - 0.35 * iod * ey]
+    cheeks = [
+        lms[14] - 0.35 * iod * ey,
+        lms[35] + 0.05 * iod * ex + 0.03 * iod * ey,
+        lms[33] + 0.04 * iod * ey,
+        lms[31] - 0.05 * iod * ex + 0.03 * iod * ey,
+        lms[2] - 0.35 * iod * ey,
+    ]
     region = _fill(shape, np.concatenate([jaw, np.array(cheeks)]))
     lips = cv2.dilate(_fill(shape, lms[48:60]), np.ones((3, 3), np.uint8))
     region = cv2.GaussianBlur(region * (1.0 - lips), (0, 0), 0.04 * iod) * mask
@@ -238,8 +256,9 @@ def _facial_hair(image: np.ndarray, lms: np.ndarray, mask: np.ndarray, rng: np.r
     return _over(image, full, colour * (1.0 + 0.35 * strands[..., None]))
 
 
-def _occlude(canvas: np.ndarray, lms: np.ndarray, rng: np.random.Generator,
-             textures: tuple[np.ndarray, ...] = ()) -> np.ndarray:
+def _occlude(
+    canvas: np.ndarray, lms: np.ndarray, rng: np.random.Generator, textures: tuple[np.ndarray, ...] = ()
+) -> np.ndarray:
     """A partial occluder in front of the face (float ``(H, W, 3)``): a hand (skin-coloured
     palm and fingers) over the chin, mouth or a cheek, or an object (a textured rounded shape)
     over a lower corner of the face; it covers up to about a third of the face."""
@@ -251,9 +270,18 @@ def _occlude(canvas: np.ndarray, lms: np.ndarray, rng: np.random.Generator,
         ux = np.cos(angle) * ex + np.sin(angle) * ey
         uy = -np.sin(angle) * ex + np.cos(angle) * ey
         palm_centre = target + 0.35 * iod * uy
-        mask = cv2.ellipse(np.zeros(shape, np.float32), tuple(int(v * 16) for v in palm_centre),
-                           (int(0.3 * iod * 16), int(0.36 * iod * 16)),
-                           float(np.degrees(np.arctan2(ux[1], ux[0]))), 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        mask = cv2.ellipse(
+            np.zeros(shape, np.float32),
+            tuple(int(v * 16) for v in palm_centre),
+            (int(0.3 * iod * 16), int(0.36 * iod * 16)),
+            float(np.degrees(np.arctan2(ux[1], ux[0]))),
+            0,
+            360,
+            1.0,
+            -1,
+            cv2.LINE_AA,
+            4,
+        )
         for k in range(4):
             base = palm_centre + (-0.21 + 0.14 * k) * iod * ux - 0.2 * iod * uy
             tip = base - rng.uniform(0.25, 0.4) * iod * uy
@@ -265,8 +293,18 @@ def _occlude(canvas: np.ndarray, lms: np.ndarray, rng: np.random.Generator,
     else:  # an object
         corner = lms[[5, 11, 8][int(rng.integers(3))]] + rng.normal(0, 0.1, 2) * iod
         axes = (int(rng.uniform(0.2, 0.45) * iod * 16), int(rng.uniform(0.3, 0.7) * iod * 16))
-        mask = cv2.ellipse(np.zeros(shape, np.float32), tuple(int(v * 16) for v in corner), axes,
-                           float(rng.uniform(0, 180)), 0, 360, 1.0, -1, cv2.LINE_AA, 4)
+        mask = cv2.ellipse(
+            np.zeros(shape, np.float32),
+            tuple(int(v * 16) for v in corner),
+            axes,
+            float(rng.uniform(0, 180)),
+            0,
+            360,
+            1.0,
+            -1,
+            cv2.LINE_AA,
+            4,
+        )
         if textures:
             tex = textures[int(rng.integers(len(textures)))]
             fill = cv2.resize(tex, shape[::-1], interpolation=cv2.INTER_AREA).astype(np.float32)

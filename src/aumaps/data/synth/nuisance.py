@@ -100,7 +100,7 @@ def _photos() -> tuple[np.ndarray, ...]:
     for name in names:
         try:
             image = getattr(data, name)()
-        except Exception:  # noqa: BLE001 - an image that needs an optional download
+        except Exception:
             continue
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=-1)
@@ -112,9 +112,7 @@ def _background(rng: np.random.Generator, size: int = CANVAS) -> np.ndarray:
     """A random ``(size, size, 3)`` uint8 background: flat, gradient, smooth colour noise,
     stripes, or a random crop of a bundled photo."""
     shape = (size, size)
-    kind = rng.choice(
-        ["flat", "gradient", "noise", "stripes", "photo"], p=[0.15, 0.2, 0.2, 0.1, 0.35]
-    )
+    kind = rng.choice(["flat", "gradient", "noise", "stripes", "photo"], p=[0.15, 0.2, 0.2, 0.1, 0.35])
     photos = _photos()
     if kind == "photo" and photos:
         photo = photos[rng.integers(len(photos))]

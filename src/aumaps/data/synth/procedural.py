@@ -13,9 +13,7 @@ from .identity import Identity, _head_polygon, _random_skin_lab, _shape_offsets
 from .looks import _HAIR_COLOURS, _age, _facial_hair, _skin_texture, sample_look
 from .real import _transplant
 
-_IRIS_COLOURS = np.array(
-    [[70, 45, 25], [40, 28, 20], [90, 110, 130], [80, 100, 70], [110, 90, 60]], np.float32
-)
+_IRIS_COLOURS = np.array([[70, 45, 25], [40, 28, 20], [90, 110, 130], [80, 100, 70], [110, 90, 60]], np.float32)
 
 
 def _procedural_template() -> np.ndarray:
@@ -76,9 +74,7 @@ class _FacePlan:
         width, top = rng.uniform(0.95, 1.15), rng.uniform(0.85, 1.1)
         length = rng.choice([0.05, 0.3, 0.9, 1.6], p=[0.2, 0.3, 0.3, 0.2])  # cropped ... long
         below = np.maximum(v, 0.0) / length
-        hair = np.where(
-            v < 0, (u / width) ** 2 + (v / top) ** 2 < 1, (u / width) ** 4 + below**4 < 1
-        )
+        hair = np.where(v < 0, (u / width) ** 2 + (v / top) ** 2 < 1, (u / width) ** 4 + below**4 < 1)
         wave = 0.05 * np.sin(7 * u + rng.uniform(0, 6))
         hairline = v < -0.45 - rng.uniform(0.0, 0.15) + 0.35 * u**2 + wave
         return hair.astype(np.float32), (hair & hairline).astype(np.float32)
@@ -158,10 +154,7 @@ def procedural_face(rng: np.random.Generator, subject: str = "procedural") -> Id
     for a, b, side in ((31, 32, -1), (35, 34, 1)):
         nostril = plan.at((2 * lms[a] + lms[b]) / 3, dy=-0.005)
         nose += 0.8 * _ellipse(shape, nostril, plan.px(0.035, 0.018), plan.angle)
-        wing = [
-            plan.at(lms[a], side * dx, dy)
-            for dx, dy in ((0.01, -0.09), (0.05, -0.04), (0.03, 0.01))
-        ]
+        wing = [plan.at(lms[a], side * dx, dy) for dx, dy in ((0.01, -0.09), (0.05, -0.04), (0.03, 0.01))]
         nose += 0.35 * _stroke(shape, np.array(wing))
     image = _over(image, np.clip(cv2.GaussianBlur(nose, (0, 0), 0.8), 0, 1), skin * 0.3)
     nose_shadow = _stroke(shape, lms[31:36] + 0.03 * iod * ey, 0.04 * iod)
@@ -183,8 +176,17 @@ def procedural_face(rng: np.random.Generator, subject: str = "procedural") -> Id
     return _finish(image, lms, plan.head, mask, hair, rng, subject, "procedural")
 
 
-def _finish(image: np.ndarray, lms: np.ndarray, skin: np.ndarray, mask: np.ndarray, hair: np.ndarray,
-            rng: np.random.Generator, subject: str, source: str, transplant: float = 0.5) -> Identity:
+def _finish(
+    image: np.ndarray,
+    lms: np.ndarray,
+    skin: np.ndarray,
+    mask: np.ndarray,
+    hair: np.ndarray,
+    rng: np.random.Generator,
+    subject: str,
+    source: str,
+    transplant: float = 0.5,
+) -> Identity:
     """What a drawn face gets after its parts: photographic eyes, nose or mouth from the real
     photos (each with probability ``transplant``), age, stubble or a beard, and its look."""
     image = _transplant(np.clip(image + 0.5, 0, 255).astype(np.uint8), lms, rng, transplant)
@@ -222,7 +224,5 @@ def _draw_eyes(image: np.ndarray, plan: _FacePlan, rng: np.random.Generator) -> 
             + 0.25 * _stroke(shape, lms[eye[:4]] - 0.06 * iod * ey)  # lid crease
             + 0.35 * _stroke(shape, lms[eye[[3, 4, 5, 0]]])  # lower lid
         )
-        image = _over(
-            image, cv2.GaussianBlur(lines, (0, 0), 0.6), np.array([25, 18, 15], np.float32)
-        )
+        image = _over(image, cv2.GaussianBlur(lines, (0, 0), 0.6), np.array([25, 18, 15], np.float32))
     return image

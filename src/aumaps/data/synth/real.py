@@ -72,9 +72,7 @@ def _to_canvas(image: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np
         factor = np.array(small.shape[1::-1]) / np.array(image.shape[1::-1])
         image, landmarks = small, (landmarks + 0.5) * factor - 0.5
         matrix, _ = cv2.estimateAffinePartial2D(landmarks.astype(np.float32), target)
-    warped = cv2.warpAffine(
-        image, matrix, (CANVAS, CANVAS), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101
-    )
+    warped = cv2.warpAffine(image, matrix, (CANVAS, CANVAS), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
     return warped, landmarks @ matrix[:, :2].T + matrix[:, 2]
 
 
@@ -113,9 +111,7 @@ def real_faces() -> tuple[Identity, ...]:
 _NEUTRALISE: dict[str, dict[int, float]] = {"astronaut": {12: -2.5, 6: -1.5, 25: -2.0}}
 
 
-def _neutralise(
-    image: np.ndarray, landmarks: np.ndarray, undo: Mapping[int, float]
-) -> tuple[np.ndarray, np.ndarray]:
+def _neutralise(image: np.ndarray, landmarks: np.ndarray, undo: Mapping[int, float]) -> tuple[np.ndarray, np.ndarray]:
     """Move a photo's landmarks against the AUs ``undo`` names, warp it along, and close the
     mouth: the gap between the inner lips is painted in the lips' colour with a dark line
     where they meet, and the inner-lip landmarks are put on that line.
@@ -138,9 +134,7 @@ def _neutralise(
     return np.clip(closed + 0.5, 0, 255).astype(np.uint8), lms
 
 
-def _skin_tone(
-    image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, target_lab: np.ndarray
-) -> np.ndarray:
+def _skin_tone(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray, target_lab: np.ndarray) -> np.ndarray:
     """Shift the skin colour of ``image`` towards ``target_lab`` (L*, a*, b*) inside ``mask``.
 
     The shift is the difference between the target and the mean colour of the lower face;
@@ -156,9 +150,7 @@ def _skin_tone(
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 
-def _mirror(
-    image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _mirror(image: np.ndarray, landmarks: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Horizontal flip of a face with its landmarks renumbered (``MIRROR_68``)."""
     w = image.shape[1]
     flipped = landmarks.copy()
@@ -197,23 +189,31 @@ def vary_identity(base: Identity, rng: np.random.Generator, subject: str) -> Ide
         hair = _HAIR_COLOURS[rng.integers(len(_HAIR_COLOURS))] * rng.uniform(0.5, 0.9)
         canvas = _facial_hair(canvas, lms, mask, rng, str(facial_hair), hair)
     image = np.clip(canvas + 0.5, 0, 255).astype(np.uint8)
-    return Identity(image, lms, subject, base.source, mask, creases=float(rng.uniform(0.7, 1.3)),
-                    look=sample_look(rng, glasses=0.2 if base.source != "grace_hopper" else 0.0))
+    return Identity(
+        image,
+        lms,
+        subject,
+        base.source,
+        mask,
+        creases=float(rng.uniform(0.7, 1.3)),
+        look=sample_look(rng, glasses=0.2 if base.source != "grace_hopper" else 0.0),
+    )
 
 
 #: Parts of a face that :func:`_transplant` can take from a real photo: landmarks that outline
 #: them (one hull per group) and the photos they may come from (Grace Hopper's eyes sit behind
 #: her glasses, so only the astronaut's are taken).
 _PARTS = {
-    "eyes": (((17, 18, 19, 20, 21, 36, 37, 38, 39, 40, 41), (22, 23, 24, 25, 26, 42, 43, 44, 45, 46, 47)),
-             ("astronaut",)),
+    "eyes": (
+        ((17, 18, 19, 20, 21, 36, 37, 38, 39, 40, 41), (22, 23, 24, 25, 26, 42, 43, 44, 45, 46, 47)),
+        ("astronaut",),
+    ),
     "nose": (((27, 31, 32, 33, 34, 35, 39, 42),), ("astronaut", "grace_hopper")),
     "mouth": (((48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59),), ("astronaut", "grace_hopper")),
 }
 
 
-def _transplant(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator,
-                chance: float = 0.5) -> np.ndarray:
+def _transplant(image: np.ndarray, landmarks: np.ndarray, rng: np.random.Generator, chance: float = 0.5) -> np.ndarray:
     """Give a drawn face photographic parts: each of the eyes (with the brows), the nose and
     the mouth is, with probability ``chance``, taken from a real photo moved onto this face's
     landmarks (thin-plate spline) and blended in by Poisson image editing (OpenCV's

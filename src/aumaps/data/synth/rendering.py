@@ -14,9 +14,9 @@ import numpy as np
 from .appearance import _draw_appearance, _Shading
 from .canvas import CANVAS, _over
 from .geometry import displace_landmarks
+from .head import _relight, _turn_maps
 from .identity import Identity
 from .interiors import _eyes, _mouth_interior
-from .head import _relight, _turn_maps
 from .looks import _draw_look, _occlude
 from .nuisance import (
     Nuisance,
@@ -29,7 +29,6 @@ from .nuisance import (
 )
 from .sampling import _eased
 from .warp import _warp_image
-
 
 #: The most a blink moves the image by warping (intensity): beyond it lids are drawn.
 _WARP_BLINK = 3.0
@@ -76,9 +75,7 @@ def render(
 
     image = identity.image
     if nz is not None and nz.background is not None:
-        image = _over(
-            image.astype(np.float32), 1.0 - identity.mask, nz.background.astype(np.float32)
-        ).astype(np.uint8)
+        image = _over(image.astype(np.float32), 1.0 - identity.mask, nz.background.astype(np.float32)).astype(np.uint8)
     canvas = image.astype(np.float32)
     if active:
         # a warp cannot fold the lids onto one line: it takes them at most _WARP_BLINK of
@@ -118,22 +115,22 @@ def _pose(
     scaled and shifted into a ``size`` image in one resampling, then the camera's faults."""
     matrix = _pose_matrix(nz, lms.mean(axis=0), size)
     if abs(nz.yaw) < 0.5 and abs(nz.pitch) < 0.5:
-        out = cv2.warpPerspective(
-            image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101
-        )
+        out = cv2.warpPerspective(image, matrix, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)
         return _degrade(out, nz, rng), _project(lms, matrix)
     map_x, map_y, turned = _turn_maps(lms, image.shape[:2], nz.yaw, nz.pitch)
     inverse = np.linalg.inv(matrix)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     canvas_pts = np.stack([xx.ravel(), yy.ravel()], axis=-1)
     canvas_pts = _project(canvas_pts, inverse).astype(np.float32).reshape(size, size, 2)
-    src_x = cv2.remap(map_x, canvas_pts[..., 0], canvas_pts[..., 1], cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REPLICATE)
-    src_y = cv2.remap(map_y, canvas_pts[..., 0], canvas_pts[..., 1], cv2.INTER_LINEAR,
-                      borderMode=cv2.BORDER_REPLICATE)
+    src_x = cv2.remap(map_x, canvas_pts[..., 0], canvas_pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    src_y = cv2.remap(map_y, canvas_pts[..., 0], canvas_pts[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     # beyond the canvas the turn's maps are extended linearly (replicated maps would smear)
-    outside = (canvas_pts[..., 0] < 0) | (canvas_pts[..., 0] > image.shape[1] - 1) | (
-        canvas_pts[..., 1] < 0) | (canvas_pts[..., 1] > image.shape[0] - 1)
+    outside = (
+        (canvas_pts[..., 0] < 0)
+        | (canvas_pts[..., 0] > image.shape[1] - 1)
+        | (canvas_pts[..., 1] < 0)
+        | (canvas_pts[..., 1] > image.shape[0] - 1)
+    )
     src_x = np.where(outside, canvas_pts[..., 0], src_x)
     src_y = np.where(outside, canvas_pts[..., 1], src_y)
     out = cv2.remap(image, src_x, src_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)

@@ -100,9 +100,7 @@ def sample_intensities(
                 out[au] = max(out[au], rng.uniform(0.0, 5.0))
     if out[26] > 0.5:
         out[25] = max(out[25], out[26] * rng.uniform(0.6, 1.0))
-    return {
-        au: round(float(np.clip(v, 0.0, 5.0)), 3) if au in allowed else 0.0 for au, v in out.items()
-    }
+    return {au: round(float(np.clip(v, 0.0, 5.0)), 3) if au in allowed else 0.0 for au, v in out.items()}
 
 
 def sample_sides(rng: np.random.Generator, chance: float = 0.12) -> dict[int, tuple[float, float]]:

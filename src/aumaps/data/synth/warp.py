@@ -28,20 +28,14 @@ def _anchors(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     angles = np.linspace(0.0, 2.0 * np.pi, 20, endpoint=False)
     # farther below the face than above it: the jaw drops up to 0.3 IOD (AU26) towards them
     down = np.where(np.sin(angles) > 0, 1.9, 1.45)
-    ring = centre + iod * (
-        1.25 * np.cos(angles)[:, None] * ex + down[:, None] * np.sin(angles)[:, None] * ey
-    )
+    ring = centre + iod * (1.25 * np.cos(angles)[:, None] * ex + down[:, None] * np.sin(angles)[:, None] * ey)
     h, w = shape
     xs, ys = np.linspace(0, w - 1, 4), np.linspace(0, h - 1, 4)
-    border = [(x, y) for x in xs for y in (ys[0], ys[-1])] + [
-        (x, y) for y in ys[1:-1] for x in (xs[0], xs[-1])
-    ]
+    border = [(x, y) for x in xs for y in (ys[0], ys[-1])] + [(x, y) for y in ys[1:-1] for x in (xs[0], xs[-1])]
     return np.concatenate([ring, np.array(border)])
 
 
-def _warp_maps(
-    src: np.ndarray, dst: np.ndarray, shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray]:
+def _warp_maps(src: np.ndarray, dst: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """``cv2.remap`` maps of the thin-plate spline that takes ``src`` points to ``dst``.
 
     The spline interpolates, at each ``dst`` point, the position in the source image it
@@ -86,7 +80,5 @@ def _warp_image(image: np.ndarray, src_lms: np.ndarray, dst_lms: np.ndarray) -> 
     """``image`` warped smoothly so that what was at ``src_lms`` moves to ``dst_lms``
     (``(68, 2)`` each); a ring around the head and the border stay put."""
     anchors = _anchors(src_lms, image.shape[:2])
-    map_x, map_y = _warp_maps(
-        np.concatenate([src_lms, anchors]), np.concatenate([dst_lms, anchors]), image.shape[:2]
-    )
+    map_x, map_y = _warp_maps(np.concatenate([src_lms, anchors]), np.concatenate([dst_lms, anchors]), image.shape[:2])
     return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT101)

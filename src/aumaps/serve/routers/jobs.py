@@ -82,10 +82,14 @@ async def job_output(request: Request, job_id: str, kind: str) -> Response:
         raise ApiError(404, f"'{job.name}' has no {kind} (yet): the job is {job.state}")
     stem = Path(job.name).stem or "video"
     if kind == "report":
-        headers = {"Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-                                              "frame-ancestors 'self'", "X-Content-Type-Options": "nosniff"}
+        headers = {
+            "Content-Security-Policy": "default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+            "frame-ancestors 'self'",
+            "X-Content-Type-Options": "nosniff",
+        }
         return FileResponse(path, media_type="text/html", headers=headers)
     if kind == "csv":
         return FileResponse(path, media_type="text/csv", filename=f"{stem}.csv")
-    return FileResponse(path, media_type="video/webm", filename=f"{stem}_overlay.webm",
-                        content_disposition_type="inline")
+    return FileResponse(
+        path, media_type="video/webm", filename=f"{stem}_overlay.webm", content_disposition_type="inline"
+    )

@@ -18,8 +18,9 @@ router = APIRouter(tags=["live"])
 @router.websocket("/ws/live")
 async def live(websocket: WebSocket) -> None:
     state = server_state(websocket)
-    await LiveSession(websocket, state.catalogue, state.recordings, max_pixels=state.max_pixels,
-                      max_rows=state.max_recorded_rows).run()
+    await LiveSession(
+        websocket, state.catalogue, state.recordings, max_pixels=state.max_pixels, max_rows=state.max_recorded_rows
+    ).run()
 
 
 def _recording(request: Request, recording_id: str) -> Recording:

@@ -20,7 +20,12 @@ router = APIRouter(tags=["models"])
 async def config(request: Request) -> dict:
     state = server_state(request)
     choices = await asyncio.to_thread(state.catalogue.choices)
-    return {"version": __version__, "max_upload_bytes": state.max_upload_bytes,
-            "max_pixels": state.max_pixels or pixel_cap(), "retention_seconds": state.retention,
-            "max_recorded_rows": state.max_recorded_rows, "initial_model": state.catalogue.initial,
-            "models": [c.public() for c in choices]}
+    return {
+        "version": __version__,
+        "max_upload_bytes": state.max_upload_bytes,
+        "max_pixels": state.max_pixels or pixel_cap(),
+        "retention_seconds": state.retention,
+        "max_recorded_rows": state.max_recorded_rows,
+        "initial_model": state.catalogue.initial,
+        "models": [c.public() for c in choices],
+    }

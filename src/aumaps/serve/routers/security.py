@@ -34,7 +34,8 @@ def page_headers(request: Request) -> dict[str, str]:
         "Content-Security-Policy": (
             "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
             f"connect-src 'self' ws://{host} wss://{host}; frame-src 'self'; frame-ancestors 'self'; "
-            "object-src 'none'; base-uri 'none'; form-action 'self'"),
+            "object-src 'none'; base-uri 'none'; form-action 'self'"
+        ),
         "X-Content-Type-Options": "nosniff",
         "Cache-Control": "no-store",
     }
@@ -42,8 +43,14 @@ def page_headers(request: Request) -> dict[str, str]:
 
 def _with_cookie(request: Request, response: Response, token: str) -> Response:
     port = (request.scope.get("server") or (None, None))[1]  # as the guard reads it
-    response.set_cookie(cookie_name(port), cookie_value(token), httponly=True, samesite="lax",
-                        secure=request.url.scheme in ("https", "wss"), path="/")
+    response.set_cookie(
+        cookie_name(port),
+        cookie_value(token),
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme in ("https", "wss"),
+        path="/",
+    )
     return response
 
 
@@ -76,5 +83,6 @@ async def login(request: Request) -> Response:
     if token_matches(offered.encode("latin-1", "replace"), token):
         return _with_cookie(request, RedirectResponse("/", status_code=303), token)
     status, headers, page = login_page("That is not this server's access token.", 403)
-    return Response(page, status_code=status, headers={k.decode(): v.decode() for k, v in headers
-                                                       if k != b"content-length"})
+    return Response(
+        page, status_code=status, headers={k.decode(): v.decode() for k, v in headers if k != b"content-length"}
+    )
