@@ -3,6 +3,8 @@ picture with every face."""
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 import pytest
 
@@ -239,3 +241,34 @@ def test_the_demo_figure_has_a_row_per_face_region_for_17_aus(aus, rows, panels)
             assert titles == ["registered crop", "AU06 3.00", "AU12 1.00"]
     finally:
         plt.close(fig)
+
+
+def test_map_values_off_the_face_are_not_drawn_on_the_image_or_sent_to_the_page():
+    """The network's maps cover the whole crop (neck and background too): a spurious blob at
+    the crop's bottom corner is noise, not where the face moves; the mouth's blob is kept."""
+    from aumaps.serve.payload import face_payload
+
+    image = np.full((300, 300, 3), 90, np.uint8)
+    face = _face17(0, 40.0, {12: 3.0}, scale=0.9)
+    a12 = OPENFACE.index(12)
+    face.heatmaps[a12, 58:63, 1:6] = 3.0  # bottom-left corner of the crop
+    corner = align.transform_points(np.array([[3.5 * 4, 60.5 * 4]]), align.invert(face.matrix))[0]
+    assert 0 <= corner[0] < 300 and 0 <= corner[1] < 300
+    plain = draw_faces(image, [face], draw_box=False, draw_peaks=False, draw_labels=False)
+    changed = np.abs(plain.astype(int) - 90).sum(axis=2) > 0
+    x, y = np.round(corner).astype(int)
+    assert not changed[y - 3 : y + 4, x - 3 : x + 4].any()
+    mouth = face.argmax[a12]
+    assert changed[round(mouth[1]) - 2 : round(mouth[1]) + 3, round(mouth[0]) - 2 : round(mouth[0]) + 3].any()
+
+    sent = face_payload(face, align.CROP_SIZE)
+    maps = np.frombuffer(base64.b64decode(sent["maps"]), np.uint8).reshape(len(OPENFACE), 64, 64)
+    assert not maps[a12, 58:63, 1:6].any()
+    assert maps[a12].max() == 153  # the mouth's 3.0 of 5, as bytes
+    # the mask keeps the whole face: every AU's blob at its centre (brows to chin) is sent whole
+    every = _face17(0, 40.0, dict.fromkeys(OPENFACE, 2.0), scale=0.9)
+    maps = np.frombuffer(base64.b64decode(face_payload(every, align.CROP_SIZE)["maps"]), np.uint8)
+    maps = maps.reshape(len(OPENFACE), 64, 64)
+    for a, au in enumerate(OPENFACE):
+        blob = every.heatmaps[a] > 0
+        assert (maps[a][blob] == 102).all(), f"AU{au}"

@@ -19,12 +19,14 @@ import numpy as np
 
 from . import align
 from .aus import MAX_INTENSITY, get_au
+from .geometry import interocular_distance
 
 __all__ = [
     "au_colour",
     "au_groups",
     "short_name",
     "maps_on_image",
+    "face_mask",
     "draw_faces",
     "draw_legend",
     "legend_panel",
@@ -121,6 +123,25 @@ def maps_on_image(
     return out, (x0, y0, x1, y1)
 
 
+def face_mask(landmarks: np.ndarray, region: tuple[int, int, int, int]) -> np.ndarray:
+    """Where on the image region ``(x0, y0, x1, y1)`` a face's AUs can show: the hull of its 68
+    landmarks with the forehead added (the brows raised by 0.6 of the inter-ocular distance,
+    where AU1/2's lines lie), grown by 0.15 of that distance on every side. A bool mask of the
+    region's shape; an AU map's values outside it are the network's noise at the crop's edges
+    (the crop reaches the neck and the background), not a place where the face moves."""
+    x0, y0, x1, y1 = region
+    points = np.asarray(landmarks, np.float64)
+    iod = float(interocular_distance(points))
+    up = (points[36:48].mean(axis=0) - points[8]) / max(np.linalg.norm(points[36:48].mean(axis=0) - points[8]), 1e-6)
+    forehead = points[17:27] + 0.6 * iod * up
+    hull = cv2.convexHull(np.round(np.vstack([points, forehead]) - [x0, y0]).astype(np.int32))
+    mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
+    cv2.fillConvexPoly(mask, hull, 1)
+    grow = max(1, round(0.15 * iod))
+    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
+    return mask.astype(bool)
+
+
 def draw_faces(
     image: np.ndarray,
     faces: Sequence,
@@ -133,10 +154,11 @@ def draw_faces(
 ) -> np.ndarray:
     """Draw each face's AU heatmaps where they sit on ``image`` (a new RGB uint8 array).
 
-    At each pixel the strongest shown AU's colour is blended in, more opaque the higher its
-    map; pixels under ``min_intensity`` stay clear. Only AUs reading at least ``min_shown``
-    are shown: their maps, their peaks and, with ``draw_labels``, their number on a chip of
-    their colour beside their strongest peak (faces at least 60 pixels wide).
+    At each pixel of the face (:func:`face_mask`) the strongest shown AU's colour is blended
+    in, more opaque the higher its map; pixels under ``min_intensity`` stay clear. Only AUs
+    reading at least ``min_shown`` are shown: their maps, their peaks and, with
+    ``draw_labels``, their number on a chip of their colour beside their strongest peak (faces
+    at least 60 pixels wide).
 
     Args:
         image: ``(H, W, 3)`` uint8 RGB.
@@ -153,6 +175,7 @@ def draw_faces(
             value = maps.max(axis=0)
             alpha = alpha_max * np.sqrt(np.clip(value / MAX_INTENSITY, 0.0, 1.0))
             alpha[value < min_intensity] = 0.0
+            alpha[~face_mask(face.landmarks, (x0, y0, x1, y1))] = 0.0
             region = out[y0:y1, x0:x1].astype(np.float32)
             region = region * (1.0 - alpha[..., None]) + colours[best] * alpha[..., None]
             out[y0:y1, x0:x1] = np.clip(region + 0.5, 0, 255).astype(np.uint8)

@@ -4,7 +4,9 @@ A face's AU maps travel as the network's ``(A, 64, 64)`` maps quantised to bytes
 (intensity 0-5 → 0-255, base64) with the affine that places the map's pixels on the image
 (``map_to_image``, in canvas coordinates: a pixel's square spans ``[x, x + 1)``). The page
 draws them with one canvas transform, as :func:`aumaps.visualise.draw_faces` draws them in
-Python: at each pixel the strongest shown AU's colour, more opaque the higher its map.
+Python: at each pixel the strongest shown AU's colour, more opaque the higher its map. Map
+pixels off the face (:func:`aumaps.visualise.face_mask`) are sent as zero, as Python leaves
+them clear.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 from .. import align
 from ..aus import MAX_INTENSITY, get_au
 from ..results import FaceResult
-from ..visualise import REGION_TITLES, au_colour, short_name
+from ..visualise import REGION_TITLES, au_colour, face_mask, short_name
 
 __all__ = ["au_info", "face_payload", "map_to_image"]
 
@@ -65,6 +67,9 @@ def _point(xy: np.ndarray) -> list[float] | None:
 def face_payload(face: FaceResult, crop_size: int) -> dict[str, Any]:
     """One face for the page: box, intensities, peaks, landmarks, maps and their placement."""
     maps = np.clip(np.asarray(face.heatmaps, np.float32) / MAX_INTENSITY, 0.0, 1.0)
+    size = maps.shape[-1]
+    on_map = align.transform_points(np.asarray(face.landmarks, np.float64), face.matrix) * (size / crop_size)
+    maps = maps * face_mask(on_map, (0, 0, size, size))
     quantised = np.round(maps * 255).astype(np.uint8)
     return {
         "face_id": int(face.face_id),
