@@ -44,7 +44,7 @@ def group_photo(est: AUEstimator) -> np.ndarray:
     for photo in (data.astronaut(), grace):
         (face,) = est.landmarker(photo)
         tiles.append(_tile_around_face(photo, face.landmarks))
-    identities = [synth.make_identity(i, seed=7, procedural=0.0) for i in (1, 2)]
+    identities = [synth.make_identity(i, seed=2, procedural=0.0) for i in (1, 2)]
     for identity, aus, seed in zip(identities, ({6: 4.0, 12: 4.5}, {10: 3.5, 17: 4.0}), (1, 2)):
         image, landmarks = synth.render(identity, aus, np.random.default_rng(seed), nuisance=False)
         tiles.append(_tile_around_face(image, landmarks))

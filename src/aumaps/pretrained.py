@@ -169,7 +169,7 @@ register_pretrained(
         "trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="85413980bebf9a89c597917cc4d715fd2563a77c3eb9ec582a7242dc798bac8e",
+        sha256="8aebd798d74b77e0040140b2c757c7cfb52f61a3f3c611e289613fa2532de579",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES + " Recipe: configs/openface17.yaml.",
