@@ -169,10 +169,10 @@ register_pretrained(
         "trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="8aebd798d74b77e0040140b2c757c7cfb52f61a3f3c611e289613fa2532de579",
+        sha256="669ad3032567ee3ad3856c9715a428b5ac6e2559de23465a5fbaf5e9fdd59520",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
-        trained_on=TRAINING_SOURCES + " Recipe: configs/openface17.yaml.",
+        trained_on=TRAINING_SOURCES + " Recipe: configs/openface17.yaml, then configs/openface17-more.yaml.",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
