@@ -133,6 +133,46 @@ def test_init_starts_from_a_checkpoint(tiny_cache, tmp_path):
         _initialise(other, str(first / "model.pt"), (1, 2, 4))
 
 
+def test_init_grows_a_checkpoint_into_more_stacks(tmp_path):
+    # a 2-stack model started from a 1-stack checkpoint first computes exactly what the checkpoint did
+    from aumaps.model import AUHourglass
+    from aumaps.train import _initialise
+    from aumaps.weights import WeightsError, save_checkpoint
+
+    torch.manual_seed(0)
+    one = AUHourglass(num_aus=3, num_stacks=1, depth=2, width=16).eval()
+    for module in one.modules():  # BatchNorm statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    path = save_checkpoint(tmp_path / "one.pt", one, aus=(1, 6, 12))
+    torch.manual_seed(1)
+    two = AUHourglass(num_aus=3, num_stacks=2, depth=2, width=16)
+    _initialise(two, str(path), (1, 6, 12))
+    two.eval()
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = one(x)[0]
+        got = two(x)
+    assert len(got) == 2
+    torch.testing.assert_close(got[0], want, rtol=0, atol=0)
+    torch.testing.assert_close(got[1], want, rtol=1e-6, atol=1e-6)
+    grown = two.state_dict()
+    copied = [key for key in one.state_dict() if key.startswith(("m0.", "l0."))]
+    assert copied and all(torch.equal(grown[key.replace("0.", "1.", 1)], one.state_dict()[key]) for key in copied)
+    assert not two.bl0.weight.any() and not two.al0.weight.any()
+    # fewer stacks than the checkpoint is not a growth: the layer check names it
+    with pytest.raises(WeightsError, match="does not fit"):
+        _initialise(AUHourglass(num_aus=3, num_stacks=1, depth=2, width=16), str(_saved_two(tmp_path)), (1, 6, 12))
+
+
+def _saved_two(tmp_path):
+    from aumaps.model import AUHourglass
+    from aumaps.weights import save_checkpoint
+
+    return save_checkpoint(tmp_path / "two.pt", AUHourglass(num_aus=3, num_stacks=2, depth=2, width=16), aus=(1, 6, 12))
+
+
 def test_unknown_config_key_is_an_error():
     with pytest.raises(ValueError, match=r"unknown configuration key 'train.epoch'"):
         load_config(overrides={"train": {"epoch": 3}})

@@ -359,15 +359,21 @@ def _global_count(mask: torch.Tensor, ctx) -> torch.Tensor:
 def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     """Start from a checkpoint's weights (``train.init``: fine-tuning, or a run in stages).
 
-    The checkpoint must have this configuration's architecture (``model:``). Its AUs may
-    differ: the per-AU channels of the output layers (``l{i}``, and ``al{i}`` between stacks)
-    are copied for the AUs both have, and AUs it lacks keep their fresh initialisation, so a
-    BP4D model can start a DISFA run with AUs 6, 12 and 17 already learnt.
+    The checkpoint must have this configuration's architecture (``model:``), or the same one
+    with fewer stacks. Its AUs may differ: the per-AU channels of the output layers (``l{i}``,
+    and ``al{i}`` between stacks) are copied for the AUs both have, and AUs it lacks keep
+    their fresh initialisation, so a BP4D model can start a DISFA run with AUs 6, 12 and 17
+    already learnt.
+
+    A model with more stacks than the checkpoint grows it: every extra hourglass starts as a
+    copy of the checkpoint's last one, and the links that feed a stack's output into the next
+    (``bl{i}``, ``al{i}``) start at zero, so the deeper model first computes exactly what the
+    checkpoint did (every stack's output is the checkpoint's) and training refines from there.
     """
     from .weights import WeightsError, load_checkpoint
 
     ckpt = load_checkpoint(weights)
-    source, target = ckpt.model.state_dict(), model.state_dict()
+    source, target = _grown(ckpt.model, model.num_stacks), model.state_dict()
     shared = [(aus.index(a), tuple(ckpt.aus).index(a)) for a in aus if a in ckpt.aus]
     if not shared:
         raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, none of the configured {list(aus)}")
@@ -394,6 +400,30 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     model.load_state_dict(target)
     fresh = [a for a in aus if a not in ckpt.aus]
     log.info("initialised from %s%s", weights, f" (AUs {fresh} start fresh)" if fresh else "")
+
+
+def _grown(source: AUHourglass, num_stacks: int) -> dict[str, torch.Tensor]:
+    """``source``'s state dict with ``num_stacks`` stacks (:func:`_initialise`): unchanged if
+    it has that many or more (the layer check then names the difference); else each missing
+    stack is a copy of its last and the links into the new stacks are zero."""
+    state = dict(source.state_dict())
+    last = source.num_stacks - 1
+    if num_stacks <= source.num_stacks:
+        return state
+    per_stack = ("m", "top_m_", "conv_last", "bn_end", "l")
+    own = {key: value for key, value in state.items() if key.split(".")[0] in {f"{p}{last}" for p in per_stack}}
+    for i in range(source.num_stacks, num_stacks):
+        for key, value in own.items():
+            head, _, rest = key.partition(".")
+            state[f"{head[: -len(str(last))]}{i}.{rest}"] = value.clone()
+    for i in range(last, num_stacks - 1):
+        width, num_aus = state[f"l{last}.weight"].shape[1], state[f"l{last}.weight"].shape[0]
+        dtype = state[f"l{last}.weight"].dtype
+        state[f"bl{i}.weight"] = torch.zeros(width, width, 1, 1, dtype=dtype)
+        state[f"bl{i}.bias"] = torch.zeros(width, dtype=dtype)
+        state[f"al{i}.weight"] = torch.zeros(width, num_aus, 1, 1, dtype=dtype)
+        state[f"al{i}.bias"] = torch.zeros(width, dtype=dtype)
+    return state
 
 
 def _schedule(cfg: dict, epochs: int):
