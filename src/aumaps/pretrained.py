@@ -165,14 +165,15 @@ TRAINING_SOURCES = (
 register_pretrained(
     PretrainedModel(
         name="default",
-        description="OpenFace's 17 AUs from a small hourglass (width 64, 128x128 crops) bundled with aumaps, "
-        "trained on aumaps' synthetic AU faces only",
+        description="OpenFace's 17 AUs from a small stacked hourglass (2 stacks, width 64, 128x128 crops) "
+        "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="669ad3032567ee3ad3856c9715a428b5ac6e2559de23465a5fbaf5e9fdd59520",
+        sha256="1c09b1b05126008c00aa9b551a84fa2c2b5e6699e5a06530621f2036b07df72a",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
-        trained_on=TRAINING_SOURCES + " Recipe: configs/openface17.yaml, then configs/openface17-more.yaml.",
+        trained_on=TRAINING_SOURCES
+        + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, then configs/openface17-stack2.yaml.",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
