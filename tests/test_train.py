@@ -162,15 +162,9 @@ def test_init_grows_a_checkpoint_into_more_stacks(tmp_path):
     assert copied and all(torch.equal(grown[key.replace("0.", "1.", 1)], one.state_dict()[key]) for key in copied)
     assert not two.bl0.weight.any() and not two.al0.weight.any()
     # fewer stacks than the checkpoint is not a growth: the layer check names it
+    deeper = save_checkpoint(tmp_path / "two.pt", two, aus=(1, 6, 12))
     with pytest.raises(WeightsError, match="does not fit"):
-        _initialise(AUHourglass(num_aus=3, num_stacks=1, depth=2, width=16), str(_saved_two(tmp_path)), (1, 6, 12))
-
-
-def _saved_two(tmp_path):
-    from aumaps.model import AUHourglass
-    from aumaps.weights import save_checkpoint
-
-    return save_checkpoint(tmp_path / "two.pt", AUHourglass(num_aus=3, num_stacks=2, depth=2, width=16), aus=(1, 6, 12))
+        _initialise(AUHourglass(num_aus=3, num_stacks=1, depth=2, width=16), str(deeper), (1, 6, 12))
 
 
 def test_unknown_config_key_is_an_error():

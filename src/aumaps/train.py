@@ -405,24 +405,18 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
 def _grown(source: AUHourglass, num_stacks: int) -> dict[str, torch.Tensor]:
     """``source``'s state dict with ``num_stacks`` stacks (:func:`_initialise`): unchanged if
     it has that many or more (the layer check then names the difference); else each missing
-    stack is a copy of its last and the links into the new stacks are zero."""
+    stack is a copy of its last and the links into the new stacks are zero. The layers to add
+    are those of the deeper model that ``source`` lacks."""
     state = dict(source.state_dict())
-    last = source.num_stacks - 1
     if num_stacks <= source.num_stacks:
         return state
-    per_stack = ("m", "top_m_", "conv_last", "bn_end", "l")
-    own = {key: value for key, value in state.items() if key.split(".")[0] in {f"{p}{last}" for p in per_stack}}
-    for i in range(source.num_stacks, num_stacks):
-        for key, value in own.items():
-            head, _, rest = key.partition(".")
-            state[f"{head[: -len(str(last))]}{i}.{rest}"] = value.clone()
-    for i in range(last, num_stacks - 1):
-        width, num_aus = state[f"l{last}.weight"].shape[1], state[f"l{last}.weight"].shape[0]
-        dtype = state[f"l{last}.weight"].dtype
-        state[f"bl{i}.weight"] = torch.zeros(width, width, 1, 1, dtype=dtype)
-        state[f"bl{i}.bias"] = torch.zeros(width, dtype=dtype)
-        state[f"al{i}.weight"] = torch.zeros(width, num_aus, 1, 1, dtype=dtype)
-        state[f"al{i}.bias"] = torch.zeros(width, dtype=dtype)
+    last = source.num_stacks - 1
+    deeper = AUHourglass(**{**source.config, "num_stacks": num_stacks}).state_dict()
+    for key in deeper.keys() - state.keys():
+        head, _, rest = key.partition(".")
+        layer = head.rstrip("0123456789")  # m, top_m_, conv_last, bn_end, l; bl, al link stacks
+        links = layer in ("bl", "al")
+        state[key] = torch.zeros_like(deeper[key]) if links else state[f"{layer}{last}.{rest}"].clone()
     return state
 
 
