@@ -36,7 +36,7 @@ from aumaps.metrics import icc31
 def _rows(est: AUEstimator, identities: int, seed: int) -> pd.DataFrame:
     rows = []
     for i in tqdm(range(identities), desc="faces", unit="identity"):
-        identity = make_identity(i, seed, 0.5)
+        identity = make_identity(i, seed)
         for k in range(2):
             rng = np.random.default_rng([seed, i, k])
             truth = sample_intensities(rng)
