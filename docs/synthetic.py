@@ -75,6 +75,23 @@ PROTOTYPES = {
 }
 
 
+def lips() -> np.ndarray:
+    """AU23 and AU24 at intensity 5 in the generator's revisions 1 and 2, close to the mouth:
+    revision 1 drew them almost alike; revision 2 narrows the mouth for AU23 and draws its
+    ridged, creased reds, and keeps AU24's width with its bulges and pressed line."""
+    faces = [_plain(f) for f in synth.real_faces()] + [_plain(synth.make_identity(3, seed=0, procedural=1.0))]
+    cases = [("neutral", {}, 2), ("AU23 rev 1", {23: 5.0}, 1), ("AU24 rev 1", {24: 5.0}, 1)]
+    cases += [("AU23 rev 2", {23: 5.0}, 2), ("AU24 rev 2", {24: 5.0}, 2)]
+    tiles = []
+    for face in faces:
+        for label, aus, revision in cases:
+            image, lms = synth.render(face, aus, np.random.default_rng(23), nuisance=False, revision=revision)
+            mouth = face.landmarks[48:68]  # the neutral mouth, widened, frames every tile alike
+            frame = np.concatenate([mouth, mouth.mean(0) + 1.6 * (mouth - mouth.mean(0))])
+            tiles.append(_tile(image, frame, label, 0.9))
+    return _grid(tiles, 5)
+
+
 def prototypes() -> np.ndarray:
     """The basic emotions' prototypes on both photos and a drawn face."""
     faces = [_plain(f) for f in synth.real_faces()] + [_plain(synth.make_identity(5, seed=0, procedural=1.0))]
@@ -161,6 +178,7 @@ def statistics() -> None:
 
 def main() -> None:
     _save("synth-aus.jpg", per_au())
+    _save("synth-lips.jpg", lips())
     _save("synth-prototypes.jpg", prototypes())
     _save("synth-identities.jpg", identities())
     _save("synth-camera.jpg", camera())

@@ -133,6 +133,45 @@ def test_au12_and_au14_look_different_at_the_lip_corners(drawn: synth.Identity) 
         assert np.abs(a - b).mean() > 8
 
 
+def _mouth_width(lms: np.ndarray, ex: np.ndarray) -> float:
+    return float((lms[54] - lms[48]) @ ex)
+
+
+def test_au23_narrows_the_mouth_and_au24_presses_the_lips(drawn: synth.Identity) -> None:
+    """Revision 2 tells the lip tightener from the pressor; revision 1 moved them almost alike."""
+    neutral = drawn.landmarks
+    ex, ey, iod = _face_axes(neutral)
+    width = _mouth_width(neutral, ex)
+    tight = synth.displace_landmarks(neutral, {23: 5.0})
+    pressed = synth.displace_landmarks(neutral, {24: 5.0})
+    assert _mouth_width(tight, ex) == pytest.approx(width - 2 * 5 * 0.014 * iod)  # corners in
+    assert _mouth_width(pressed, ex) == pytest.approx(width + 2 * 5 * 0.004 * iod)  # spread a little
+    for lms in (tight, pressed):  # both thin the upper lip's red
+        assert (lms[62] - lms[51]) @ ey < (neutral[62] - neutral[51]) @ ey - 0.03 * iod
+    # revision 1, as the bundled model's stages 1-4 were trained on: the historic numbers
+    old_tight = synth.displace_landmarks(neutral, {23: 5.0}, revision=1)
+    old_pressed = synth.displace_landmarks(neutral, {24: 5.0}, revision=1)
+    assert _mouth_width(old_tight, ex) == pytest.approx(width - 2 * 5 * 0.008 * iod)
+    assert _mouth_width(old_pressed, ex) == pytest.approx(width - 2 * 5 * 0.004 * iod)
+    assert np.abs(old_tight - old_pressed).max() < 0.03 * iod  # under a pixel at 128 px crops
+    np.testing.assert_array_equal(  # nothing else changed between the revisions
+        synth.displace_landmarks(neutral, {12: 3.0, 26: 2.0, 45: 4.0}, revision=1),
+        synth.displace_landmarks(neutral, {12: 3.0, 26: 2.0, 45: 4.0}),
+    )
+    # drawn, the two differ more around the mouth in revision 2 than in revision 1
+    box = np.round(np.r_[neutral[48:68].min(0) - 0.1 * iod, neutral[48:68].max(0) + 0.1 * iod]).astype(int)
+
+    def gap(revision: int) -> float:
+        a, _ = synth.render(drawn, {23: 5.0}, nuisance=False, revision=revision)
+        b, _ = synth.render(drawn, {24: 5.0}, nuisance=False, revision=revision)
+        cut = (slice(box[1], box[3]), slice(box[0], box[2]))
+        return float(np.abs(a[cut].astype(float) - b[cut].astype(float)).mean())
+
+    assert gap(2) > 1.2 * gap(1)  # 8.4 vs 6.6 grey levels on this face
+    with pytest.raises(ValueError, match="revision 3 does not exist; revisions: 1, 2"):
+        synth.render(drawn, {23: 1.0}, nuisance=False, revision=3)
+
+
 def test_parted_lips_show_a_dark_mouth_and_teeth(drawn: synth.Identity) -> None:
     image, lms = synth.render(drawn, {25: 4.0, 26: 4.0}, nuisance=False)
     inside = np.zeros(image.shape[:2], np.uint8)
@@ -211,6 +250,7 @@ def test_manifest_follows_the_data_format(dataset: Path) -> None:
     assert len(table) == 24
     assert [column_name(a) for a in CATALOGUE] == [c for c in table.columns if c.endswith("_r")]
     assert (table["source"].isin([*synth.REAL_FACES, "procedural"])).all()
+    assert (table["revision"] == str(synth.REVISION)).all()  # extra columns are read as text
     first = Path(table["image"][0])
     assert first.parent.name == table["subject"][0] and first.name == "q00_00000.png"
     image = cv2.imread(str(first))
@@ -271,6 +311,21 @@ def test_first_subject_adds_new_identities(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(same, more.drop(columns="split"))
     name = more["image"].iloc[0]
     assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+
+
+def test_cli_renders_an_older_revision_again(tmp_path: Path, capsys) -> None:
+    from aumaps.cli import main
+
+    kwargs = dict(n_subjects=3, frames_per_subject=2, sequence_length=2, progress=False, seed=4)
+    old = synth.make_dataset(tmp_path / "api", revision=1, **kwargs)
+    args = ["synth", str(tmp_path / "cli"), "--subjects", "3", "--frames", "2", "--seed", "4", "--revision", "1"]
+    assert main(args) == 0  # 2 frames fit in one of the CLI's 10-frame sequences, as in one of 2
+    table = pd.read_csv(tmp_path / "cli" / "manifest.csv")
+    assert set(table["revision"]) == {1}
+    pd.testing.assert_frame_equal(table, pd.read_csv(old))
+    assert main(["synth", str(tmp_path / "bad"), "--subjects", "3", "--revision", "3"]) == 2
+    assert "generator revision 3 does not exist; revisions: 1, 2" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 # ---------------------------------------------------------------- realism

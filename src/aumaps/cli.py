@@ -828,11 +828,17 @@ def _add_synth(sub) -> None:
         help="shares of subjects in train,val,test (default: %(default)s; 1,0,0: all train)",
     )
     p.add_argument("--workers", type=int, default=1)
+    p.add_argument(
+        "--revision",
+        type=int,
+        default=None,
+        help="the generator's revision, to render an older data set again (default: the latest)",
+    )
     p.set_defaults(func=cmd_synth)
 
 
 def cmd_synth(args) -> int:
-    from .data.synth import make_dataset
+    from .data.synth import REVISION, make_dataset
 
     try:
         splits = tuple(float(v) for v in args.splits.split(","))
@@ -850,6 +856,7 @@ def cmd_synth(args) -> int:
         workers=args.workers,
         splits=splits,
         first_subject=args.first_subject,
+        revision=REVISION if args.revision is None else args.revision,
     )
     print(f"manifest: {manifest}")
     return 0

@@ -76,7 +76,7 @@ from __future__ import annotations
 
 from .canvas import CANVAS
 from .dataset import make_dataset
-from .geometry import DISPLACEMENTS, displace_landmarks
+from .geometry import DISPLACEMENTS, REVISION, REVISIONS, displace_landmarks
 from .identity import Identity
 from .looks import Fringe, Glasses, Look, sample_look
 from .nuisance import Nuisance, sample_nuisance
@@ -90,6 +90,8 @@ from .warp import _warp_image  # noqa: F401 - private, used by tests/test_synth.
 __all__ = [
     "CANVAS",
     "DISPLACEMENTS",
+    "REVISION",
+    "REVISIONS",
     "PROTOTYPES",
     "Fringe",
     "Glasses",

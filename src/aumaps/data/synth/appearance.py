@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from .canvas import _ellipse, _stroke
-from .geometry import _axes
+from .geometry import REVISION, _axes
 
 
 class _Shading:
@@ -76,10 +76,12 @@ def _draw_appearance(
     levels: Mapping[int, float],
     rng: np.random.Generator,
     sides: Mapping[int, tuple[float, float]] | None = None,
+    revision: int = REVISION,
 ) -> None:
     """Draw the appearance changes of the AUs at ``levels`` (intensity / 5) onto ``paint``;
     an AU named in ``sides`` (``(left, right)`` factors) acts that much on each half of the
-    face, and its midline changes take the mean."""
+    face, and its midline changes take the mean. ``revision`` is the generator's
+    (:data:`~.geometry.REVISION`): revision 1 drew AU23 as faint lines over the upper lip only."""
     sides = sides or {}
 
     def lv(au: int, side: int = 0) -> float:
@@ -202,9 +204,22 @@ def _draw_appearance(
             width=0.025,
         )
     # AU23: vertical lines above the narrowed upper lip; AU24: bulges above and below
-    if lv(23):
+    if lv(23) and revision == 1:
         for x in (-0.07, -0.03, 0.03, 0.07):
             p.line([p.at(51, x, -0.05), p.at(51, x + j(), -0.005)], 0.25 * lv(23))
+    elif lv(23):
+        # revision 2: the tightened reds' border stands out as a pale ridge over a dark rim,
+        # both reds crease vertically, and the narrowed corners dimple a little
+        upper, lower = (48, 49, 50, 51, 52, 53, 54), (54, 55, 56, 57, 58, 59, 48)
+        p.line([p.at(i, 0, -0.012) for i in upper], 0.35 * lv(23), width=0.015, layer="light_fine")
+        p.line([p.at(i, 0, 0.012) for i in lower], 0.3 * lv(23), width=0.015, layer="light_fine")
+        p.line([p.at(i) for i in upper], 0.3 * lv(23), width=0.012)
+        p.line([p.at(i) for i in lower], 0.25 * lv(23), width=0.012)
+        for x in (-0.09, -0.05, -0.015, 0.02, 0.055, 0.09):
+            p.line([p.at(51, x, 0.0), p.at(62, x + j(), 0.0)], 0.3 * lv(23), width=0.012)
+            p.line([p.at(66, x, 0.0), p.at(57, x + j(), 0.0)], 0.3 * lv(23), width=0.012)
+        for side, corner in ((-1, 48), (1, 54)):
+            p.spot(p.at(corner, side * 0.025, 0.0), 0.02, 0.03, 0.3 * lv(23))
     if lv(24):
         p.spot(p.at(51, 0, -0.07), 0.14, 0.04, 0.18 * lv(24), "light_broad")
         p.spot(p.at(57, 0, 0.06), 0.12, 0.03, 0.15 * lv(24), "light_broad")

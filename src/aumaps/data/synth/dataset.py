@@ -20,7 +20,7 @@ from ...aus import column_name, resolve_aus
 from ...results import write_table
 from ..manifest import LANDMARK_COLUMNS, assign_splits
 from .canvas import CANVAS
-from .geometry import _AU_ORDER
+from .geometry import _AU_ORDER, REVISION, check_revision
 from .population import make_identity
 from .rendering import render_sequence
 from .sampling import intensity_curves, sample_sides
@@ -36,6 +36,7 @@ class _SubjectJob:
     size: int
     procedural: float
     out_dir: str
+    revision: int
 
 
 def _render_subject(job: _SubjectJob) -> list[dict[str, object]]:
@@ -51,7 +52,7 @@ def _render_subject(job: _SubjectJob) -> list[dict[str, object]]:
         curves = intensity_curves(rng, length, job.aus)
         sides = sample_sides(rng)
         sequence = f"q{q:02d}"
-        frames = render_sequence(identity, curves, rng, True, job.size, sides)
+        frames = render_sequence(identity, curves, rng, True, job.size, sides, job.revision)
         for frame, (image, lms) in enumerate(frames):
             name = f"{sequence}_{frame:05d}.png"
             _, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
@@ -67,6 +68,7 @@ def _render_subject(job: _SubjectJob) -> list[dict[str, object]]:
             row.update({f"x_{i}": lms[i, 0] for i in range(68)})
             row.update({f"y_{i}": lms[i, 1] for i in range(68)})
             row["source"] = identity.source
+            row["revision"] = job.revision
             rows.append(row)
     return rows
 
@@ -98,6 +100,7 @@ def make_dataset(
     sequence_length: int = 10,
     procedural: float = 0.5,
     first_subject: int = 0,
+    revision: int = REVISION,
 ) -> Path:
     """Write a synthetic AU data set: PNG images and a manifest (``docs/data-format.md``).
 
@@ -126,11 +129,13 @@ def make_dataset(
             first_subject + n_subjects - 1``. A set made with the same ``seed`` and
             ``first_subject`` past another set's last subject holds new identities with new
             names, so the two can be trained on together (``aumaps prepare manifest A B``).
+        revision: The generator's revision (:data:`~.geometry.REVISION`, the latest): an older
+            one renders a data set made with it again, byte for byte.
 
     Returns:
         Path of ``manifest.csv``: ``image, subject, sequence, frame, split``, ``AUxx_r`` for
         every catalogue AU, ``x_0..x_67, y_0..y_67`` (exact landmarks in image pixels) and
-        ``source`` (what the identity was made from).
+        ``source`` (what the identity was made from) and ``revision`` (the generator's).
     """
     if n_subjects < 1 or frames_per_subject < 1 or sequence_length < 1:
         raise ValueError("n_subjects, frames_per_subject and sequence_length must be at least 1")
@@ -138,11 +143,12 @@ def make_dataset(
         raise ValueError(f"first_subject must be at least 0, got {first_subject}")
     if n_subjects < np.count_nonzero(splits):
         raise ValueError(f"{n_subjects} subject(s) cannot fill the splits {tuple(splits)}")
+    revision = check_revision(revision)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     allowed = resolve_aus(aus)
     jobs = [
-        _SubjectJob(i, seed, frames_per_subject, sequence_length, allowed, size, procedural, str(out))
+        _SubjectJob(i, seed, frames_per_subject, sequence_length, allowed, size, procedural, str(out), revision)
         for i in range(first_subject, first_subject + n_subjects)
     ]
     rows: list[dict[str, object]] = []
@@ -161,6 +167,7 @@ def make_dataset(
         *(column_name(a) for a in _AU_ORDER),
         *LANDMARK_COLUMNS,
         "source",
+        "revision",
     ]
     path = out / "manifest.csv"
     write_table(table[columns], path, float_format="%.3f", lineterminator="\n")  # formula-like text gets a '

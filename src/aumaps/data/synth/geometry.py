@@ -114,15 +114,18 @@ DISPLACEMENTS: dict[int, dict[int, tuple[float, float]]] = {
         61: (0.006, 0.0), 67: (0.006, 0.0), 50: (0.004, 0.0), 58: (0.004, 0.0),
         51: (0.0, 0.004),
     }),
-    # Lip tightener: lip reds narrow, the mouth narrows.
+    # Lip tightener: the mouth narrows (the corners come in, the inner lips with them) and the
+    # lip reds thin towards a tight, straight line (their ridged border and vertical lines drawn).
     23: _symmetric({
-        51: (0.0, 0.008), 50: (0.0, 0.008), 57: (0.0, -0.008), 58: (0.0, -0.008),
-        48: (-0.008, 0.0), 49: (-0.004, 0.002), 59: (-0.004, -0.002),
+        48: (-0.014, 0.0), 60: (-0.010, 0.0), 49: (-0.009, 0.004), 59: (-0.009, -0.004),
+        61: (-0.005, 0.0), 67: (-0.005, 0.0), 50: (-0.004, 0.008), 58: (-0.004, -0.008),
+        51: (0.0, 0.008), 57: (0.0, -0.008),
     }),
-    # Lip pressor: lips pressed together (bulges above and below drawn).
+    # Lip pressor: lips pressed together, the reds flattened and spread a little sideways; the
+    # mouth does not narrow (bulges above and below and the pressed line drawn).
     24: _symmetric({
         51: (0.0, 0.010), 50: (0.0, 0.010), 49: (0.0, 0.006), 57: (0.0, -0.010),
-        58: (0.0, -0.010), 59: (0.0, -0.006), 48: (-0.004, 0.0),
+        58: (0.0, -0.010), 59: (0.0, -0.006), 48: (0.004, 0.0),
     }),
     # Lips part: inner lips separate, the lower lip moves most (mouth interior drawn).
     25: _symmetric({
@@ -146,11 +149,52 @@ DISPLACEMENTS: dict[int, dict[int, tuple[float, float]]] = {
 }
 # fmt: on
 
+#: The generator's revision: what :func:`render` draws by default. Data sets record the revision
+#: they were rendered with; an older one is rendered again, byte for byte, by asking for it.
+#: Revision 1 (the bundled model's stages 1-4) drew AU23 almost as AU24, both thinning the
+#: lip reds with the mouth's width nearly kept; revision 2 narrows the mouth for AU23
+#: (:data:`DISPLACEMENTS`) and draws the two apart (:func:`~.appearance._draw_appearance`).
+REVISION = 2
+REVISIONS = (1, 2)
+
+# fmt: off
+#: What revision 1 moved differently: the AUs' displacements that revision 2 replaced.
+_REVISION_1 = {
+    23: _symmetric({
+        51: (0.0, 0.008), 50: (0.0, 0.008), 57: (0.0, -0.008), 58: (0.0, -0.008),
+        48: (-0.008, 0.0), 49: (-0.004, 0.002), 59: (-0.004, -0.002),
+    }),
+    24: _symmetric({
+        51: (0.0, 0.010), 50: (0.0, 0.010), 49: (0.0, 0.006), 57: (0.0, -0.010),
+        58: (0.0, -0.010), 59: (0.0, -0.006), 48: (-0.004, 0.0),
+    }),
+}
+# fmt: on
+
 _AU_ORDER = tuple(CATALOGUE)
-_DISPLACEMENT_ARRAY = np.zeros((len(_AU_ORDER), 68, 2))
-for _a, _au in enumerate(_AU_ORDER):
-    for _i, _d in DISPLACEMENTS[_au].items():
-        _DISPLACEMENT_ARRAY[_a, _i] = _d
+
+
+def _displacement_array(table: Mapping[int, Mapping[int, tuple[float, float]]]) -> np.ndarray:
+    """``(A, 68, 2)`` displacements per intensity unit, AUs in catalogue order."""
+    array = np.zeros((len(_AU_ORDER), 68, 2))
+    for a, au in enumerate(_AU_ORDER):
+        for i, d in table[au].items():
+            array[a, i] = d
+    return array
+
+
+_DISPLACEMENT_ARRAYS = {
+    1: _displacement_array({**DISPLACEMENTS, **_REVISION_1}),
+    2: _displacement_array(DISPLACEMENTS),
+}
+
+
+def check_revision(revision: int) -> int:
+    """``revision`` if the generator has it, else a ValueError naming the ones it has."""
+    if revision not in REVISIONS:
+        raise ValueError(f"generator revision {revision!r} does not exist; revisions: {', '.join(map(str, REVISIONS))}")
+    return int(revision)
+
 
 #: Which half of the face each landmark lies on: 0 image-left, 1 image-right, 2 midline.
 _SIDE = np.array([0 if i in _LEFT_HALF else 2 if MIRROR_68[i] == i else 1 for i in range(68)])
@@ -184,6 +228,7 @@ def displace_landmarks(
     landmarks: np.ndarray,
     intensities: Mapping[int, float],
     sides: Mapping[int, tuple[float, float]] | None = None,
+    revision: int = REVISION,
 ) -> np.ndarray:
     """Move neutral landmarks as the AUs at ``intensities`` do (:data:`DISPLACEMENTS`).
 
@@ -198,6 +243,7 @@ def displace_landmarks(
         sides: AU number → ``(left, right)`` factors in [0, 1] for an asymmetric action: the
             image-left half of the face moves ``left`` times as far, the right half ``right``
             times, the midline their mean (absent AUs act fully on both sides).
+        revision: The generator's revision (:data:`REVISION`) whose displacements to use.
 
     Returns:
         ``(68, 2)`` float64 deformed landmarks.
@@ -211,7 +257,7 @@ def displace_landmarks(
     for au, (left, right) in (sides or {}).items():
         factors[_AU_ORDER.index(au)] = (left, right, 0.5 * (left + right))
     weights = levels[:, None] * factors[:, _SIDE]  # (A, 68)
-    offsets = np.einsum("ai,aij->ij", weights, _DISPLACEMENT_ARRAY)  # (68, 2) in face units
+    offsets = np.einsum("ai,aij->ij", weights, _DISPLACEMENT_ARRAYS[check_revision(revision)])  # (68, 2) in face units
     ex, ey, iod = _axes(neutral)
     lms = neutral + iod * (offsets[:, :1] * ex + offsets[:, 1:] * ey)
     for upper, lower in _NO_CROSSING:

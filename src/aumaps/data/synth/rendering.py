@@ -13,7 +13,7 @@ import numpy as np
 
 from .appearance import _draw_appearance, _Shading
 from .canvas import CANVAS, _over
-from .geometry import displace_landmarks
+from .geometry import REVISION, check_revision, displace_landmarks
 from .head import _relight, _turn_maps
 from .identity import Identity
 from .interiors import _eyes, _mouth_interior
@@ -41,6 +41,7 @@ def render(
     nuisance: bool | Nuisance = True,
     size: int = CANVAS,
     sides: Mapping[int, tuple[float, float]] | None = None,
+    revision: int = REVISION,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render ``identity`` showing the AUs at ``intensities``.
 
@@ -55,18 +56,21 @@ def render(
         size: Side of the square output image.
         sides: AU number → ``(left, right)`` factors of an asymmetric action
             (:func:`~.sampling.sample_sides`); the intensity is the stronger side's.
+        revision: The generator's revision (:data:`~.geometry.REVISION`, the latest, unless an
+            older data set is to be rendered again).
 
     Returns:
         image: ``(size, size, 3)`` uint8 RGB.
         landmarks: ``(68, 2)`` float64 exact landmarks of the rendered face in ``image``.
     """
     rng = np.random.default_rng(0) if rng is None else rng
+    revision = check_revision(revision)
     for au, value in intensities.items():
         if not 0.0 <= float(value) <= 5.0:
             raise ValueError(f"AU{au} intensity {value} is outside [0, 5]")
     nz = sample_nuisance(rng) if nuisance is True else (nuisance or None)
     neutral = identity.landmarks
-    lms = displace_landmarks(neutral, intensities, sides)
+    lms = displace_landmarks(neutral, intensities, sides, revision)
     active = {au: float(v) / 5.0 for au, v in intensities.items() if v > 0}
     look = identity.look
     plain = look.glasses is None and look.fringe is None
@@ -82,12 +86,12 @@ def render(
         # the way, and the eyes are drawn closed over it
         warp_lms = lms
         if intensities.get(45, 0.0) > _WARP_BLINK:
-            warp_lms = displace_landmarks(neutral, {**intensities, 45: _WARP_BLINK}, sides)
+            warp_lms = displace_landmarks(neutral, {**intensities, 45: _WARP_BLINK}, sides, revision)
         canvas = _warp_image(image, neutral, warp_lms).astype(np.float32)
         canvas = _mouth_interior(canvas, neutral, lms, rng)
         canvas = _eyes(canvas, image, neutral, lms, warp_lms)
         paint = _Shading(lms, canvas.shape[:2], identity.creases)
-        _draw_appearance(paint, active, rng, sides)
+        _draw_appearance(paint, active, rng, sides, revision)
         canvas = paint.apply(canvas)
     canvas = _draw_look(canvas, lms, look, rng, identity.mask)
     if nz is not None:
@@ -144,6 +148,7 @@ def render_sequence(
     nuisance: bool | Nuisance = True,
     size: int = CANVAS,
     sides: Mapping[int, tuple[float, float]] | None = None,
+    revision: int = REVISION,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Render frames of a video: intensities follow ``curves``, the head moves smoothly.
 
@@ -155,8 +160,8 @@ def render_sequence(
         identity: The neutral face.
         curves: AU number → ``(T,)`` intensities over time (all of the same length T), e.g.
             from :func:`intensity_curves`.
-        rng, nuisance, size, sides: As for :func:`render` (one scene and one asymmetry for
-            the whole sequence).
+        rng, nuisance, size, sides, revision: As for :func:`render` (one scene and one
+            asymmetry for the whole sequence).
 
     Yields:
         ``(image, landmarks)`` for each of the T frames, as :func:`render` returns them.
@@ -184,4 +189,4 @@ def render_sequence(
                 shift=(base.shift[0] + d[4], base.shift[1] + d[5]),
             )
         frame = {au: float(v[t]) for au, v in values.items()}
-        yield render(identity, frame, rng, frame_nz or False, size, sides)
+        yield render(identity, frame, rng, frame_nz or False, size, sides, revision)
