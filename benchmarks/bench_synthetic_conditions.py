@@ -1,7 +1,7 @@
 """Where the bundled model's synthetic ICC is lost: clean faces against the same faces under nuisances.
 
     python benchmarks/bench_synthetic_conditions.py [--weights default] [--baseline WEIGHTS]
-                                                     [--identities 120] [--seed 7]
+                                                     [--identities 120] [--seed 7] [--revision 2]
 
 Renders fresh synthetic faces (identities of a seed no training set uses, two expressions
 each, drawn as :func:`aumaps.data.synth.sample_intensities` draws them) twice: once **clean**
@@ -15,6 +15,7 @@ faces left after each kind of nuisance is taken out.
 What it shows: how much of the held-out error is the camera and scene (clean minus
 nuisance) and how much is the model or the generator itself (what clean faces still miss);
 an AU weak even on clean faces is one the renderer draws too faintly or too like another AU.
+``--revision`` picks the generator's revision (``docs/synthetic.md``; default the latest).
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from tqdm.auto import tqdm
 
 from aumaps import AUEstimator
 from aumaps.aus import get_au
-from aumaps.data.synth import make_identity, render, sample_intensities, sample_nuisance, sample_sides
+from aumaps.data.synth import REVISION, make_identity, render, sample_intensities, sample_nuisance, sample_sides
 from aumaps.hardware import describe_machine
 from aumaps.metrics import icc31
 
 
-def _rows(est: AUEstimator, identities: int, seed: int) -> pd.DataFrame:
+def _rows(est: AUEstimator, identities: int, seed: int, revision: int) -> pd.DataFrame:
     rows = []
     for i in tqdm(range(identities), desc="faces", unit="identity"):
         identity = make_identity(i, seed)
@@ -44,7 +45,7 @@ def _rows(est: AUEstimator, identities: int, seed: int) -> pd.DataFrame:
             nz = sample_nuisance(rng)
             for condition, nuisance in (("clean", False), ("nuisance", nz)):
                 strokes = np.random.default_rng([seed + 1, i, k])
-                image, landmarks = render(identity, truth, strokes, nuisance, 256, sides)
+                image, landmarks = render(identity, truth, strokes, nuisance, 256, sides, revision)
                 face = est.predict(image, landmarks=landmarks)[0]
                 row = {
                     "condition": condition,
@@ -64,12 +65,13 @@ def _icc(table: pd.DataFrame, aus) -> np.ndarray:
     return np.array([icc31(table[f"pred{au}"].to_numpy(), table[f"true{au}"].to_numpy()) for au in aus])
 
 
-def _report(weights: str, identities: int, seed: int) -> None:
+def _report(weights: str, identities: int, seed: int, revision: int) -> None:
     est = AUEstimator(weights)
-    table = _rows(est, identities, seed)
+    table = _rows(est, identities, seed, revision)
     clean, nuisance = table[table.condition == "clean"], table[table.condition == "nuisance"]
     a, b = _icc(clean, est.aus), _icc(nuisance, est.aus)
-    print(f"\n== {weights}: {len(clean)} faces of {identities} unseen identities (seed {seed}), ICC(3,1)")
+    print(f"\n== {weights}: {len(clean)} faces of {identities} unseen identities, ICC(3,1)")
+    print(f"   (identities' seed {seed}, the generator's revision {revision})")
     print(f"  {'AU':<6}{'name':<22}{'clean':>7}{'nuisance':>10}")
     for au, x, y in zip(est.aus, a, b):
         print(f"  AU{au:02d}  {get_au(au).name[:20]:<22}{x:7.2f}{y:10.2f}")
@@ -88,12 +90,13 @@ def main() -> None:
     parser.add_argument("--baseline", help="a second checkpoint, measured on the same faces")
     parser.add_argument("--identities", type=int, default=120)
     parser.add_argument("--seed", type=int, default=7, help="identities' seed (training used 0, testing 1)")
+    parser.add_argument("--revision", type=int, default=REVISION, help="the generator's (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(describe_machine())
     for weights in [args.weights] + ([args.baseline] if args.baseline else []):
-        _report(weights, args.identities, args.seed)
+        _report(weights, args.identities, args.seed, args.revision)
 
 
 if __name__ == "__main__":
