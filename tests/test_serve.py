@@ -1112,8 +1112,12 @@ def test_live_views_stay_live_while_a_12_megapixel_photo_is_analysed(base, astro
         done, answer = threading.Event(), {}
 
         def analyse_photo():
-            answer["reply"] = post(f"{base}/api/photos?name=twelve.jpg", photo)
-            done.set()
+            try:  # a failed request must end the live loop below, not leave it running forever
+                answer["reply"] = post(f"{base}/api/photos?name=twelve.jpg", photo)
+            except Exception as error:  # reported by the assertion below
+                answer["error"] = error
+            finally:
+                done.set()
 
         worker = threading.Thread(target=analyse_photo)
         started = time.perf_counter()
@@ -1121,6 +1125,7 @@ def test_live_views_stay_live_while_a_12_megapixel_photo_is_analysed(base, astro
         busy, frames = rate(ws, stop=done)
         photo_seconds = time.perf_counter() - started
         worker.join()
+    assert "reply" in answer, f"the 12-MP photo's request failed: {answer.get('error')!r}"
     status, _, body = answer["reply"]
     assert status == 200 and len(as_json(body)["faces"]) == 1 and as_json(body)["width"] == 4000
     print(
