@@ -169,11 +169,12 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="1c09b1b05126008c00aa9b551a84fa2c2b5e6699e5a06530621f2036b07df72a",
+        sha256="240ac8c951b63858aa876b4e56509533f7d1ccd7fa858b1d05579a28a430c349",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
-        + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, then configs/openface17-stack2.yaml.",
+        + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml, then"
+        " configs/openface17-faces.yaml.",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
