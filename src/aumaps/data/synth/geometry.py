@@ -155,7 +155,6 @@ DISPLACEMENTS: dict[int, dict[int, tuple[float, float]]] = {
 #: lip reds with the mouth's width nearly kept; revision 2 narrows the mouth for AU23
 #: (:data:`DISPLACEMENTS`) and draws the two apart (:func:`~.appearance._draw_appearance`).
 REVISION = 2
-REVISIONS = (1, 2)
 
 # fmt: off
 #: What revision 1 moved differently: the AUs' displacements that revision 2 replaced.
@@ -187,6 +186,8 @@ _DISPLACEMENT_ARRAYS = {
     1: _displacement_array({**DISPLACEMENTS, **_REVISION_1}),
     2: _displacement_array(DISPLACEMENTS),
 }
+#: Every revision the generator can render.
+REVISIONS = tuple(_DISPLACEMENT_ARRAYS)
 
 
 def check_revision(revision: int) -> int:
