@@ -76,12 +76,15 @@ PROTOTYPES = {
 
 
 def lips() -> np.ndarray:
-    """AU23 and AU24 at intensity 5 in the generator's revisions 1 and 2, close to the mouth:
-    revision 1 drew them almost alike; revision 2 narrows the mouth for AU23 and draws its
-    ridged, creased reds, and keeps AU24's width with its bulges and pressed line."""
+    """The mouth AUs the generator's revisions draw differently, at intensity 5, close to the
+    mouth: revision 1 drew AU23 almost as AU24; revision 2 narrows the mouth for AU23 (with
+    dimples at the corners, AU14's cue); revision 3 thins and pales its reds to a line instead,
+    and lengthens and flattens the lips for AU20, its folds running out and down (AU12's
+    corners go up)."""
     faces = [_plain(f) for f in synth.real_faces()] + [_plain(synth.make_identity(3, seed=0, procedural=1.0))]
-    cases = [("neutral", {}, 2), ("AU23 rev 1", {23: 5.0}, 1), ("AU24 rev 1", {24: 5.0}, 1)]
-    cases += [("AU23 rev 2", {23: 5.0}, 2), ("AU24 rev 2", {24: 5.0}, 2)]
+    cases = [("neutral", {}, 3), ("AU23 rev 1", {23: 5.0}, 1), ("AU23 rev 2", {23: 5.0}, 2)]
+    cases += [("AU23 rev 3", {23: 5.0}, 3), ("AU24", {24: 5.0}, 3), ("AU20 rev 2", {20: 5.0}, 2)]
+    cases += [("AU20 rev 3", {20: 5.0}, 3), ("AU12", {12: 5.0}, 3), ("AU14", {14: 5.0}, 3)]
     tiles = []
     for face in faces:
         for label, aus, revision in cases:
@@ -89,7 +92,7 @@ def lips() -> np.ndarray:
             mouth = face.landmarks[48:68]  # the neutral mouth, widened, frames every tile alike
             frame = np.concatenate([mouth, mouth.mean(0) + 1.6 * (mouth - mouth.mean(0))])
             tiles.append(_tile(image, frame, label, 0.9))
-    return _grid(tiles, 5)
+    return _grid(tiles, 9)
 
 
 def prototypes() -> np.ndarray:

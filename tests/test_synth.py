@@ -142,8 +142,8 @@ def test_au23_narrows_the_mouth_and_au24_presses_the_lips(drawn: synth.Identity)
     neutral = drawn.landmarks
     ex, ey, iod = _face_axes(neutral)
     width = _mouth_width(neutral, ex)
-    tight = synth.displace_landmarks(neutral, {23: 5.0})
-    pressed = synth.displace_landmarks(neutral, {24: 5.0})
+    tight = synth.displace_landmarks(neutral, {23: 5.0}, revision=2)
+    pressed = synth.displace_landmarks(neutral, {24: 5.0}, revision=2)
     assert _mouth_width(tight, ex) == pytest.approx(width - 2 * 5 * 0.014 * iod)  # corners in
     assert _mouth_width(pressed, ex) == pytest.approx(width + 2 * 5 * 0.004 * iod)  # spread a little
     for lms in (tight, pressed):  # both thin the upper lip's red
@@ -154,10 +154,11 @@ def test_au23_narrows_the_mouth_and_au24_presses_the_lips(drawn: synth.Identity)
     assert _mouth_width(old_tight, ex) == pytest.approx(width - 2 * 5 * 0.008 * iod)
     assert _mouth_width(old_pressed, ex) == pytest.approx(width - 2 * 5 * 0.004 * iod)
     assert np.abs(old_tight - old_pressed).max() < 0.03 * iod  # under a pixel at 128 px crops
-    np.testing.assert_array_equal(  # nothing else changed between the revisions
-        synth.displace_landmarks(neutral, {12: 3.0, 26: 2.0, 45: 4.0}, revision=1),
-        synth.displace_landmarks(neutral, {12: 3.0, 26: 2.0, 45: 4.0}),
-    )
+    for revision in (1, 2):  # nothing else changed between the revisions
+        np.testing.assert_array_equal(
+            synth.displace_landmarks(neutral, {12: 3.0, 26: 2.0, 45: 4.0}, revision=revision),
+            synth.displace_landmarks(neutral, {12: 3.0, 26: 2.0, 45: 4.0}),
+        )
     # drawn, the two differ more around the mouth in revision 2 than in revision 1
     box = np.round(np.r_[neutral[48:68].min(0) - 0.1 * iod, neutral[48:68].max(0) + 0.1 * iod]).astype(int)
 
@@ -168,8 +169,41 @@ def test_au23_narrows_the_mouth_and_au24_presses_the_lips(drawn: synth.Identity)
         return float(np.abs(a[cut].astype(float) - b[cut].astype(float)).mean())
 
     assert gap(2) > 1.2 * gap(1)  # 8.4 vs 6.6 grey levels on this face
-    with pytest.raises(ValueError, match="revision 3 does not exist; revisions: 1, 2"):
-        synth.render(drawn, {23: 1.0}, nuisance=False, revision=3)
+    with pytest.raises(ValueError, match="revision 4 does not exist; revisions: 1, 2, 3"):
+        synth.render(drawn, {23: 1.0}, nuisance=False, revision=4)
+
+
+def test_revision_3_thins_au23s_reds_and_stretches_au20s_lips(drawn: synth.Identity) -> None:
+    """Revision 3: AU23's reds close on the inner lips by a share of their own height (0.6 at
+    intensity 5) as the mouth narrows; AU20 lengthens the mouth more and flattens the lips."""
+    neutral = drawn.landmarks
+    ex, ey, iod = _face_axes(neutral)
+    width = _mouth_width(neutral, ex)
+    tight = synth.displace_landmarks(neutral, {23: 5.0}, revision=3)
+    assert _mouth_width(tight, ex) == pytest.approx(width - 2 * 5 * 0.016 * iod)
+    for outer, inner in ((51, 62), (57, 66)):  # midline: 40 % of each red's height is left
+        np.testing.assert_allclose(tight[inner] - tight[outer], 0.4 * (neutral[inner] - neutral[outer]))
+    half = synth.displace_landmarks(neutral, {23: 2.5}, revision=3)
+    np.testing.assert_allclose(half[62] - half[51], 0.7 * (neutral[62] - neutral[51]))
+    one_side = synth.displace_landmarks(neutral, {23: 5.0}, {23: (1.0, 0.0)}, revision=3)
+    np.testing.assert_array_equal(one_side[[52, 53, 54, 55, 56]], neutral[[52, 53, 54, 55, 56]])
+    assert (one_side[61] - one_side[50]) @ ey < 0.5 * (neutral[61] - neutral[50]) @ ey
+    stretched = synth.displace_landmarks(neutral, {20: 5.0}, revision=3)
+    assert _mouth_width(stretched, ex) == pytest.approx(width + 2 * 5 * 0.030 * iod)
+    assert _mouth_width(synth.displace_landmarks(neutral, {20: 5.0}, revision=2), ex) == pytest.approx(
+        width + 2 * 5 * 0.024 * iod
+    )
+    assert (stretched[62] - stretched[51]) @ ey < (neutral[62] - neutral[51]) @ ey - 0.02 * iod  # flatter
+    # drawn, AU23 looks less like AU14 (the dimpler, which also pulls the corners in) than in revision 2
+    box = np.round(np.r_[neutral[48:68].min(0) - 0.1 * iod, neutral[48:68].max(0) + 0.1 * iod]).astype(int)
+    cut = (slice(box[1], box[3]), slice(box[0], box[2]))
+
+    def gap(revision: int) -> float:
+        a, _ = synth.render(drawn, {23: 5.0}, nuisance=False, revision=revision)
+        b, _ = synth.render(drawn, {14: 5.0}, nuisance=False, revision=revision)
+        return float(np.abs(a[cut].astype(float) - b[cut].astype(float)).mean())
+
+    assert gap(3) > 1.1 * gap(2)  # 10.8 vs 9.1 grey levels on this face
 
 
 def test_parted_lips_show_a_dark_mouth_and_teeth(drawn: synth.Identity) -> None:
@@ -323,8 +357,8 @@ def test_cli_renders_an_older_revision_again(tmp_path: Path, capsys) -> None:
     table = pd.read_csv(tmp_path / "cli" / "manifest.csv")
     assert set(table["revision"]) == {1}
     pd.testing.assert_frame_equal(table, pd.read_csv(old))
-    assert main(["synth", str(tmp_path / "bad"), "--subjects", "3", "--revision", "3"]) == 2
-    assert "generator revision 3 does not exist; revisions: 1, 2" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "bad"), "--subjects", "3", "--revision", "4"]) == 2
+    assert "generator revision 4 does not exist; revisions: 1, 2, 3" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
 
 

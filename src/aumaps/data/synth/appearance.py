@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 import cv2
 import numpy as np
 
-from .canvas import _ellipse, _stroke
+from .canvas import _ellipse, _fill, _stroke
 from .geometry import REVISION, _axes
 
 
@@ -60,6 +60,11 @@ class _Shading:
             blob = _ellipse(self.shape, centre, (rx * self.iod, ry * self.iod), self.angle)
             self.layers[layer] += (amp * self.strength) * blob
 
+    def area(self, polygon: Sequence[np.ndarray], amp: float, layer: str = "light_fine") -> None:
+        """The inside of ``polygon`` (points ``(2,)`` each), evenly."""
+        if amp > 0:
+            self.layers[layer] += (amp * self.strength) * _fill(self.shape, np.array(polygon))
+
     def apply(self, image: np.ndarray) -> np.ndarray:
         """``image`` (float32 ``(H, W, 3)``) with the strokes blurred and applied."""
         sigma = {"fine": 0.012 * self.iod + 0.3, "broad": 0.05 * self.iod}
@@ -81,7 +86,8 @@ def _draw_appearance(
     """Draw the appearance changes of the AUs at ``levels`` (intensity / 5) onto ``paint``;
     an AU named in ``sides`` (``(left, right)`` factors) acts that much on each half of the
     face, and its midline changes take the mean. ``revision`` is the generator's
-    (:data:`~.geometry.REVISION`): revision 1 drew AU23 as faint lines over the upper lip only."""
+    (:data:`~.geometry.REVISION`): revision 1 drew AU23 as faint lines over the upper lip only,
+    revision 2 with dimples at the narrowed corners and AU20 with a single fold."""
     sides = sides or {}
 
     def lv(au: int, side: int = 0) -> float:
@@ -178,12 +184,20 @@ def _draw_appearance(
                 ],
                 0.3 * lv(15, side),
             )
-        # AU20: stretch folds sideways from the corner
-        if lv(20, side):
+        # AU20: stretch folds sideways from the corner; from revision 3 two folds running out
+        # and down, and the skin beside the corner stretched pale
+        if lv(20, side) and revision < 3:
             p.line(
                 [p.at(lip_corner, side * 0.04, 0.02), p.at(lip_corner, side * 0.15, 0.07 + j())],
                 0.25 * lv(20, side),
             )
+        elif lv(20, side):
+            for dy in (0.0, 0.05):
+                p.line(
+                    [p.at(lip_corner, side * 0.03, 0.01 + dy), p.at(lip_corner, side * 0.16, 0.09 + dy + j())],
+                    0.3 * lv(20, side),
+                )
+            p.spot(p.at(lip_corner, side * 0.08, -0.03), 0.06, 0.04, 0.12 * lv(20, side), "light_broad")
     # AU9: across the nose bridge
     if lv(9):
         for dy in (-0.04, 0.0, 0.04):
@@ -207,6 +221,18 @@ def _draw_appearance(
     if lv(23) and revision == 1:
         for x in (-0.07, -0.03, 0.03, 0.07):
             p.line([p.at(51, x, -0.05), p.at(51, x + j(), -0.005)], 0.25 * lv(23))
+    elif lv(23) and revision >= 3:
+        # revision 3: the tightened reds pale, their border stands out as a pale ridge over a
+        # dark rim, and both crease vertically
+        upper, lower = (48, 49, 50, 51, 52, 53, 54), (54, 55, 56, 57, 58, 59, 48)
+        p.area([p.at(i) for i in range(48, 60)], 0.06 * lv(23))
+        p.line([p.at(i, 0, -0.012) for i in upper], 0.35 * lv(23), width=0.015, layer="light_fine")
+        p.line([p.at(i, 0, 0.012) for i in lower], 0.3 * lv(23), width=0.015, layer="light_fine")
+        p.line([p.at(i) for i in upper], 0.3 * lv(23), width=0.012)
+        p.line([p.at(i) for i in lower], 0.25 * lv(23), width=0.012)
+        for x in (-0.07, -0.035, 0.0, 0.035, 0.07):
+            p.line([p.at(51, x, 0.0), p.at(62, x + j(), 0.0)], 0.35 * lv(23), width=0.012)
+            p.line([p.at(66, x, 0.0), p.at(57, x + j(), 0.0)], 0.35 * lv(23), width=0.012)
     elif lv(23):
         # revision 2: the tightened reds' border stands out as a pale ridge over a dark rim,
         # both reds crease vertically, and the narrowed corners dimple a little

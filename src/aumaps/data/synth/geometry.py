@@ -108,18 +108,20 @@ DISPLACEMENTS: dict[int, dict[int, tuple[float, float]]] = {
         62: (0.0, -0.010), 61: (0.0, -0.008), 51: (0.0, -0.006), 50: (0.0, -0.004),
         48: (0.0, 0.004),
     }),
-    # Lip stretcher: corners pulled sideways, the lips flatten.
+    # Lip stretcher: corners pulled sideways and a little down, the lips lengthen and flatten
+    # (stretched skin beside the corners and folds running out and down from them drawn).
     20: _symmetric({
-        48: (0.024, 0.004), 60: (0.020, 0.002), 49: (0.012, 0.0), 59: (0.012, 0.002),
-        61: (0.006, 0.0), 67: (0.006, 0.0), 50: (0.004, 0.0), 58: (0.004, 0.0),
-        51: (0.0, 0.004),
+        48: (0.030, 0.006), 60: (0.026, 0.004), 49: (0.016, 0.002), 59: (0.016, 0.002),
+        61: (0.008, 0.0), 67: (0.008, 0.0), 50: (0.006, 0.004), 58: (0.006, -0.002),
+        51: (0.0, 0.006), 57: (0.0, -0.004),
     }),
     # Lip tightener: the mouth narrows (the corners come in, the inner lips with them) and the
-    # lip reds thin towards a tight, straight line (their ridged border and vertical lines drawn).
+    # lip reds thin to a tight, straight line: their outer edges close on the inner lips by a
+    # share of each lip's own height (:data:`_TIGHTEN`, applied by :func:`displace_landmarks`;
+    # the paled, ridged border and vertical lines drawn).
     23: _symmetric({
-        48: (-0.014, 0.0), 60: (-0.010, 0.0), 49: (-0.009, 0.004), 59: (-0.009, -0.004),
-        61: (-0.005, 0.0), 67: (-0.005, 0.0), 50: (-0.004, 0.008), 58: (-0.004, -0.008),
-        51: (0.0, 0.008), 57: (0.0, -0.008),
+        48: (-0.016, 0.0), 60: (-0.011, 0.0), 49: (-0.010, 0.0), 59: (-0.010, 0.0),
+        61: (-0.005, 0.0), 67: (-0.005, 0.0), 50: (-0.004, 0.0), 58: (-0.004, 0.0),
     }),
     # Lip pressor: lips pressed together, the reds flattened and spread a little sideways; the
     # mouth does not narrow (bulges above and below and the pressed line drawn).
@@ -153,11 +155,29 @@ DISPLACEMENTS: dict[int, dict[int, tuple[float, float]]] = {
 #: they were rendered with; an older one is rendered again, byte for byte, by asking for it.
 #: Revision 1 (the bundled model's stages 1-4) drew AU23 almost as AU24, both thinning the
 #: lip reds with the mouth's width nearly kept; revision 2 narrows the mouth for AU23
-#: (:data:`DISPLACEMENTS`) and draws the two apart (:func:`~.appearance._draw_appearance`).
-REVISION = 2
+#: (:data:`DISPLACEMENTS`) and draws the two apart (:func:`~.appearance._draw_appearance`);
+#: revision 3 thins AU23's reds by a share of their own height and pales them, without revision 2's dimples at the
+#: corners (AU14's cue), and lengthens and flattens the lips for AU20, with stretched skin and
+#: folds running out and down from the corners (not up, as AU12's furrow, nor a dimple, as AU14's).
+REVISION = 3
 
 # fmt: off
-#: What revision 1 moved differently: the AUs' displacements that revision 2 replaced.
+#: What revision 2 moved differently: the AUs' displacements that revision 3 replaced (AU20's
+#: corners pulled out without the lips flattening, AU23's reds thinned by half as much).
+_REVISION_2 = {
+    20: _symmetric({
+        48: (0.024, 0.004), 60: (0.020, 0.002), 49: (0.012, 0.0), 59: (0.012, 0.002),
+        61: (0.006, 0.0), 67: (0.006, 0.0), 50: (0.004, 0.0), 58: (0.004, 0.0),
+        51: (0.0, 0.004),
+    }),
+    23: _symmetric({
+        48: (-0.014, 0.0), 60: (-0.010, 0.0), 49: (-0.009, 0.004), 59: (-0.009, -0.004),
+        61: (-0.005, 0.0), 67: (-0.005, 0.0), 50: (-0.004, 0.008), 58: (-0.004, -0.008),
+        51: (0.0, 0.008), 57: (0.0, -0.008),
+    }),
+}
+
+#: What revision 1 moved differently from revision 2: the AUs' displacements it replaced.
 _REVISION_1 = {
     23: _symmetric({
         51: (0.0, 0.008), 50: (0.0, 0.008), 57: (0.0, -0.008), 58: (0.0, -0.008),
@@ -183,8 +203,9 @@ def _displacement_array(table: Mapping[int, Mapping[int, tuple[float, float]]]) 
 
 
 _DISPLACEMENT_ARRAYS = {
-    1: _displacement_array({**DISPLACEMENTS, **_REVISION_1}),
-    2: _displacement_array(DISPLACEMENTS),
+    1: _displacement_array({**DISPLACEMENTS, **_REVISION_2, **_REVISION_1}),
+    2: _displacement_array({**DISPLACEMENTS, **_REVISION_2}),
+    3: _displacement_array(DISPLACEMENTS),
 }
 #: Every revision the generator can render.
 REVISIONS = tuple(_DISPLACEMENT_ARRAYS)
@@ -205,6 +226,16 @@ _SIDE = np.array([0 if i in _LEFT_HALF else 2 if MIRROR_68[i] == i else 1 for i 
 #: ``_BLINK_UPPER`` of the travel (the upper lid closes the eye; the lower one barely moves).
 _BLINK = (((37, 41), (38, 40)), ((43, 47), (44, 46)))
 _BLINK_UPPER = 0.85
+
+#: AU23's thinning of the lip reds (revision 3 on), per lip: ``(outer, inner, share)``, the
+#: outer edge's landmark, the inner lip's facing it and the share of the travel it takes; at
+#: intensity I the outer edge closes ``_TIGHTEN_RATE · I · share`` of its distance to the inner
+#: one (0.6 at intensity 5), so thin and full lips thin alike and the warp never folds.
+_TIGHTEN = (
+    (50, 61, 1.0), (51, 62, 1.0), (52, 63, 1.0), (49, 61, 0.5), (53, 63, 0.5),
+    (58, 67, 1.0), (57, 66, 1.0), (56, 65, 1.0), (59, 67, 0.5), (55, 65, 0.5),
+)  # fmt: skip
+_TIGHTEN_RATE = 0.12
 
 
 def _axes(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
@@ -235,8 +266,9 @@ def displace_landmarks(
 
     The AUs' displacements add up; where a strong combination would make an eye's lids or a
     lip's edges cross (AU6 + AU7 + AU9 on the lower lids, AU23 + AU24 on the lips), the two
-    are pushed apart symmetrically to a quarter of their neutral distance. A blink (AU45) then
-    closes each eye by the fraction ``I/5`` of its remaining opening.
+    are pushed apart symmetrically to a quarter of their neutral distance. From revision 3,
+    AU23 then thins the lip reds by a share of their height (:data:`_TIGHTEN`); a blink (AU45)
+    then closes each eye by the fraction ``I/5`` of its remaining opening.
 
     Args:
         landmarks: ``(68, 2)`` neutral landmarks, x, y in pixels.
@@ -267,6 +299,12 @@ def displace_landmarks(
         if short > 0:
             lms[upper] -= 0.5 * short * ey
             lms[lower] += 0.5 * short * ey
+    tighten = float(intensities.get(23, 0.0)) * _TIGHTEN_RATE
+    if tighten > 0 and revision >= 3:
+        left, right = (sides or {}).get(23, (1.0, 1.0))
+        for outer, inner, share in _TIGHTEN:
+            side = (left, right, 0.5 * (left + right))[_SIDE[outer]]
+            lms[outer] += min(tighten * share * side, 1.0) * (lms[inner] - lms[outer])
     blink = float(intensities.get(45, 0.0)) / 5.0
     if blink > 0:
         left, right = (sides or {}).get(45, (1.0, 1.0))
