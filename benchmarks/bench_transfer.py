@@ -18,7 +18,9 @@ What it runs, all offline, faces found by dlib as ``aumaps predict`` finds them:
    photos, here on renders of the two real identities).
 3. **Real expressions.** The astronaut's own photo smiles broadly with her teeth showing
    (AU6 + AU12 + AU25 by FACS); Grace Hopper's portrait is near neutral: AU6, AU12 and AU25
-   should read higher on the astronaut, and the astronaut's AU12 above her AU14.
+   should read higher on the astronaut, and the astronaut's AU12 above her AU14, also with her
+   face shrunk to the 100 to 45 pixels of a face in a group photo and JPEG-compressed (quality
+   95 and 40): issue 18 checks that every smiling face of a real group photo reads AU12 above AU14.
 
 What it cannot show: the posed renders are synthetic faces again (the model trained on
 variants of these two photos), so passing (1) and (2) says the model reads the synthetic AUs apart,
@@ -145,7 +147,31 @@ def real(est: AUEstimator) -> tuple[int, int, list[str]]:
         passed += ok
         made += 1
         lines.append(f"  astronaut AU12 {smile[12]:.2f} > AU14 {smile[14]:.2f}: {'ok' if ok else 'MISSED'}")
+    for face_px, quality, image in group_sizes(est, data.astronaut()):
+        row = _predict(est, image)
+        ok = bool(row) and row[12] > row[14]
+        passed += ok
+        made += 1
+        read = f"AU12 {row[12]:.2f} > AU14 {row[14]:.2f}" if row else "no face found"
+        lines.append(f"  astronaut at {face_px} px, JPEG {quality}: {read}: {'ok' if ok else 'MISSED'}")
     return passed, made, lines
+
+
+def group_sizes(est: AUEstimator, image: np.ndarray):
+    """``(face width, JPEG quality, image)``: ``image`` shrunk so that its first face is as wide
+    as a face in a group photo (100 to 45 pixels), on a grey canvas, JPEG-compressed lightly
+    and hard."""
+    import cv2
+
+    width = float(np.ptp(est.predict(image)[0].box[[0, 2]]))
+    for face_px in (100, 80, 60, 45):
+        scale = face_px / width
+        small = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        canvas = np.full((max(small.shape[0], 240), max(small.shape[1], 240), 3), 128, np.uint8)
+        canvas[: small.shape[0], : small.shape[1]] = small
+        for quality in (95, 40):
+            _, buf = cv2.imencode(".jpg", canvas[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
+            yield face_px, quality, np.ascontiguousarray(cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1])
 
 
 def run(weights: str, backend: str) -> tuple[str, list[str]]:
