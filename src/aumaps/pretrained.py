@@ -169,12 +169,12 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="240ac8c951b63858aa876b4e56509533f7d1ccd7fa858b1d05579a28a430c349",
+        sha256="c8a6868f795bcd88c0bc166ce0ff10958456e74b03640e41cfada81f42618cd7",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
-        + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml, then"
-        " configs/openface17-faces.yaml.",
+        + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml,"
+        " configs/openface17-faces.yaml, then configs/openface17-rev3.yaml.",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
