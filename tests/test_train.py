@@ -113,7 +113,7 @@ def test_init_starts_from_a_checkpoint(tiny_cache, tmp_path):
             assert torch.equal(a[key], b[key]), key
     cfg = _cfg(tiny_cache, tmp_path / "third", epochs=1)
     cfg["train"]["init"] = str(first / "model.pt")
-    cfg["model"]["width"] = 32
+    cfg["model"]["width"] = 8  # narrower: not a growth (wider is, see the test below)
     with pytest.raises(WeightsError, match="does not fit"):
         train(cfg, progress=False)
 
@@ -165,6 +165,45 @@ def test_init_grows_a_checkpoint_into_more_stacks(tmp_path):
     deeper = save_checkpoint(tmp_path / "two.pt", two, aus=(1, 6, 12))
     with pytest.raises(WeightsError, match="does not fit"):
         _initialise(AUHourglass(num_aus=3, num_stacks=1, depth=2, width=16), str(deeper), (1, 6, 12))
+
+
+def test_init_widens_a_checkpoint_and_the_wider_model_first_computes_what_it_did(tmp_path):
+    from aumaps.model import AUHourglass
+    from aumaps.train import _initialise
+    from aumaps.weights import save_checkpoint
+
+    torch.manual_seed(0)
+    narrow = AUHourglass(num_aus=3, num_stacks=2, depth=2, width=16)
+    for module in narrow.modules():  # BatchNorm statistics and affines that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+            torch.nn.init.uniform_(module.weight, 0.5, 1.5)
+            torch.nn.init.uniform_(module.bias, -0.1, 0.1)
+    for link in (narrow.bl0, narrow.al0):
+        torch.nn.init.normal_(link.weight, std=0.1)
+    path = save_checkpoint(tmp_path / "narrow.pt", narrow.eval(), aus=(1, 6, 12))
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        want = narrow(x)
+    for stacks in (2, 3):  # wider, and wider and deeper at once
+        torch.manual_seed(1)
+        wide = AUHourglass(num_aus=3, num_stacks=stacks, depth=2, width=24)
+        _initialise(wide, str(path), (1, 6, 12))
+        with torch.no_grad():
+            got = wide.eval()(x)
+        for i in range(stacks):
+            torch.testing.assert_close(got[i], want[min(i, 1)], rtol=1e-5, atol=1e-5)
+        state = wide.state_dict()
+        assert torch.equal(state["m0.b1_2.conv2.weight"][:4, :4], narrow.m0.b1_2.conv2.weight.detach()[:4, :4])
+        new_rows = state["m0.b1_2.conv2.weight"][8:]  # the new channels start fresh, not at zero
+        assert new_rows.abs().sum() > 0
+        assert not state["l1.weight"][:, 16:].any() and not state["m0.b1_2.conv3.weight"][:16, 8:].any()
+    # and they learn: one step of training moves the new channels' outgoing weights off zero
+    wide.train()
+    loss = sum(out.square().mean() for out in wide(x))
+    loss.backward()
+    assert wide.l1.weight.grad[:, 16:].abs().sum() > 0
 
 
 def test_unknown_config_key_is_an_error():

@@ -369,11 +369,14 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     copy of the checkpoint's last one, and the links that feed a stack's output into the next
     (``bl{i}``, ``al{i}``) start at zero, so the deeper model first computes exactly what the
     checkpoint did (every stack's output is the checkpoint's) and training refines from there.
+    A wider model (``model.width``) grows it too (:func:`_widened`): the checkpoint's channels
+    keep their weights, the new ones start fresh and feed nothing yet, so the wider model also
+    first computes what the checkpoint did.
     """
     from .weights import WeightsError, load_checkpoint
 
     ckpt = load_checkpoint(weights)
-    source, target = _grown(ckpt.model, model.num_stacks), model.state_dict()
+    source, target = _grown(ckpt.model, model.num_stacks, model.config["width"]), model.state_dict()
     shared = [(aus.index(a), tuple(ckpt.aus).index(a)) for a in aus if a in ckpt.aus]
     if not shared:
         raise WeightsError(f"train.init '{weights}' predicts AUs {list(ckpt.aus)}, none of the configured {list(aus)}")
@@ -399,25 +402,69 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
             value.index_copy_(axis, torch.tensor(mine), source[key].index_select(axis, torch.tensor(theirs)))
     model.load_state_dict(target)
     fresh = [a for a in aus if a not in ckpt.aus]
-    log.info("initialised from %s%s", weights, f" (AUs {fresh} start fresh)" if fresh else "")
+    grown = [
+        f"{what} {ckpt.model.config[key]} -> {model.config[key]}"
+        for what, key in (("stacks", "num_stacks"), ("width", "width"))
+        if model.config[key] > ckpt.model.config[key]
+    ]
+    log.info(
+        "initialised from %s%s%s",
+        weights,
+        f" (grown: {', '.join(grown)})" if grown else "",
+        f" (AUs {fresh} start fresh)" if fresh else "",
+    )
 
 
-def _grown(source: AUHourglass, num_stacks: int) -> dict[str, torch.Tensor]:
-    """``source``'s state dict with ``num_stacks`` stacks (:func:`_initialise`): unchanged if
-    it has that many or more (the layer check then names the difference); else each missing
-    stack is a copy of its last and the links into the new stacks are zero. The layers to add
-    are those of the deeper model that ``source`` lacks."""
-    state = dict(source.state_dict())
-    if num_stacks <= source.num_stacks:
+def _grown(source: AUHourglass, num_stacks: int, width: int | None = None) -> dict[str, torch.Tensor]:
+    """``source``'s state dict widened to ``width`` channels (:func:`_widened`) and grown to
+    ``num_stacks`` stacks (:func:`_initialise`): unchanged where it has as many or more (the
+    layer check then names the difference); else each missing stack is a copy of its last and
+    the links into the new stacks are zero. The layers to add are those of the deeper model
+    that ``source`` lacks."""
+    state, config = dict(source.state_dict()), dict(source.config)
+    if width is not None and width > config["width"]:
+        state, config = _widened(state, config, width), {**config, "width": width}
+    if num_stacks <= config["num_stacks"]:
         return state
-    last = source.num_stacks - 1
-    deeper = AUHourglass(**{**source.config, "num_stacks": num_stacks}).state_dict()
+    last = config["num_stacks"] - 1
+    deeper = AUHourglass(**{**config, "num_stacks": num_stacks}).state_dict()
     for key in deeper.keys() - state.keys():
         head, _, rest = key.partition(".")
         layer = head.rstrip("0123456789")  # m, top_m_, conv_last, bn_end, l; bl, al link stacks
         links = layer in ("bl", "al")
         state[key] = torch.zeros_like(deeper[key]) if links else state[f"{layer}{last}.{rest}"].clone()
     return state
+
+
+def _widened(state: dict[str, torch.Tensor], config: dict, width: int) -> dict[str, torch.Tensor]:
+    """A state dict of ``config``'s model at ``width`` channels that computes what ``state`` does.
+
+    Every tensor of the wider model holds ``state``'s values in its leading slice. A
+    convolution's new output channels (and their biases and BatchNorms) keep a fresh
+    initialisation; the weights from new input channels into old output channels are zero, so
+    no new channel reaches an old one (sums, poolings and BatchNorm act per channel) and the
+    outputs are the narrow model's, while the new channels learn from the first step on. The
+    layers of a narrow model that a wider one lacks or shapes otherwise (a stem block that has
+    a ``downsample`` at one width and not at the other) come back unchanged for the layer
+    check to name.
+    """
+    wide = AUHourglass(**{**config, "width": width}).state_dict()
+    if wide.keys() != state.keys():
+        return state
+    out = {}
+    for key, fresh in wide.items():
+        old = state[key]
+        if fresh.dim() != old.dim() or any(n < o for n, o in zip(fresh.shape, old.shape)):
+            return state
+        if fresh.shape == old.shape:
+            out[key] = old.clone()
+            continue
+        value = fresh.clone()
+        if value.dim() == 4:  # convolution, out x in x k x k: new inputs feed no old output
+            value[: old.shape[0], old.shape[1] :] = 0
+        value[tuple(slice(0, n) for n in old.shape)] = old
+        out[key] = value
+    return out
 
 
 def _schedule(cfg: dict, epochs: int):
