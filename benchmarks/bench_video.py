@@ -115,8 +115,9 @@ def baseline(est: AUEstimator, clip: Path, out_csv: Path) -> tuple[float, int, d
             with times("landmarks"):
                 landmarks = est.landmarker.predictor.predict(rgb, boxes[0][0])
             with times("register"):
-                matrix = align.registration_matrix(landmarks)
-                crop = align.warp_to_crop(rgb, matrix)
+                size = est.codec.crop_size  # the model's crop (128 for the bundled one, 256 for the paper's)
+                matrix = align.registration_matrix(landmarks, crop_size=size)
+                crop = align.warp_to_crop(rgb, matrix, size)
             with times("network"):
                 maps = est.heatmaps(crop[None])
             with times("readout"):
