@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -76,6 +77,13 @@ def test_probe_crops_are_faces_and_fixed():
     assert crops.shape == (4, 256, 256, 3) and crops.dtype == np.uint8
     np.testing.assert_array_equal(crops, probe_crops(4))
     assert 40 < crops.mean() < 220 and crops.std() > 20
+    # a smaller model's probe faces are the same registered faces at its size (they were once
+    # registered for 256 and cut to the top-left corner, so the accuracy check saw no face)
+    small = probe_crops(4, crop_size=128)
+    assert small.shape == (4, 128, 128, 3)
+    halved = np.stack([cv2.resize(c, (128, 128), interpolation=cv2.INTER_AREA) for c in crops])
+    assert np.abs(small.astype(float) - halved).mean() < 6
+    assert np.abs(small.astype(float) - crops[:, :128, :128]).mean() > 20
 
 
 def test_reference_engine_is_the_release_computation():

@@ -108,7 +108,7 @@ def augment(
     if cfg.landmark_noise > 0:
         iod = interocular_distance(lm)
         noisy = lm + rng.normal(0.0, cfg.landmark_noise * iod, lm.shape)
-        m = align.registration_matrix(noisy)
+        m = align.registration_matrix(noisy, crop_size=size)
     angle = rng.uniform(-cfg.rotation, cfg.rotation) if cfg.rotation > 0 else 0.0
     scale = 1.0 + (rng.uniform(-cfg.scale, cfg.scale) if cfg.scale > 0 else 0.0)
     shift = rng.uniform(-cfg.translation, cfg.translation, 2) * size if cfg.translation > 0 else (0.0, 0.0)

@@ -31,7 +31,7 @@ def _probe_crops(n: int, seed: int, crop_size: int) -> np.ndarray:
     for _ in range(n):
         face = synth.procedural_face(rng)
         image, landmarks = synth.render(face, synth.sample_intensities(rng), rng)
-        crops.append(align.warp_to_crop(image, align.registration_matrix(landmarks), crop_size))
+        crops.append(align.warp_to_crop(image, align.registration_matrix(landmarks, crop_size=crop_size), crop_size))
     out = np.stack(crops)
     out.flags.writeable = False
     return out
