@@ -46,7 +46,7 @@ from torch import nn
 from ..hardware import cpu_has_native_bf16
 from ..model import AUHourglass, DeployableNet, fuse_batchnorm
 from . import EngineUnavailable
-from .probe import DEFAULT_MAX_ERROR, AccuracyReport, compare, probe_crops
+from .probe import DEFAULT_MAX_ERROR, PROBE_REVISION, AccuracyReport, compare, probe_crops
 from .store import EngineStore, machine_key, weights_digest
 
 __all__ = [
@@ -369,6 +369,7 @@ def _build(
         "weights": digest,
         "crop_size": crop_size,
         "device": device.type,
+        "probe": PROBE_REVISION,
         **machine_key(*libraries),
     }
     return _checked(engine, reference, key, store, crop_size, max_error)

@@ -15,7 +15,11 @@ import numpy as np
 
 from ..aus import MAX_INTENSITY
 
-__all__ = ["DEFAULT_MAX_ERROR", "AccuracyReport", "compare", "intensities_of", "probe_crops"]
+__all__ = ["DEFAULT_MAX_ERROR", "PROBE_REVISION", "AccuracyReport", "compare", "intensities_of", "probe_crops"]
+
+#: Which probe faces a stored accuracy check was made on (part of its key in the engine store):
+#: 2 since the crops of models smaller than 256×256 are registered at their own size.
+PROBE_REVISION = 2
 
 #: The bound a fast engine must hold: largest |intensity - float32 intensity|.
 DEFAULT_MAX_ERROR = 0.05
