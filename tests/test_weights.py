@@ -374,7 +374,7 @@ def test_bundled_default_model_states_what_it_is() -> None:
 
     ckpt = load_checkpoint("default")
     assert ckpt.path == DEFAULT_WEIGHTS and ckpt.kind == "aumaps"
-    assert ckpt.aus == AU_SETS["openface"] and ckpt.model.config["width"] == 64  # OpenFace's 17, its order
+    assert ckpt.aus == AU_SETS["openface"] and ckpt.model.config["width"] == 96  # OpenFace's 17, its order
     assert (ckpt.codec.crop_size, ckpt.codec.map_size, ckpt.codec.sigma) == (128, 32, 1.0)  # travels with it
     card = ckpt.card
     assert "synthetic" in card["trained_on"] and "no real AU data" in card["trained_on"]

@@ -165,16 +165,17 @@ TRAINING_SOURCES = (
 register_pretrained(
     PretrainedModel(
         name="default",
-        description="OpenFace's 17 AUs from a small stacked hourglass (2 stacks, width 64, 128x128 crops) "
+        description="OpenFace's 17 AUs from a small stacked hourglass (2 stacks, width 96, 128x128 crops) "
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="c8a6868f795bcd88c0bc166ce0ff10958456e74b03640e41cfada81f42618cd7",
+        sha256="56226c886c8d05d60c7e0495d6125a96ff352cdbbc6f28b749b2729918f05a5a",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
         + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml,"
-        " configs/openface17-faces.yaml, then configs/openface17-rev3.yaml.",
+        " configs/openface17-faces.yaml, configs/openface17-rev3.yaml,"
+        " configs/openface17-wide.yaml, then configs/openface17-wide-more.yaml.",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
