@@ -415,14 +415,14 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     )
 
 
-def _grown(source: AUHourglass, num_stacks: int, width: int | None = None) -> dict[str, torch.Tensor]:
+def _grown(source: AUHourglass, num_stacks: int, width: int) -> dict[str, torch.Tensor]:
     """``source``'s state dict widened to ``width`` channels (:func:`_widened`) and grown to
     ``num_stacks`` stacks (:func:`_initialise`): unchanged where it has as many or more (the
     layer check then names the difference); else each missing stack is a copy of its last and
     the links into the new stacks are zero. The layers to add are those of the deeper model
     that ``source`` lacks."""
     state, config = dict(source.state_dict()), dict(source.config)
-    if width is not None and width > config["width"]:
+    if width > config["width"]:
         state, config = _widened(state, config, width), {**config, "width": width}
     if num_stacks <= config["num_stacks"]:
         return state
