@@ -28,6 +28,7 @@ import torch.nn.functional as F
 
 from . import align
 from .aus import MAX_INTENSITY, centres, get_au, resolve_aus
+from .calibrate import MapCalibration
 
 __all__ = ["AUHeatmapCodec", "Decoded", "MAX_INTENSITY"]
 
@@ -61,6 +62,9 @@ class AUHeatmapCodec:
         sigma_growth: increase of σ per intensity unit.
         window: half-width of the Gaussian's support per intensity unit (|i|, |j| ≤ window·I).
         peak_threshold: smallest heatmap value reported as a peak by :meth:`decode`.
+        calibration: the trained network's readout calibration (:mod:`aumaps.calibrate`, or
+            its ``to_dict()``), applied to network maps by :meth:`calibrate`; ``None`` (the
+            default, and every training target) leaves maps as they are.
     """
 
     def __init__(
@@ -72,6 +76,7 @@ class AUHeatmapCodec:
         sigma_growth: float = 0.25,
         window: float = 6.0,
         peak_threshold: float = 0.5,
+        calibration: MapCalibration | dict | None = None,
     ) -> None:
         self.aus = resolve_aus(aus)
         self.crop_size = int(crop_size)
@@ -83,6 +88,7 @@ class AUHeatmapCodec:
         if self.sigma <= 0 or self.sigma_growth < 0 or self.window <= 0:
             raise ValueError("sigma must be > 0, sigma_growth >= 0 and window > 0")
         self.n_centres = np.array([len(get_au(a).centres) for a in self.aus])
+        self.calibration = MapCalibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
 
     # -- configuration ---------------------------------------------------------------------
     @property
@@ -91,8 +97,9 @@ class AUHeatmapCodec:
         return self.crop_size / self.map_size
 
     def to_dict(self) -> dict:
-        """Plain-type description, stored in checkpoints and configs."""
-        return {
+        """Plain-type description, stored in checkpoints and configs (``calibration`` only
+        when there is one)."""
+        out = {
             "aus": list(self.aus),
             "crop_size": self.crop_size,
             "map_size": self.map_size,
@@ -101,6 +108,9 @@ class AUHeatmapCodec:
             "window": self.window,
             "peak_threshold": self.peak_threshold,
         }
+        if self.calibration is not None:
+            out["calibration"] = self.calibration.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, cfg: dict) -> AUHeatmapCodec:
@@ -159,11 +169,21 @@ class AUHeatmapCodec:
         return (maps[0], mask[0]) if single else (maps, mask)
 
     # -- decoding ------------------------------------------------------------------------
-    def decode(self, heatmaps: np.ndarray | torch.Tensor) -> Decoded:
+    def calibrate(self, maps: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Network maps with the readout calibration applied (unchanged without one).
+
+        Apply it to the network's output before :meth:`decode`, never to training targets.
+        """
+        return maps if self.calibration is None else self.calibration(maps)
+
+    def decode(self, heatmaps: np.ndarray | torch.Tensor, calibrated: bool = False) -> Decoded:
         """Intensities and peak locations from heatmaps.
 
         Args:
             heatmaps: ``(N, A, H, W)`` network output or targets (NumPy or torch).
+            calibrated: the maps went through :meth:`calibrate`; ``peak_threshold`` is then
+                taken through the same increasing function, so that the same local maxima are
+                reported as peaks as from the uncalibrated maps.
 
         Returns:
             A :class:`Decoded` with crop-frame coordinates (map pixel × stride).
@@ -178,11 +198,12 @@ class AUHeatmapCodec:
         top, idx = flat.max(dim=-1)
         intensities = top.clamp(0.0, MAX_INTENSITY).numpy().astype(np.float64)
         argmax = self._index_to_crop(idx.numpy(), w)
-        argmax[top.numpy() <= 0] = np.nan
+        level = self._calibrated_level if calibrated else float
+        argmax[top.numpy() <= level(0.0)] = np.nan  # a map that never rises above 0 has no location
 
         c = int(self.n_centres.max())
         local = maps == F.max_pool2d(maps, 3, stride=1, padding=1)
-        scores = torch.where(local & (maps >= self.peak_threshold), maps, torch.full_like(maps, -np.inf))
+        scores = torch.where(local & (maps >= level(self.peak_threshold)), maps, torch.full_like(maps, -np.inf))
         vals, pidx = scores.reshape(n, a, h * w).topk(c, dim=-1)
         vals = vals.numpy().astype(np.float64)
         peaks = self._index_to_crop(pidx.numpy(), w)
@@ -191,6 +212,10 @@ class AUHeatmapCodec:
         vals[missing] = np.nan
         peaks[missing] = np.nan
         return Decoded(intensities, argmax, peaks, vals)
+
+    def _calibrated_level(self, value: float) -> float:
+        """A raw map level in calibrated units."""
+        return float(value if self.calibration is None else self.calibration(np.float32(value)))
 
     def _index_to_crop(self, idx: np.ndarray, width: int) -> np.ndarray:
         xy = np.stack([idx % width, idx // width], axis=-1).astype(np.float64)

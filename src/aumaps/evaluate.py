@@ -413,8 +413,8 @@ def predict_loader(
 
     Returns a dict with ``loss``, ``pred`` (N, A), ``true`` (N, A; NaN = not coded),
     ``pred_peaks`` (N, A, C, 2) and ``true_centres`` (N, A, C, 2) in crop pixels, and
-    ``iod`` (N,) in crop pixels. Intensities and peaks are the codec's readout, as in
-    prediction.
+    ``iod`` (N,) in crop pixels. Intensities and peaks are the codec's readout (calibrated
+    when the codec carries a calibration), as in prediction; the loss is on the raw maps.
     """
 
     precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
@@ -429,7 +429,7 @@ def predict_loader(
         n = len(x)
         total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
         count += n
-        dec = codec.decode(out)
+        dec = codec.decode(codec.calibrate(out), calibrated=True)
         pred.append(dec.intensities)
         no_peak = np.isnan(dec.peaks[:, :, 0, 0])
         dec.peaks[:, :, 0][no_peak] = dec.argmax[no_peak]  # a weak map still has a location

@@ -1,8 +1,9 @@
 """The readout: from the network's AU maps of registered crops to what is said about each face.
 
 The one place where maps become results, for single images, video frames and the browser
-app alike: the codec's decoding (each map's maximum clamped to [0, 5] is the AU's intensity;
-its local maxima are where it shows), carried back from the crop to the image through the
+app alike: the model's readout calibration (:mod:`aumaps.calibrate`), then the codec's
+decoding (each map's maximum clamped to [0, 5] is the AU's intensity; its local maxima are
+where it shows), carried back from the crop to the image through the
 inverse of each face's registration.
 """
 
@@ -45,15 +46,17 @@ def read_faces(
     """One :class:`~aumaps.results.FaceResult` per face.
 
     Args:
-        codec: decodes the maps (its AU list is the maps' channel order).
-        maps: ``(N, A, H, W)`` network output for the faces' crops.
+        codec: calibrates and decodes the maps (its AU list is the maps' channel order).
+        maps: ``(N, A, H, W)`` network output for the faces' crops; the results hold them
+            calibrated (:meth:`~aumaps.codec.AUHeatmapCodec.calibrate`).
         matrices: ``(N, 2, 3)`` image→crop registrations.
         crops: ``(N, S, S, 3)`` the registered crops.
         faces: the N faces.
     """
     if len(faces) == 0:
         return []
-    decoded = codec.decode(maps)
+    maps = codec.calibrate(maps)
+    decoded = codec.decode(maps, calibrated=True)
     inverse = align.invert(matrices)
     peaks = align.transform_points(decoded.peaks.reshape(len(faces), -1, 2), inverse).reshape(decoded.peaks.shape)
     argmax = align.transform_points(decoded.argmax, inverse)

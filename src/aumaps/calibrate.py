@@ -1,0 +1,213 @@
+"""Readout calibration: a gain and a soft threshold on a trained model's maps, fitted on
+validation faces.
+
+A heatmap network trained with an L2 loss regresses towards the mean where a face is
+ambiguous: on held-out faces its maps come out too weak where an AU is strong (the peaks
+of the bundled model read about 1.2–1.3 times too low) and a little too strong where there
+is none (neutral faces read 0.2–1 on some AUs). Both cost agreement (ICC, MAE), and neither
+changes which face shows an AU more. :class:`MapCalibration` corrects them with one
+strictly increasing function applied to every map value::
+
+    f(m) = gain · softplus(softness · (m − threshold)) / softness
+
+(a soft ``max(0, gain · (m − threshold))``): values well above ``threshold`` are scaled by
+``gain``, values below it shrink towards 0 but keep their order. Because ``f`` increases
+strictly and is the same for every AU, it changes no ranking: which of two faces, frames or
+AUs reads higher is what it was before (rank correlations, posed-photo comparisons), and the
+maximum of a calibrated map is ``f`` of the maximum, so the intensity is still each map's
+maximum clamped to [0, 5] and the map is still where the AU shows.
+
+The parameters are fitted (:func:`fit_map_calibration`) on a validation split, never on the
+faces a model is evaluated on, by a grid search for the highest mean ICC(3,1) over AUs (ties
+go to the lower MAE); they travel in the checkpoint's codec (``codec["calibration"]``), so
+every engine, the video pipeline, the browser app and ``aumaps evaluate`` apply them in the
+one readout (:mod:`aumaps.readout`). ``aumaps calibrate`` fits and writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .aus import MAX_INTENSITY
+from .metrics import icc31
+
+__all__ = ["GAINS", "SOFTNESS", "THRESHOLDS", "MapCalibration", "calibrate_checkpoint", "fit_map_calibration"]
+
+log = logging.getLogger(__name__)
+
+#: Gains searched by :func:`fit_map_calibration`.
+GAINS = tuple(np.round(np.arange(1.0, 2.0001, 0.05), 2))
+#: Thresholds searched by :func:`fit_map_calibration` (map units = intensity units).
+THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.05), 2))
+#: Softness of the threshold (per intensity unit): f(0) = gain · ln(1 + e^(−5·threshold)) / 5.
+SOFTNESS = 5.0
+
+
+@dataclass(frozen=True)
+class MapCalibration:
+    """``f(m) = gain · softplus(softness · (m − threshold)) / softness``, applied to every map
+    value (see the module docstring).
+
+    Args:
+        gain: slope well above the threshold (> 0).
+        threshold: map value below which the output fades towards 0.
+        softness: how sharp the fade is (> 0; larger is closer to a hard ``max(0, ·)``).
+        fitted_on: where the parameters were fitted (free text, for the model card).
+    """
+
+    gain: float = 1.0
+    threshold: float = 0.0
+    softness: float = SOFTNESS
+    fitted_on: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("gain", "threshold", "softness"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not np.isfinite(value):
+                raise ValueError(f"map calibration: {name} must be a finite number, got {value!r}")
+        if self.gain <= 0 or self.softness <= 0:
+            raise ValueError(f"map calibration: gain and softness must be > 0, got {self.gain} and {self.softness}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, as stored in a checkpoint's codec."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> MapCalibration:
+        """Inverse of :meth:`to_dict` (unknown keys are an error)."""
+        unknown = set(cfg) - {"gain", "threshold", "softness", "fitted_on"}
+        if unknown:
+            raise ValueError(f"map calibration: unknown field(s) {sorted(unknown)}")
+        return cls(**cfg)
+
+    def __call__(self, maps: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """``f`` of every value; NumPy in, float32 NumPy out; a tensor in, a float tensor out."""
+        tensor = torch.as_tensor(maps).float()
+        out = self.gain * F.softplus(tensor - self.threshold, beta=self.softness, threshold=20.0)
+        return out if isinstance(maps, torch.Tensor) else out.numpy()
+
+    def of_intensity(self, values: np.ndarray) -> np.ndarray:
+        """``f`` of raw map maxima, clamped to [0, 5]: the calibrated intensities."""
+        out = self(np.asarray(values, dtype=np.float32)).astype(np.float64)
+        return np.clip(out, 0.0, MAX_INTENSITY)
+
+
+def _scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
+    """Mean ICC(3,1) over AUs (undefined ones left out) and MAE over coded labels."""
+    coded = np.isfinite(true)
+    iccs = [icc31(pred[coded[:, a], a], true[coded[:, a], a]) for a in range(true.shape[1])]
+    iccs = [v for v in iccs if np.isfinite(v)]
+    return (float(np.mean(iccs)) if iccs else float("nan"), float(np.mean(np.abs(pred - true)[coded])))
+
+
+def fit_map_calibration(
+    raw: np.ndarray,
+    true: np.ndarray,
+    gains: Sequence[float] = GAINS,
+    thresholds: Sequence[float] = THRESHOLDS,
+    softness: float = SOFTNESS,
+    fitted_on: str = "",
+) -> tuple[MapCalibration, dict[str, float]]:
+    """The (gain, threshold) of ``gains`` × ``thresholds`` with the highest mean ICC(3,1).
+
+    Args:
+        raw: ``(N, A)`` uncalibrated intensities (each map's maximum, clamped to [0, 5]) of
+            validation faces.
+        true: ``(N, A)`` their labels (NaN = not coded).
+        gains, thresholds: the grid. The uncalibrated readout's figures are returned as
+            ``*_before`` (no point of the grid is exactly the identity).
+        softness: the fade's sharpness, fixed.
+        fitted_on: recorded in the result.
+
+    Returns:
+        The calibration and ``{"icc_before", "mae_before", "icc_after", "mae_after", "n"}`` on
+        the faces it was fitted on.
+
+    Raises:
+        ValueError: shapes differ, or no AU has labels that vary.
+    """
+    raw, true = np.asarray(raw, np.float64), np.asarray(true, np.float64)
+    if raw.shape != true.shape or raw.ndim != 2:
+        raise ValueError(f"fit_map_calibration: raw and true must both be (N, A), got {raw.shape} and {true.shape}")
+    icc_before, mae_before = _scores(raw, true)
+    if not np.isfinite(icc_before):
+        raise ValueError("fit_map_calibration: no AU has varying labels to fit on")
+    best: tuple[float, float, float, float] | None = None  # (icc, -mae, gain, threshold)
+    for gain in gains:
+        for threshold in thresholds:
+            cal = MapCalibration(float(gain), float(threshold), softness)
+            icc, mae = _scores(cal.of_intensity(raw), true)
+            key = (round(icc, 6), -round(mae, 6), float(gain), float(threshold))
+            if best is None or key[:2] > best[:2]:
+                best = key
+    assert best is not None
+    cal = MapCalibration(best[2], best[3], softness, fitted_on)
+    icc_after, mae_after = _scores(cal.of_intensity(raw), true)
+    stats = {
+        "icc_before": icc_before,
+        "mae_before": mae_before,
+        "icc_after": icc_after,
+        "mae_after": mae_after,
+        "n": int(len(raw)),
+    }
+    return cal, stats
+
+
+def calibrate_checkpoint(
+    weights: str | os.PathLike[str],
+    cache: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    split: str = "val",
+    amp: str = "fp32",
+    batch_size: int = 32,
+) -> tuple[Path, MapCalibration, dict[str, float]]:
+    """Fit a :class:`MapCalibration` for ``weights`` on ``split`` of a crop cache and write a
+    copy of the checkpoint that carries it (``out``; the network's weights are unchanged).
+
+    A calibration already in ``weights`` is set aside first: the fit is always on the
+    network's own maps. The card gains a ``calibration`` entry saying where it was fitted.
+
+    Raises:
+        ValueError: ``split`` is ``"test"`` (a model is not calibrated on the faces it is
+            evaluated on) or has no rows.
+    """
+    from .evaluate import predict_cache
+    from .weights import load_checkpoint, save_checkpoint
+
+    if split == "test":
+        raise ValueError("calibrate: fit on a validation (or training) split, never on the test split")
+    ckpt = load_checkpoint(weights)
+    ckpt.codec.calibration = None
+    res = predict_cache(ckpt, cache, split, amp=amp, batch_size=batch_size)
+    if len(res["pred"]) == 0:
+        raise ValueError(f"calibrate: {cache} has no rows in split {split!r}")
+    where = f"{len(res['pred'])} faces of {Path(cache).as_posix()} ({split} split)"
+    cal, stats = fit_map_calibration(res["pred"], res["true"], fitted_on=where)
+    log.info(
+        "calibration gain %.2f threshold %.2f: ICC %.3f -> %.3f, MAE %.3f -> %.3f on %s",
+        cal.gain,
+        cal.threshold,
+        stats["icc_before"],
+        stats["icc_after"],
+        stats["mae_before"],
+        stats["mae_after"],
+        where,
+    )
+    ckpt.codec.calibration = cal
+    card = dict(ckpt.card)
+    card["calibration"] = (
+        f"maps calibrated by f(m) = {cal.gain:g}·softplus({cal.softness:g}·(m − {cal.threshold:g}))/{cal.softness:g}, "
+        f"fitted on {where}: ICC {stats['icc_before']:.3f} -> {stats['icc_after']:.3f}, "
+        f"MAE {stats['mae_before']:.3f} -> {stats['mae_after']:.3f} there"
+    )
+    path = save_checkpoint(out, ckpt.model, ckpt.aus, ckpt.codec, card)
+    return path, cal, stats
