@@ -127,3 +127,23 @@ def test_calibrate_checkpoint_fits_on_validation_only(tiny_weights, tiny_cache, 
         == 0
     )
     assert load_checkpoint(tmp_path / "cli.pt").codec.calibration == cal
+
+
+def test_estimator_reports_calibrated_intensities_and_holds_engines_to_the_bound(
+    tiny_weights, tmp_path, astronaut, monkeypatch, one_thread
+):
+    import aumaps.estimator as estimator_module
+    from aumaps import AUEstimator
+
+    ckpt = load_checkpoint(tiny_weights)
+    cal = MapCalibration(1.25, 0.3)
+    ckpt.codec.calibration = cal
+    path = save_checkpoint(tmp_path / "cal.pt", ckpt.model, ckpt.aus, ckpt.codec, ckpt.card)
+    raw = AUEstimator(weights=tiny_weights, backend="torch").predict(astronaut)[0]
+    bounds = []
+    create = estimator_module.create_engine
+    monkeypatch.setattr(estimator_module, "create_engine", lambda *a, **k: bounds.append(a[4]) or create(*a, **k))
+    calibrated = AUEstimator(weights=path, backend="torch", max_error=0.05).predict(astronaut)[0]
+    assert bounds == [pytest.approx(0.05 / 1.25)]  # |f(a) - f(b)| <= gain * |a - b|
+    np.testing.assert_allclose(calibrated.intensities, cal.of_intensity(raw.intensities), atol=1e-4)
+    np.testing.assert_array_equal(calibrated.landmarks, raw.landmarks)

@@ -52,7 +52,9 @@ class Estimator:
             fastest one that keeps intensities within ``max_error`` of float32 on this
             machine), ``"torch"`` (float32, the release's computation), ``"fast"``,
             ``"onnx"``, ``"openvino"`` or ``"int8"``.
-        max_error: the accuracy bound a fast engine must hold.
+        max_error: the accuracy bound a fast engine must hold, on the intensities reported:
+            with a readout calibration (:mod:`aumaps.calibrate`, slope at most its gain) the
+            engine's maps are held to ``max_error / gain``.
         camera: what is known of the camera, for the head pose: a :class:`~aumaps.pose.Camera`
             or a mapping with any of ``fx``, ``fy``, ``cx``, ``cy`` (pixels); the rest is
             OpenFace's default for each image's size (:func:`aumaps.pose.camera_for`).
@@ -75,7 +77,8 @@ class Estimator:
         self.device = torch.device(device)
         self.model = self.checkpoint.model.to(self.device).eval()
         self.landmarker = FaceLandmarker(detector=detector, predictor=predictor)
-        self.engine = create_engine(backend, self.model, self.device, self.codec.crop_size, max_error)
+        gain = 1.0 if self.codec.calibration is None else max(self.codec.calibration.gain, 1.0)
+        self.engine = create_engine(backend, self.model, self.device, self.codec.crop_size, max_error / gain)
         self.backend = backend
         self.batch_size = int(batch_size or self.engine.batch_size)
         self.camera = _camera_spec(camera)
