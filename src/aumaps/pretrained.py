@@ -169,13 +169,14 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="56226c886c8d05d60c7e0495d6125a96ff352cdbbc6f28b749b2729918f05a5a",
+        sha256="d5cb4dbba8055c9f4184cd6e15a822ab125b4e1322618af983721d9cca53d39b",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
         + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml,"
         " configs/openface17-faces.yaml, configs/openface17-rev3.yaml,"
-        " configs/openface17-wide.yaml, then configs/openface17-wide-more.yaml.",
+        " configs/openface17-wide.yaml, configs/openface17-wide-more.yaml, then configs/openface17-wide-faces.yaml,"
+        " its maps calibrated on the validation faces (aumaps calibrate).",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
