@@ -19,7 +19,7 @@ LAYERS: list[set[str]] = [
     # facts and small tools
     {"aus", "geometry", "atomic", "timing", "hardware", "images", "pretrained", "shards"},
     # the method's pieces
-    {"align", "codec", "model", "landmarks", "results", "loss", "metrics", "pose", "confidence"},
+    {"align", "calibrate", "codec", "model", "landmarks", "results", "loss", "metrics", "pose", "confidence"},
     # weights, data sets and their descriptions
     {"weights", "data.manifest", "data.labels", "data.synth"},
     # building blocks of prediction and training

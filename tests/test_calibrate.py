@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from aumaps.calibrate import MapCalibration, calibrate_checkpoint, fit_map_calibration
+from aumaps.calibrate import MapCalibration, fit_map_calibration
 from aumaps.cli import main
 from aumaps.codec import AUHeatmapCodec
+from aumaps.evaluate import calibrate_checkpoint
 from aumaps.metrics import icc31
 from aumaps.readout import FaceInput, read_faces
 from aumaps.weights import load_checkpoint, save_checkpoint

@@ -21,16 +21,14 @@ The parameters are fitted (:func:`fit_map_calibration`) on a validation split, n
 faces a model is evaluated on, by a grid search for the highest mean ICC(3,1) over AUs (ties
 go to the lower MAE); they travel in the checkpoint's codec (``codec["calibration"]``), so
 every engine, the video pipeline, the browser app and ``aumaps evaluate`` apply them in the
-one readout (:mod:`aumaps.readout`). ``aumaps calibrate`` fits and writes them.
+one readout (:mod:`aumaps.readout`). ``aumaps calibrate``
+(:func:`aumaps.evaluate.calibrate_checkpoint`) fits them for a checkpoint and writes them.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,9 +38,7 @@ import torch.nn.functional as F
 from .aus import MAX_INTENSITY
 from .metrics import icc31
 
-__all__ = ["GAINS", "SOFTNESS", "THRESHOLDS", "MapCalibration", "calibrate_checkpoint", "fit_map_calibration"]
-
-log = logging.getLogger(__name__)
+__all__ = ["GAINS", "SOFTNESS", "THRESHOLDS", "MapCalibration", "fit_map_calibration"]
 
 #: Gains searched by :func:`fit_map_calibration`.
 GAINS = tuple(np.round(np.arange(1.0, 2.0001, 0.05), 2))
@@ -160,54 +156,3 @@ def fit_map_calibration(
         "n": int(len(raw)),
     }
     return cal, stats
-
-
-def calibrate_checkpoint(
-    weights: str | os.PathLike[str],
-    cache: str | os.PathLike[str],
-    out: str | os.PathLike[str],
-    split: str = "val",
-    amp: str = "fp32",
-    batch_size: int = 32,
-) -> tuple[Path, MapCalibration, dict[str, float]]:
-    """Fit a :class:`MapCalibration` for ``weights`` on ``split`` of a crop cache and write a
-    copy of the checkpoint that carries it (``out``; the network's weights are unchanged).
-
-    A calibration already in ``weights`` is set aside first: the fit is always on the
-    network's own maps. The card gains a ``calibration`` entry saying where it was fitted.
-
-    Raises:
-        ValueError: ``split`` is ``"test"`` (a model is not calibrated on the faces it is
-            evaluated on) or has no rows.
-    """
-    from .evaluate import predict_cache
-    from .weights import load_checkpoint, save_checkpoint
-
-    if split == "test":
-        raise ValueError("calibrate: fit on a validation (or training) split, never on the test split")
-    ckpt = load_checkpoint(weights)
-    ckpt.codec.calibration = None
-    res = predict_cache(ckpt, cache, split, amp=amp, batch_size=batch_size)
-    if len(res["pred"]) == 0:
-        raise ValueError(f"calibrate: {cache} has no rows in split {split!r}")
-    where = f"{len(res['pred'])} faces of {Path(cache).as_posix()} ({split} split)"
-    cal, stats = fit_map_calibration(res["pred"], res["true"], fitted_on=where)
-    log.info(
-        "calibration gain %.2f threshold %.2f: ICC %.3f -> %.3f, MAE %.3f -> %.3f on %s",
-        cal.gain,
-        cal.threshold,
-        stats["icc_before"],
-        stats["icc_after"],
-        stats["mae_before"],
-        stats["mae_after"],
-        where,
-    )
-    ckpt.codec.calibration = cal
-    card = dict(ckpt.card)
-    card["calibration"] = (
-        f"maps calibrated by f(m) = {cal.gain:g}·softplus({cal.softness:g}·(m − {cal.threshold:g}))/{cal.softness:g}, "
-        f"fitted on {where}: ICC {stats['icc_before']:.3f} -> {stats['icc_after']:.3f}, "
-        f"MAE {stats['mae_before']:.3f} -> {stats['mae_after']:.3f} there"
-    )
-    path = save_checkpoint(out, ckpt.model, ckpt.aus, ckpt.codec, card)
-    return path, cal, stats

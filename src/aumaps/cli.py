@@ -803,7 +803,7 @@ def _add_calibrate(sub) -> None:
 
 
 def cmd_calibrate(args) -> int:
-    from .calibrate import calibrate_checkpoint
+    from .evaluate import calibrate_checkpoint
 
     path, cal, stats = calibrate_checkpoint(args.weights, args.data, args.out, split=args.split, amp=args.amp)
     print(

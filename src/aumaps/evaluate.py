@@ -22,7 +22,9 @@ Shapes: N samples, A AUs, C centres per AU (NaN padded), coordinates (x, y) in c
 from __future__ import annotations
 
 import json
+import logging
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from .aus import AU_SETS, MAX_INTENSITY, get_au, resolve_aus
+from .calibrate import MapCalibration, fit_map_calibration
 from .codec import AUHeatmapCodec
 from .geometry import interocular_distance
 from .hardware import Precision, resolve_precision
@@ -42,6 +45,7 @@ from .metrics import au_metrics, mae_by_intensity
 from .visualise import au_colour
 
 __all__ = [
+    "calibrate_checkpoint",
     "PublishedResult",
     "PUBLISHED",
     "evaluate_predictions",
@@ -51,6 +55,8 @@ __all__ = [
     "evaluate_checkpoint",
     "robustness_study",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Rows of the Markdown table: (label, column of :func:`aumaps.metrics.au_metrics`, format).
 _MD_ROWS: tuple[tuple[str, str, str], ...] = (
@@ -540,3 +546,53 @@ def robustness_study(
             iod=res["iod"],
         )
     return robustness_table(results, out_dir) if out_dir is not None else pd.concat(results, names=["noise_iod_pct"])
+
+
+def calibrate_checkpoint(
+    weights: str | os.PathLike[str],
+    cache: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    split: str = "val",
+    amp: str = "fp32",
+    batch_size: int = 32,
+) -> tuple[Path, MapCalibration, dict[str, float]]:
+    """Fit a :class:`MapCalibration` for ``weights`` on ``split`` of a crop cache and write a
+    copy of the checkpoint that carries it (``out``; the network's weights are unchanged).
+
+    A calibration already in ``weights`` is set aside first: the fit is always on the
+    network's own maps. The card gains a ``calibration`` entry saying where it was fitted.
+
+    Raises:
+        ValueError: ``split`` is ``"test"`` (a model is not calibrated on the faces it is
+            evaluated on) or has no rows.
+    """
+    from .weights import load_checkpoint, save_checkpoint
+
+    if split == "test":
+        raise ValueError("calibrate: fit on a validation (or training) split, never on the test split")
+    ckpt = load_checkpoint(weights)
+    ckpt.codec.calibration = None
+    res = predict_cache(ckpt, cache, split, amp=amp, batch_size=batch_size)
+    if len(res["pred"]) == 0:
+        raise ValueError(f"calibrate: {cache} has no rows in split {split!r}")
+    where = f"{len(res['pred'])} faces of {Path(cache).as_posix()} ({split} split)"
+    cal, stats = fit_map_calibration(res["pred"], res["true"], fitted_on=where)
+    log.info(
+        "calibration gain %.2f threshold %.2f: ICC %.3f -> %.3f, MAE %.3f -> %.3f on %s",
+        cal.gain,
+        cal.threshold,
+        stats["icc_before"],
+        stats["icc_after"],
+        stats["mae_before"],
+        stats["mae_after"],
+        where,
+    )
+    ckpt.codec.calibration = cal
+    card = dict(ckpt.card)
+    card["calibration"] = (
+        f"maps calibrated by f(m) = {cal.gain:g}·softplus({cal.softness:g}·(m − {cal.threshold:g}))/{cal.softness:g}, "
+        f"fitted on {where}: ICC {stats['icc_before']:.3f} -> {stats['icc_after']:.3f}, "
+        f"MAE {stats['mae_before']:.3f} -> {stats['mae_after']:.3f} there"
+    )
+    path = save_checkpoint(out, ckpt.model, ckpt.aus, ckpt.codec, card)
+    return path, cal, stats
