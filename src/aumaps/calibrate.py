@@ -27,6 +27,7 @@ one readout (:mod:`aumaps.readout`). ``aumaps calibrate``
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -98,11 +99,10 @@ class MapCalibration:
 
 
 def _scores(pred: np.ndarray, true: np.ndarray) -> tuple[float, float]:
-    """Mean ICC(3,1) over AUs (undefined ones left out) and MAE over coded labels."""
-    coded = np.isfinite(true)
-    iccs = [icc31(pred[coded[:, a], a], true[coded[:, a], a]) for a in range(true.shape[1])]
-    iccs = [v for v in iccs if np.isfinite(v)]
-    return (float(np.mean(iccs)) if iccs else float("nan"), float(np.mean(np.abs(pred - true)[coded])))
+    """Mean ICC(3,1) over AUs (undefined ones left out) and MAE over coded labels
+    (``icc31`` drops uncoded pairs itself)."""
+    iccs = [v for a in range(true.shape[1]) if np.isfinite(v := icc31(pred[:, a], true[:, a]))]
+    return (float(np.mean(iccs)) if iccs else float("nan"), float(np.nanmean(np.abs(pred - true))))
 
 
 def fit_map_calibration(
@@ -137,17 +137,13 @@ def fit_map_calibration(
     icc_before, mae_before = _scores(raw, true)
     if not np.isfinite(icc_before):
         raise ValueError("fit_map_calibration: no AU has varying labels to fit on")
-    best: tuple[float, float, float, float] | None = None  # (icc, -mae, gain, threshold)
-    for gain in gains:
-        for threshold in thresholds:
-            cal = MapCalibration(float(gain), float(threshold), softness)
-            icc, mae = _scores(cal.of_intensity(raw), true)
-            key = (round(icc, 6), -round(mae, 6), float(gain), float(threshold))
-            if best is None or key[:2] > best[:2]:
-                best = key
-    assert best is not None
-    cal = MapCalibration(best[2], best[3], softness, fitted_on)
-    icc_after, mae_after = _scores(cal.of_intensity(raw), true)
+    best_key, cal, (icc_after, mae_after) = None, None, (float("nan"), float("nan"))
+    for gain, threshold in itertools.product(gains, thresholds):
+        candidate = MapCalibration(float(gain), float(threshold), softness, fitted_on)
+        icc, mae = _scores(candidate.of_intensity(raw), true)
+        key = (round(icc, 6), -round(mae, 6))  # higher ICC, then lower MAE
+        if best_key is None or key > best_key:
+            best_key, cal, icc_after, mae_after = key, candidate, icc, mae
     stats = {
         "icc_before": icc_before,
         "mae_before": mae_before,

@@ -172,9 +172,16 @@ class AUHeatmapCodec:
     def calibrate(self, maps: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
         """Network maps with the readout calibration applied (unchanged without one).
 
-        Apply it to the network's output before :meth:`decode`, never to training targets.
+        Apply it to the network's output, never to training targets; :meth:`read` does it
+        and decodes the result.
         """
         return maps if self.calibration is None else self.calibration(maps)
+
+    def read(self, maps: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, Decoded]:
+        """The network's ``(N, A, H, W)`` output, calibrated (:meth:`calibrate`), and its
+        decoding (:meth:`decode` of the calibrated maps, the same peaks as the raw ones)."""
+        calibrated = self.calibrate(maps)
+        return calibrated, self.decode(calibrated, calibrated=True)
 
     def decode(self, heatmaps: np.ndarray | torch.Tensor, calibrated: bool = False) -> Decoded:
         """Intensities and peak locations from heatmaps.

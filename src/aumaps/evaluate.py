@@ -435,7 +435,7 @@ def predict_loader(
         n = len(x)
         total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
         count += n
-        dec = codec.decode(codec.calibrate(out), calibrated=True)
+        _, dec = codec.read(out)
         pred.append(dec.intensities)
         no_peak = np.isnan(dec.peaks[:, :, 0, 0])
         dec.peaks[:, :, 0][no_peak] = dec.argmax[no_peak]  # a weak map still has a location

@@ -55,8 +55,7 @@ def read_faces(
     """
     if len(faces) == 0:
         return []
-    maps = codec.calibrate(maps)
-    decoded = codec.decode(maps, calibrated=True)
+    maps, decoded = codec.read(maps)
     inverse = align.invert(matrices)
     peaks = align.transform_points(decoded.peaks.reshape(len(faces), -1, 2), inverse).reshape(decoded.peaks.shape)
     argmax = align.transform_points(decoded.argmax, inverse)
