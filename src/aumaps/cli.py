@@ -799,15 +799,27 @@ def _add_calibrate(sub) -> None:
         choices=["auto", "bf16", "fp16", "fp32"],
         help="network precision (default: %(default)s)",
     )
+    flip = p.add_mutually_exclusive_group()
+    flip.add_argument(
+        "--flip-test",
+        dest="flip_test",
+        action="store_true",
+        default=None,
+        help="read each face with its mirror image (mean of the two maps), in the fit and from then on",
+    )
+    flip.add_argument("--no-flip-test", dest="flip_test", action="store_false", help="read each face once")
     p.set_defaults(func=cmd_calibrate)
 
 
 def cmd_calibrate(args) -> int:
     from .evaluate import calibrate_checkpoint
 
-    path, cal, stats = calibrate_checkpoint(args.weights, args.data, args.out, split=args.split, amp=args.amp)
+    path, cal, stats = calibrate_checkpoint(
+        args.weights, args.data, args.out, split=args.split, amp=args.amp, flip_test=args.flip_test
+    )
     print(
-        f"gain {cal.gain:g}, threshold {cal.threshold:g}, softness {cal.softness:g} on {stats['n']} faces: "
+        f"{'flip test, ' if stats['flip_test'] else ''}gain {cal.gain:g}, threshold {cal.threshold:g}, "
+        f"softness {cal.softness:g} on {stats['n']} faces: "
         f"mean ICC {stats['icc_before']:.3f} -> {stats['icc_after']:.3f}, "
         f"MAE {stats['mae_before']:.3f} -> {stats['mae_after']:.3f}"
     )

@@ -65,6 +65,11 @@ class AUHeatmapCodec:
         calibration: the trained network's readout calibration (:mod:`aumaps.calibrate`, or
             its ``to_dict()``), applied to network maps by :meth:`calibrate`; ``None`` (the
             default, and every training target) leaves maps as they are.
+        flip_test: the network reads each face and its mirror image, and its maps are the
+            mean of the two (:func:`aumaps.model.mirror_average`, run by whoever runs the
+            network: :meth:`aumaps.estimator.Estimator.heatmaps` and
+            :func:`aumaps.evaluate.predict_loader`); part of the readout the calibration was
+            fitted for, so it travels with it in the checkpoint.
     """
 
     def __init__(
@@ -77,6 +82,7 @@ class AUHeatmapCodec:
         window: float = 6.0,
         peak_threshold: float = 0.5,
         calibration: MapCalibration | dict | None = None,
+        flip_test: bool = False,
     ) -> None:
         self.aus = resolve_aus(aus)
         self.crop_size = int(crop_size)
@@ -89,6 +95,9 @@ class AUHeatmapCodec:
             raise ValueError("sigma must be > 0, sigma_growth >= 0 and window > 0")
         self.n_centres = np.array([len(get_au(a).centres) for a in self.aus])
         self.calibration = MapCalibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
+        if not isinstance(flip_test, bool):
+            raise ValueError(f"flip_test must be true or false, got {flip_test!r}")
+        self.flip_test = flip_test
 
     # -- configuration ---------------------------------------------------------------------
     @property
@@ -98,7 +107,7 @@ class AUHeatmapCodec:
 
     def to_dict(self) -> dict:
         """Plain-type description, stored in checkpoints and configs (``calibration`` only
-        when there is one)."""
+        when there is one, ``flip_test`` only when set)."""
         out = {
             "aus": list(self.aus),
             "crop_size": self.crop_size,
@@ -110,6 +119,8 @@ class AUHeatmapCodec:
         }
         if self.calibration is not None:
             out["calibration"] = self.calibration.to_dict()
+        if self.flip_test:
+            out["flip_test"] = True
         return out
 
     @classmethod

@@ -27,6 +27,7 @@ from .confidence import LandmarkConfidence
 from .geometry import bounding_box
 from .images import read_image, to_rgb_uint8
 from .landmarks import Face, FaceLandmarker
+from .model import mirror_average
 from .pose import Camera, camera_for, head_pose
 from .readout import FaceInput, read_faces
 from .results import FaceResult
@@ -92,13 +93,23 @@ class Estimator:
             crops: ``(N, S, S, 3)`` uint8 RGB registered crops (S = the codec's crop size).
 
         Returns:
-            ``(N, A, H, W)`` float32 maps (the last stack's output).
+            ``(N, A, H, W)`` float32 maps (the last stack's output); with the codec's
+            ``flip_test``, the mean of each crop's maps and its mirror image's, mirrored back
+            (:func:`aumaps.model.mirror_average`: a crop and its mirror go through the engine
+            in one batch, so a batch holds half as many faces).
         """
         crops = np.asarray(crops)
         size = self.codec.crop_size
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
             raise ValueError(f"crops must be (N, {size}, {size}, 3), got {crops.shape}")
-        out = [self.engine(crops[start : start + self.batch_size]) for start in range(0, len(crops), self.batch_size)]
+        run, step = self.engine, self.batch_size
+        if self.codec.flip_test:
+            step = max(1, step // 2)
+
+            def run(batch: np.ndarray) -> np.ndarray:
+                return mirror_average(self.engine, batch, width_axis=2)
+
+        out = [run(crops[start : start + step]) for start in range(0, len(crops), step)]
         if not out:
             return np.zeros((0, len(self.aus), self.codec.map_size, self.codec.map_size), np.float32)
         return np.concatenate(out)

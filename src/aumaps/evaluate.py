@@ -42,6 +42,7 @@ from .geometry import interocular_distance
 from .hardware import Precision, resolve_precision
 from .loss import heatmap_loss
 from .metrics import au_metrics, mae_by_intensity
+from .model import mirror_average
 from .visualise import au_colour
 
 __all__ = [
@@ -419,8 +420,9 @@ def predict_loader(
 
     Returns a dict with ``loss``, ``pred`` (N, A), ``true`` (N, A; NaN = not coded),
     ``pred_peaks`` (N, A, C, 2) and ``true_centres`` (N, A, C, 2) in crop pixels, and
-    ``iod`` (N,) in crop pixels. Intensities and peaks are the codec's readout (calibrated
-    when the codec carries a calibration), as in prediction; the loss is on the raw maps.
+    ``iod`` (N,) in crop pixels. Intensities and peaks are the codec's readout (its flip
+    test and calibration when it carries them), as in prediction; the loss is on the
+    uncalibrated maps.
     """
 
     precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
@@ -430,7 +432,10 @@ def predict_loader(
     for batch in loader:
         x = batch["image"].to(device, dtype=next(model.parameters()).dtype, memory_format=layout)
         with precision.autocast():
-            out = model(x)[-1]
+            if codec.flip_test:
+                out = mirror_average(lambda t: model(t)[-1].float(), x, width_axis=3)
+            else:
+                out = model(x)[-1]
         out = out.float().cpu()
         n = len(x)
         total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
@@ -555,12 +560,21 @@ def calibrate_checkpoint(
     split: str = "val",
     amp: str = "fp32",
     batch_size: int = 32,
+    flip_test: bool | None = None,
 ) -> tuple[Path, MapCalibration, dict[str, float]]:
     """Fit a :class:`MapCalibration` for ``weights`` on ``split`` of a crop cache and write a
     copy of the checkpoint that carries it (``out``; the network's weights are unchanged).
 
     A calibration already in ``weights`` is set aside first: the fit is always on the
     network's own maps. The card gains a ``calibration`` entry saying where it was fitted.
+
+    Args:
+        flip_test: read each face with its mirror image (the codec's ``flip_test``) in the
+            fit and from then on; ``None`` keeps what ``weights`` says.
+
+    Returns:
+        The path written, the calibration, and the fit's figures
+        (:func:`~aumaps.calibrate.fit_map_calibration`) with ``flip_test``.
 
     Raises:
         ValueError: ``split`` is ``"test"`` (a model is not calibrated on the faces it is
@@ -572,6 +586,8 @@ def calibrate_checkpoint(
         raise ValueError("calibrate: fit on a validation (or training) split, never on the test split")
     ckpt = load_checkpoint(weights)
     ckpt.codec.calibration = None
+    if flip_test is not None:
+        ckpt.codec.flip_test = bool(flip_test)
     res = predict_cache(ckpt, cache, split, amp=amp, batch_size=batch_size)
     if len(res["pred"]) == 0:
         raise ValueError(f"calibrate: {cache} has no rows in split {split!r}")
@@ -587,10 +603,13 @@ def calibrate_checkpoint(
         stats["mae_after"],
         where,
     )
+    stats["flip_test"] = ckpt.codec.flip_test
     ckpt.codec.calibration = cal
     card = dict(ckpt.card)
+    flipped = "the mean of each face's maps and its mirror image's (flip test), " if ckpt.codec.flip_test else ""
     card["calibration"] = (
-        f"maps calibrated by f(m) = {cal.gain:g}·softplus({cal.softness:g}·(m − {cal.threshold:g}))/{cal.softness:g}, "
+        f"{flipped}maps calibrated by "
+        f"f(m) = {cal.gain:g}·softplus({cal.softness:g}·(m − {cal.threshold:g}))/{cal.softness:g}, "
         f"fitted on {where}: ICC {stats['icc_before']:.3f} -> {stats['icc_after']:.3f}, "
         f"MAE {stats['mae_before']:.3f} -> {stats['mae_after']:.3f} there"
     )

@@ -15,12 +15,21 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["AUHourglass", "Bottleneck", "DeployableNet", "Hourglass", "fuse_batchnorm", "network_input"]
+__all__ = [
+    "AUHourglass",
+    "Bottleneck",
+    "DeployableNet",
+    "Hourglass",
+    "fuse_batchnorm",
+    "mirror_average",
+    "network_input",
+]
 
 
 def network_input(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -33,6 +42,32 @@ def network_input(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> to
     if crops.dtype != torch.uint8:
         raise TypeError(f"crops must be uint8 RGB, got {crops.dtype}")
     return crops.movedim(-1, -3).to(dtype).div(255.0)
+
+
+def mirror_average(run, inputs, width_axis: int):
+    """The flip test: ``run``'s maps of ``inputs`` averaged with those of their mirror images,
+    mirrored back (MMPose's ``flip_test`` for heatmap models).
+
+    ``run`` is called once, on the N inputs followed by their N mirror images, so a batch
+    engine sees one batch. No map channel is swapped: every AU of the catalogue has its
+    centres on both sides of the face or on its midline (:mod:`aumaps.aus`), so an AU's map
+    of a mirrored face is its map mirrored, as training's flip augmentation assumes.
+
+    Args:
+        run: ``inputs -> (N, A, H, W) maps`` (a NumPy or torch callable).
+        inputs: ``N`` crops, a NumPy array or a tensor.
+        width_axis: the inputs' image-width axis (2 for ``(N, S, S, 3)`` crops, 3 for
+            ``(N, 3, S, S)`` network input).
+
+    Returns:
+        ``(N, A, H, W)`` maps of the type ``run`` returns.
+    """
+    n = len(inputs)
+    if isinstance(inputs, torch.Tensor):
+        maps = run(torch.cat([inputs, inputs.flip(width_axis)]))
+        return (maps[:n] + maps[n:].flip(-1)) / 2
+    maps = run(np.concatenate([inputs, np.flip(inputs, width_axis)]))
+    return (maps[:n] + maps[n:, ..., ::-1]) / 2
 
 
 class Bottleneck(nn.Module):

@@ -3,10 +3,11 @@
 The exported graph is :class:`aumaps.model.DeployableNet` with BatchNorm folded: input
 ``crops``, ``(N, S, S, 3)`` uint8 RGB registered crops (S = 256 for the published layout; N
 free), output ``maps``, ``(N, A, S/4, S/4)`` float32, the last stack's heatmaps. A consumer
-therefore needs only the registration (:mod:`aumaps.align`) and the decoding: the readout
-calibration stated in ``aumaps.codec`` (``calibration``: gain, threshold, softness;
-:mod:`aumaps.calibrate`) applied to every map value, then each map's maximum clamped to
-[0, 5]. The model card travels with it as ONNX metadata:
+therefore needs only the registration (:mod:`aumaps.align`) and the readout stated in
+``aumaps.codec``: with ``flip_test``, the maps of each crop averaged with those of the crop
+mirrored left to right, mirrored back (:func:`aumaps.model.mirror_average`); then the
+calibration (``calibration``: gain, threshold, softness; :mod:`aumaps.calibrate`) applied to
+every map value; then each map's maximum clamped to [0, 5]. The model card travels with it as ONNX metadata:
 ``aumaps.aus`` (comma-separated AU numbers, the channel order), ``aumaps.codec`` and
 ``aumaps.card`` (JSON).
 
