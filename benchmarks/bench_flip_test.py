@@ -1,0 +1,84 @@
+"""What the flip test buys and costs: held-out ICC and network time, each face read once
+against read with its mirror image.
+
+    python benchmarks/bench_flip_test.py [--weights default] [--val data/synth17-gn/cache]
+                                         [--test data/synth17-test3/cache] [--faces 64]
+
+For each readout (once; with its mirror image, :func:`aumaps.model.mirror_average`) a readout
+calibration is fitted on the validation split of ``--val`` exactly as ``aumaps calibrate``
+fits it (the network's own calibration and flip test are set aside first), then applied to
+the test split of ``--test``: the mean ICC(3,1) over AUs and the per-AU ICCs are printed side
+by side, before and after calibration. Then the default engine's network time per face,
+both ways, on ``--faces`` probe crops (best of 3). Float32 (``--amp``) for the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from aumaps import AUEstimator
+from aumaps.calibrate import fit_map_calibration
+from aumaps.evaluate import predict_cache
+from aumaps.hardware import describe_machine
+from aumaps.metrics import icc31
+from aumaps.runtime.probe import probe_crops
+from aumaps.weights import load_checkpoint
+
+
+def _iccs(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
+    return np.array([icc31(pred[:, a], true[:, a]) for a in range(true.shape[1])])
+
+
+def _network_ms(weights: str, flip: bool, faces: int, crop_size: int) -> tuple[float, str]:
+    ckpt = load_checkpoint(weights)
+    ckpt.codec.flip_test = flip
+    est = AUEstimator(weights=ckpt)
+    crops = probe_crops(faces, crop_size=crop_size)
+    est.heatmaps(crops[:8])  # warm-up
+    best = np.inf
+    for _ in range(3):
+        start = time.perf_counter()
+        est.heatmaps(crops)
+        best = min(best, time.perf_counter() - start)
+    return 1000.0 * best / faces, est.engine.describe()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--weights", default="default")
+    ap.add_argument("--val", default="data/synth17-gn/cache", help="crop cache whose val split fits the calibrations")
+    ap.add_argument("--test", default="data/synth17-test3/cache", help="crop cache whose test split is held out")
+    ap.add_argument("--amp", default="fp32", choices=["auto", "bf16", "fp32"])
+    ap.add_argument("--faces", type=int, default=64, help="probe crops for the timing")
+    args = ap.parse_args()
+    print(describe_machine(), flush=True)
+    rows = {}
+    for flip in (False, True):
+        ckpt = load_checkpoint(args.weights)
+        ckpt.codec.calibration, ckpt.codec.flip_test = None, flip
+        val = predict_cache(ckpt, args.val, "val", amp=args.amp)
+        test = predict_cache(ckpt, args.test, "test", amp=args.amp)
+        cal, _ = fit_map_calibration(val["pred"], val["true"])
+        raw, calibrated = _iccs(test["pred"], test["true"]), _iccs(cal.of_intensity(test["pred"]), test["true"])
+        rows[flip] = (raw, calibrated, cal, len(val["pred"]), len(test["pred"]))
+        aus = ckpt.aus
+    ms = {flip: _network_ms(args.weights, flip, args.faces, ckpt.codec.crop_size) for flip in (False, True)}
+    (raw0, cal0, c0, n_val, n_test), (raw1, cal1, c1, _, _) = rows[False], rows[True]
+    print(
+        f"\n{args.weights}: calibrations fitted on {n_val} faces of {args.val} (val), ICC on {n_test} of {args.test} (test)"
+    )
+    print(f"{'':>22} {'once':>8} {'flip test':>10}")
+    print(f"{'mean ICC, uncalibrated':>22} {np.nanmean(raw0):8.4f} {np.nanmean(raw1):10.4f}")
+    print(f"{'mean ICC, calibrated':>22} {np.nanmean(cal0):8.4f} {np.nanmean(cal1):10.4f}")
+    print(f"{'calibration':>22} {f'{c0.gain:g}, {c0.threshold:g}':>8} {f'{c1.gain:g}, {c1.threshold:g}':>10}")
+    print(
+        f"{'network, ms per face':>22} {ms[False][0]:8.2f} {ms[True][0]:10.2f}   ({ms[False][1]}; {args.faces} crops)"
+    )
+    print("\nper AU, calibrated: " + " ".join(f"AU{au} {a:.2f}->{b:.2f}" for au, a, b in zip(aus, cal0, cal1)))
+
+
+if __name__ == "__main__":
+    main()
