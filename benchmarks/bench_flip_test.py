@@ -2,14 +2,15 @@
 against read with its mirror image.
 
     python benchmarks/bench_flip_test.py [--weights default] [--val data/synth17-gn/cache]
-                                         [--test data/synth17-test3/cache] [--faces 64]
+                                         [--test data/synth17-test3/cache ...] [--faces 64]
 
 For each readout (once; with its mirror image, :func:`aumaps.model.mirror_average`) a readout
 calibration is fitted on the validation split of ``--val`` exactly as ``aumaps calibrate``
 fits it (the network's own calibration and flip test are set aside first), then applied to
 the test split of ``--test``: the mean ICC(3,1) over AUs and the per-AU ICCs are printed side
-by side, before and after calibration. Then the default engine's network time per face,
-both ways, on ``--faces`` probe crops (best of 3). Float32 (``--amp``) for the figures.
+by side, before and after calibration (several ``--test`` caches: each, then all pooled).
+Then the default engine's network time per face, both ways, on ``--faces`` probe crops (best
+of 3). Float32 (``--amp``) for the figures.
 """
 
 from __future__ import annotations
@@ -50,34 +51,49 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--weights", default="default")
     ap.add_argument("--val", default="data/synth17-gn/cache", help="crop cache whose val split fits the calibrations")
-    ap.add_argument("--test", default="data/synth17-test3/cache", help="crop cache whose test split is held out")
+    ap.add_argument(
+        "--test",
+        nargs="+",
+        default=["data/synth17-test3/cache"],
+        help="crop caches whose test splits are held out (several: each, then all pooled)",
+    )
     ap.add_argument("--amp", default="fp32", choices=["auto", "bf16", "fp32"])
     ap.add_argument("--faces", type=int, default=64, help="probe crops for the timing")
     args = ap.parse_args()
     print(describe_machine(), flush=True)
-    rows = {}
+    mean = {}  # (flip, test set or "pooled", calibrated) -> mean ICC
+    per_au, fitted = {}, {}
     for flip in (False, True):
         ckpt = load_checkpoint(args.weights)
         ckpt.codec.calibration, ckpt.codec.flip_test = None, flip
         val = predict_cache(ckpt, args.val, "val", amp=args.amp)
-        test = predict_cache(ckpt, args.test, "test", amp=args.amp)
         cal, _ = fit_map_calibration(val["pred"], val["true"])
-        raw, calibrated = _iccs(test["pred"], test["true"]), _iccs(cal.of_intensity(test["pred"]), test["true"])
-        rows[flip] = (raw, calibrated, cal, len(val["pred"]), len(test["pred"]))
-        aus = ckpt.aus
+        fitted[flip] = cal
+        tests = {path: predict_cache(ckpt, path, "test", amp=args.amp) for path in args.test}
+        if len(tests) > 1:
+            tests["pooled"] = {k: np.concatenate([t[k] for t in tests.values()]) for k in ("pred", "true")}
+        for name, test in tests.items():
+            mean[flip, name, False] = np.nanmean(_iccs(test["pred"], test["true"]))
+            calibrated = _iccs(cal.of_intensity(test["pred"]), test["true"])
+            mean[flip, name, True] = np.nanmean(calibrated)
+            per_au[flip] = calibrated  # the last: pooled when there are several
+        aus, n_val = ckpt.aus, len(val["pred"])
     ms = {flip: _network_ms(args.weights, flip, args.faces, ckpt.codec.crop_size) for flip in (False, True)}
-    (raw0, cal0, c0, n_val, n_test), (raw1, cal1, c1, _, _) = rows[False], rows[True]
+    print(f"\n{args.weights}: calibrations fitted on {n_val} faces of {args.val} (val split); ICC on test splits")
+    print(f"{'':>46} {'once':>8} {'flip test':>10}")
+    for name in [*args.test, "pooled"] if len(args.test) > 1 else args.test:
+        for calibrated in (False, True):
+            label = f"{name}, {'calibrated' if calibrated else 'uncalibrated'}"
+            print(f"{label:>46} {mean[False, name, calibrated]:8.4f} {mean[True, name, calibrated]:10.4f}")
+    once, flipped = (f"{fitted[f].gain:g}, {fitted[f].threshold:g}" for f in (False, True))
+    print(f"{'calibration (gain, threshold)':>46} {once:>8} {flipped:>10}")
     print(
-        f"\n{args.weights}: calibrations fitted on {n_val} faces of {args.val} (val), ICC on {n_test} of {args.test} (test)"
+        f"{'network, ms per face':>46} {ms[False][0]:8.2f} {ms[True][0]:10.2f}   ({ms[False][1]}; {args.faces} crops)"
     )
-    print(f"{'':>22} {'once':>8} {'flip test':>10}")
-    print(f"{'mean ICC, uncalibrated':>22} {np.nanmean(raw0):8.4f} {np.nanmean(raw1):10.4f}")
-    print(f"{'mean ICC, calibrated':>22} {np.nanmean(cal0):8.4f} {np.nanmean(cal1):10.4f}")
-    print(f"{'calibration':>22} {f'{c0.gain:g}, {c0.threshold:g}':>8} {f'{c1.gain:g}, {c1.threshold:g}':>10}")
     print(
-        f"{'network, ms per face':>22} {ms[False][0]:8.2f} {ms[True][0]:10.2f}   ({ms[False][1]}; {args.faces} crops)"
+        "\nper AU, calibrated, once -> flip test: "
+        + " ".join(f"AU{au} {a:.2f}->{b:.2f}" for au, a, b in zip(aus, per_au[False], per_au[True]))
     )
-    print("\nper AU, calibrated: " + " ".join(f"AU{au} {a:.2f}->{b:.2f}" for au, a, b in zip(aus, cal0, cal1)))
 
 
 if __name__ == "__main__":
