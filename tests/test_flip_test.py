@@ -44,6 +44,24 @@ def test_mirror_average_by_hand_numpy_and_torch():
     np.testing.assert_allclose(mirror_average(per_crop, crops, width_axis=2), (per_crop(crops) + mirrored) / 2)
 
 
+def test_the_two_readings_meet_on_the_map_pixel():
+    """A 'network' that reads map pixel i off crop column stride·i (the codec's geometry) is
+    mirror-symmetric under the flip test's mirroring, so the flip test gives back exactly its
+    maps; a plain flip about the crop's centre would not (off by 3/4 of a map pixel)."""
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 255, (2, 16, 16, 3), dtype=np.uint8)  # S = 16, 4x4 maps: stride 4
+
+    def sample(batch):
+        return batch[:, ::4, ::4, 0].astype(np.float32)[:, None]  # (N, 1, 4, 4): pixel i <- column 4i
+
+    np.testing.assert_array_equal(mirror_average(sample, crops, width_axis=2, stride=4), sample(crops))
+    assert not np.array_equal(mirror_average(sample, crops, width_axis=2, stride=1), sample(crops))
+    t = mirror_average(lambda x: x[:, :1, ::4, ::4].float(), torch.from_numpy(crops).permute(0, 3, 1, 2), 3, stride=4)
+    np.testing.assert_array_equal(t.numpy(), sample(crops))
+    with pytest.raises(ValueError, match="whole stride"):
+        mirror_average(sample, crops, width_axis=2, stride=2.5)
+
+
 def test_codec_states_it_only_when_set():
     plain = AUHeatmapCodec("openface", crop_size=128, map_size=32)
     assert "flip_test" not in plain.to_dict() and plain.flip_test is False  # older checkpoints' dicts unchanged
@@ -51,6 +69,8 @@ def test_codec_states_it_only_when_set():
     assert flipped.flip_test is True and flipped.to_dict()["flip_test"] is True
     with pytest.raises(ValueError, match="flip_test"):
         AUHeatmapCodec("openface", flip_test="yes")
+    with pytest.raises(ValueError, match="multiple of the map size"):
+        AUHeatmapCodec("openface", crop_size=100, map_size=32, flip_test=True)
 
 
 def test_estimator_and_evaluation_read_faces_with_their_mirror(
@@ -68,7 +88,9 @@ def test_estimator_and_evaluation_read_faces_with_their_mirror(
     crops = np.concatenate([crops, crops[:, ::-1]])  # the face and its mirror: not the same maps
     one, mirror = plain.heatmaps(crops[:1]), plain.heatmaps(crops[1:])
     assert np.abs(one - mirror[..., ::-1]).max() > 1e-3  # the network alone is not mirror-symmetric
-    expected = (plain.heatmaps(crops) + plain.heatmaps(crops[:, :, ::-1])[..., ::-1]) / 2
+    stride = int(ckpt.codec.stride)
+    mirrored = np.concatenate([crops[:, :, ::-1][:, :, stride - 1 :], crops[:, :, :1].repeat(stride - 1, 2)], axis=2)
+    expected = (plain.heatmaps(crops) + plain.heatmaps(mirrored)[..., ::-1]) / 2
     np.testing.assert_allclose(flipped.heatmaps(crops), expected, atol=1e-5)
     result = flipped.predict(astronaut)[0]
     np.testing.assert_allclose(

@@ -97,6 +97,10 @@ class AUHeatmapCodec:
         self.calibration = MapCalibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
         if not isinstance(flip_test, bool):
             raise ValueError(f"flip_test must be true or false, got {flip_test!r}")
+        if flip_test and self.crop_size % self.map_size:
+            raise ValueError(
+                f"flip_test needs a crop size that is a multiple of the map size, got {crop_size} and {map_size}"
+            )
         self.flip_test = flip_test
 
     # -- configuration ---------------------------------------------------------------------

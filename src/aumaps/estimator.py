@@ -107,7 +107,7 @@ class Estimator:
             step = max(1, step // 2)
 
             def run(batch: np.ndarray) -> np.ndarray:
-                return mirror_average(self.engine, batch, width_axis=2)
+                return mirror_average(self.engine, batch, width_axis=2, stride=int(self.codec.stride))
 
         out = [run(crops[start : start + step]) for start in range(0, len(crops), step)]
         if not out:

@@ -433,7 +433,7 @@ def predict_loader(
         x = batch["image"].to(device, dtype=next(model.parameters()).dtype, memory_format=layout)
         with precision.autocast():
             if codec.flip_test:
-                out = mirror_average(lambda t: model(t)[-1].float(), x, width_axis=3)
+                out = mirror_average(lambda t: model(t)[-1].float(), x, width_axis=3, stride=int(codec.stride))
             else:
                 out = model(x)[-1]
         out = out.float().cpu()

@@ -44,7 +44,7 @@ def network_input(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> to
     return crops.movedim(-1, -3).to(dtype).div(255.0)
 
 
-def mirror_average(run, inputs, width_axis: int):
+def mirror_average(run, inputs, width_axis: int, stride: int = 1):
     """The flip test: ``run``'s maps of ``inputs`` averaged with those of their mirror images,
     mirrored back (MMPose's ``flip_test`` for heatmap models).
 
@@ -53,20 +53,33 @@ def mirror_average(run, inputs, width_axis: int):
     centres on both sides of the face or on its midline (:mod:`aumaps.aus`), so an AU's map
     of a mirrored face is its map mirrored, as training's flip augmentation assumes.
 
+    The two readings are aligned to the map pixel: map pixel i stands for crop column
+    ``stride · i`` (the codec's ``round(x / stride)``), so a map mirrored about its centre,
+    i → W − 1 − i, is the map of the crop mirrored about column (S − stride) / 2, not about its
+    centre (S − 1) / 2. The inputs are mirrored so (x → S − stride − x; the ``stride − 1``
+    columns this leaves at the edge repeat the last one); a plain flip would put the two
+    readings (stride − 1) / stride of a map pixel apart and blur every peak.
+
     Args:
         run: ``inputs -> (N, A, H, W) maps`` (a NumPy or torch callable).
         inputs: ``N`` crops, a NumPy array or a tensor.
         width_axis: the inputs' image-width axis (2 for ``(N, S, S, 3)`` crops, 3 for
             ``(N, 3, S, S)`` network input).
+        stride: crop pixels per map pixel (the codec's ``stride``), a whole number.
 
     Returns:
         ``(N, A, H, W)`` maps of the type ``run`` returns.
     """
-    n = len(inputs)
+    if stride != int(stride) or stride < 1:
+        raise ValueError(f"mirror_average needs a whole stride (crop pixels per map pixel), got {stride}")
+    n, shift, size = len(inputs), int(stride) - 1, inputs.shape[width_axis]
+    columns = list(range(shift, size)) + [size - 1] * shift  # mirrored column x holds column S - stride - x
     if isinstance(inputs, torch.Tensor):
-        maps = run(torch.cat([inputs, inputs.flip(width_axis)]))
+        mirrored = inputs.flip(width_axis).index_select(width_axis, torch.tensor(columns, device=inputs.device))
+        maps = run(torch.cat([inputs, mirrored]))
         return (maps[:n] + maps[n:].flip(-1)) / 2
-    maps = run(np.concatenate([inputs, np.flip(inputs, width_axis)]))
+    mirrored = np.take(np.flip(inputs, width_axis), columns, axis=width_axis)
+    maps = run(np.concatenate([inputs, mirrored]))
     return (maps[:n] + maps[n:, ..., ::-1]) / 2
 
 
