@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 
 import cv2
@@ -199,6 +200,12 @@ def grouped(aus) -> list[int]:
     return [a for _, members in au_groups(aus) for a in members]
 
 
+def to_fixed(value: float) -> str:
+    """JavaScript's ``value.toFixed(2)``: the exact binary value rounded to two decimals, a tie
+    upwards (Python's formatting takes a tie such as 0.125 to the even 0.12)."""
+    return str(Decimal(value).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+
+
 def bar_values(card) -> dict[int, tuple[float, str]]:
     return {
         int(row.get_attribute("data-au")): (
@@ -241,7 +248,7 @@ def test_photos_dropped_on_the_page(signed_in, base, outputs, astronaut, grace_h
         np.testing.assert_allclose([shown[a][0] for a in AUS], want, atol=1e-3)
         # the text is the bar's own value to two decimals (the value is within 1e-3 of the model's,
         # so rounding the model's own can land on the other side of a 0.005 boundary)
-        assert [shown[a][1] for a in AUS] == [f"{shown[a][0]:.2f}" for a in AUS]
+        assert [shown[a][1] for a in AUS] == [to_fixed(shown[a][0]) for a in AUS]
         assert "Lip Corner Puller" in card.text and "Cheek Raiser" in card.text
     rows = browser.find_elements(By.CSS_SELECTOR, "#photo-table tbody tr")
     assert sorted(r.find_element(By.TAG_NAME, "td").text for r in rows) == ["astronaut.png", "grace_hopper.jpg"]
