@@ -169,14 +169,15 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="d5cb4dbba8055c9f4184cd6e15a822ab125b4e1322618af983721d9cca53d39b",
+        sha256="0615b051a63febf68f744833c3528455a585efff47640d8f73162e7306e553ac",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
         + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml,"
         " configs/openface17-faces.yaml, configs/openface17-rev3.yaml,"
-        " configs/openface17-wide.yaml, configs/openface17-wide-more.yaml, then configs/openface17-wide-faces.yaml,"
-        " its maps calibrated on the validation faces (aumaps calibrate).",
+        " configs/openface17-wide.yaml, configs/openface17-wide-more.yaml, configs/openface17-wide-faces.yaml,"
+        " then configs/openface17-wide-longer.yaml; read with the flip test and its maps calibrated on the"
+        " validation faces (aumaps calibrate --flip-test).",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
