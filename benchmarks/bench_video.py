@@ -121,7 +121,7 @@ def baseline(est: AUEstimator, clip: Path, out_csv: Path) -> tuple[float, int, d
             with times("network"):
                 maps = est.heatmaps(crop[None])
             with times("readout"):
-                intensities = est.codec.decode(maps).intensities[0]
+                intensities = est.codec.read(maps)[1].intensities[0]  # calibrated, as aumaps writes them
             with times("write"):
                 writer.writerow([frames, 1] + [round(float(v), 4) for v in intensities])
     return time.perf_counter() - start, frames, dict(times.seconds)
@@ -222,8 +222,8 @@ def main() -> None:
             )
 
         same_crops = np.abs(
-            fast.codec.decode(fast.heatmaps(crops)).intensities
-            - reference.codec.decode(reference.heatmaps(crops)).intensities
+            fast.codec.read(fast.heatmaps(crops))[1].intensities
+            - reference.codec.read(reference.heatmaps(crops))[1].intensities
         ).max()
         cols = [f"AU{au:02d}_r" for au in ckpt.aus]
         base_rows = pd.read_csv(tmp / "baseline.csv").query("success == 1")
