@@ -144,6 +144,28 @@ def test_auto_passes_over_an_engine_beyond_the_bound(store, monkeypatch, caplog)
         create_engine("onnx", _model(), store=store)
 
 
+@needs_onnx
+def test_passing_over_is_only_a_warning_when_nothing_fast_is_left(store, exports, monkeypatch, caplog):
+    """The bfloat16 engine beyond the bound and ONNX Runtime within it (the bundled model on an
+    AVX-512 BF16 CPU): the user is told as information, not warned on every run."""
+    import logging
+
+    monkeypatch.setattr(engines, "cpu_has_native_bf16", lambda: True)
+    real = engines.compare
+
+    def compare(engine, reference, crops, max_error):
+        if engine.name.startswith("pytorch"):
+            return AccuracyReport(0.3, 0.1, 0.2, 16, max_error)
+        return real(engine, reference, crops, max_error)
+
+    monkeypatch.setattr(engines, "compare", compare)
+    with caplog.at_level(logging.INFO, logger="aumaps.runtime.engines"):
+        engine = create_engine("auto", _model(), store=store)
+    assert engine.name.startswith("onnxruntime float32")
+    passed = [r for r in caplog.records if "not using pytorch" in r.getMessage()]
+    assert [r.levelno for r in passed] == [logging.INFO] and "using onnxruntime" in passed[0].getMessage()
+
+
 def test_the_accuracy_check_is_kept(store, monkeypatch):
     calls = []
     real = engines.compare

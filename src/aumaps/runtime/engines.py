@@ -10,7 +10,8 @@ name:
     on a CPU with native bfloat16, ``"fast"``; otherwise ``"onnx"`` (ONNX Runtime, float32)
     when it is installed, else ``"fast"``. On a GPU, ``"fast"``. An engine whose intensities
     stray more than ``max_error`` from float32 on the probe faces
-    (:func:`~aumaps.runtime.probe.probe_crops`) is passed over, with a warning.
+    (:func:`~aumaps.runtime.probe.probe_crops`) is passed over: logged as information when
+    another engine holds the bound, as a warning when only the float32 reference is left.
 ``"torch"``
     The float32 reference, unchanged from the BMVC 2018 release: eager PyTorch, NCHW, the
     checkpoint's modules as loaded. Tests compare it bit for bit with the release.
@@ -360,6 +361,7 @@ def create_engine(
             return _int8(digest, crop_size, store, max_error)
         except EngineUnavailable:
             pass
+    passed_over = []
     for candidate in candidates:
         try:
             engine = _build(candidate, model, digest, device, crop_size, store, reference, max_error)
@@ -367,8 +369,12 @@ def create_engine(
             log.debug("%s", err)
             continue
         if engine.accuracy.accepted:
+            for message in passed_over:  # another engine holds the bound: nothing for the user to do
+                log.info("%s; using %s", message, engine.name)
             return engine
-        log.warning("not using %s: %s", engine.name, engine.accuracy)
+        passed_over.append(f"not using {engine.name}: {engine.accuracy}")
+    for message in passed_over:  # left with the slow reference: worth a warning
+        log.warning("%s", message)
     return reference
 
 
