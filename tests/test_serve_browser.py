@@ -172,7 +172,7 @@ def fresh_browser(tmp_path):
 
 def open_page(driver, url: str) -> None:
     driver.get(url)
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body?.dataset.ready === 'true'"))
 
 
 def drop(driver, zone_id: str, paths: list[Path]) -> None:
@@ -367,7 +367,7 @@ def test_the_token_becomes_a_cookie_through_the_redirect_file(fresh_browser, bas
     opener = write_open_file(f"{base}/?token={TOKEN}", tmp_path)
     fresh_browser.get(opener.as_uri())
     WebDriverWait(fresh_browser, 30).until(
-        lambda d: d.current_url == f"{base}/" and d.execute_script("return document.body.dataset.ready === 'true'")
+        lambda d: d.current_url == f"{base}/" and d.execute_script("return document.body?.dataset.ready === 'true'")
     )
     assert fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")  # the API answers the page
     port = base.rsplit(":", 1)[1]
@@ -375,7 +375,7 @@ def test_the_token_becomes_a_cookie_through_the_redirect_file(fresh_browser, bas
     assert cookie["httpOnly"] and cookie["value"] == cookie_value(TOKEN) and TOKEN not in cookie["value"]
     assert fresh_browser.execute_script("return document.cookie") == ""  # scripts cannot read it
     fresh_browser.refresh()  # later visits: the cookie alone
-    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body?.dataset.ready === 'true'"))
     config = fresh_browser.execute_async_script(
         "const done = arguments[0]; fetch('/api/config').then(r => done(r.status));"
     )
@@ -396,7 +396,7 @@ def test_the_login_form_takes_the_token(fresh_browser, base):
     field = fresh_browser.find_element(By.CSS_SELECTOR, "input[name=token]")
     field.send_keys(TOKEN)
     field.submit()
-    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body.dataset.ready === 'true'"))
+    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body?.dataset.ready === 'true'"))
     assert fresh_browser.current_url == f"{base}/" and fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")
 
 
