@@ -138,11 +138,19 @@ def _fast_model(model: AUHourglass, bf16: bool) -> AUHourglass:
     return fused
 
 
-def _torch_fast(model: AUHourglass, device: torch.device, crop_size: int) -> Engine:
+def _torch_fast(
+    model: AUHourglass,
+    device: torch.device,
+    crop_size: int,
+    store: EngineStore | None = None,
+    digest: str | None = None,
+) -> Engine:
     """Fused, channels-last, bfloat16 where native; traced with oneDNN fusion on the CPU.
 
     A traced graph is compiled for each input shape it meets, slowly at first; so that it
     meets only two, a call with other than ``batch_size`` crops runs them one by one.
+    Whether the traced graph computes the module's maps (:func:`_same_maps`, seconds: it
+    compiles both shapes) is checked once per weights and machine and kept in ``store``.
     """
     on_cpu = device.type == "cpu"
     bf16 = on_cpu and cpu_has_native_bf16()
@@ -152,22 +160,32 @@ def _torch_fast(model: AUHourglass, device: torch.device, crop_size: int) -> Eng
         DeployableNet(_fast_model(model, bf16), torch.bfloat16 if bf16 else torch.float32).to(device).eval()
     )
     traced = False
-    if on_cpu:
+    store = store or EngineStore()
+    key = {
+        "engine": f"trace-check-{'bfloat16' if bf16 else 'float32'}",
+        "weights": digest or weights_digest(model),
+        "crop_size": crop_size,
+        **machine_key(),
+    }
+    verdict = store.get(key) if on_cpu else None
+    if on_cpu and (verdict is None or verdict.facts.get("traced", False)):
         example = torch.zeros((1, crop_size, crop_size, 3), dtype=torch.uint8)
         try:
             with warnings.catch_warnings(), torch.no_grad():
                 warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's notice
                 torch.jit.enable_onednn_fusion(True)
                 graph = torch.jit.freeze(torch.jit.trace(net, example, check_trace=False))
-            if _same_maps(graph, net, crop_size, batch):
+            if verdict is None:
+                verdict = store.put(key, facts={"traced": _same_maps(graph, net, crop_size, batch)})
+            if verdict.facts["traced"]:
                 net, traced = graph, True
-            else:
-                log.info(
-                    "the fused TorchScript graph does not compute this network's maps (oneDNN Graph "
-                    "fusion miscomputes stacked hourglasses in batches); running it eagerly"
-                )
         except (AttributeError, RuntimeError) as err:  # a torch without TorchScript
             log.debug("TorchScript tracing unavailable (%s); running the network eagerly", err)
+    if on_cpu and verdict is not None and not verdict.facts["traced"]:
+        log.info(
+            "the fused TorchScript graph does not compute this network's maps (oneDNN Graph "
+            "fusion miscomputes stacked hourglasses in batches); running it eagerly"
+        )
 
     def run(crops: np.ndarray) -> np.ndarray:
         batch_in = torch.from_numpy(crops).to(device)
@@ -389,7 +407,7 @@ def _build(
     max_error: float,
 ) -> Engine:
     if name == "fast":
-        engine = _torch_fast(model, device, crop_size)
+        engine = _torch_fast(model, device, crop_size, store, digest)
         libraries: tuple[str, ...] = ()
     elif name == "onnx":
         if not _available("onnxruntime"):
