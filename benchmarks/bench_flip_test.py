@@ -24,13 +24,9 @@ from aumaps import AUEstimator
 from aumaps.calibrate import fit_map_calibration
 from aumaps.evaluate import predict_cache
 from aumaps.hardware import describe_machine
-from aumaps.metrics import icc31
+from aumaps.metrics import au_metrics
 from aumaps.runtime.probe import probe_crops
 from aumaps.weights import load_checkpoint
-
-
-def _iccs(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    return np.array([icc31(pred[:, a], true[:, a]) for a in range(true.shape[1])])
 
 
 def _network_ms(weights: str, flip: bool, faces: int, crop_size: int) -> tuple[float, str]:
@@ -73,10 +69,10 @@ def main() -> None:
         if len(tests) > 1:
             tests["pooled"] = {k: np.concatenate([t[k] for t in tests.values()]) for k in ("pred", "true")}
         for name, test in tests.items():
-            mean[flip, name, False] = np.nanmean(_iccs(test["pred"], test["true"]))
-            calibrated = _iccs(cal.of_intensity(test["pred"]), test["true"])
-            mean[flip, name, True] = np.nanmean(calibrated)
-            per_au[flip] = calibrated  # the last: pooled when there are several
+            mean[flip, name, False] = au_metrics(test["pred"], test["true"], aus=ckpt.aus).loc["mean", "icc"]
+            calibrated = au_metrics(cal.of_intensity(test["pred"]), test["true"], aus=ckpt.aus)["icc"]
+            mean[flip, name, True] = calibrated["mean"]
+            per_au[flip] = calibrated.drop("mean")  # the last: pooled when there are several
         aus, n_val = ckpt.aus, len(val["pred"])
     ms = {flip: _network_ms(args.weights, flip, args.faces, ckpt.codec.crop_size) for flip in (False, True)}
     print(f"\n{args.weights}: calibrations fitted on {n_val} faces of {args.val} (val split); ICC on test splits")

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from . import align
 from .aus import MAX_INTENSITY, centres, get_au, resolve_aus
 from .calibrate import MapCalibration
+from .model import mirror_average
 
 __all__ = ["AUHeatmapCodec", "Decoded", "MAX_INTENSITY"]
 
@@ -66,8 +67,8 @@ class AUHeatmapCodec:
             its ``to_dict()``), applied to network maps by :meth:`calibrate`; ``None`` (the
             default, and every training target) leaves maps as they are.
         flip_test: the network reads each face and its mirror image, and its maps are the
-            mean of the two (:func:`aumaps.model.mirror_average`, run by whoever runs the
-            network: :meth:`aumaps.estimator.Estimator.heatmaps` and
+            mean of the two (:meth:`network_maps`, which whoever runs the network calls:
+            :meth:`aumaps.estimator.Estimator.heatmaps` and
             :func:`aumaps.evaluate.predict_loader`); part of the readout the calibration was
             fitted for, so it travels with it in the checkpoint.
     """
@@ -191,6 +192,14 @@ class AUHeatmapCodec:
         and decodes the result.
         """
         return maps if self.calibration is None else self.calibration(maps)
+
+    def network_maps(self, run, inputs, width_axis: int):
+        """``run``'s ``(N, A, H, W)`` maps of ``inputs`` as this readout reads a network: once,
+        or with ``flip_test`` averaged with the mirror images' (:func:`aumaps.model.mirror_average`,
+        one call of ``run`` on both). ``width_axis`` is the inputs' image-width axis."""
+        if not self.flip_test:
+            return run(inputs)
+        return mirror_average(run, inputs, width_axis, stride=int(self.stride))
 
     def read(self, maps: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, Decoded]:
         """The network's ``(N, A, H, W)`` output, calibrated (:meth:`calibrate`), and its

@@ -27,7 +27,6 @@ from .confidence import LandmarkConfidence
 from .geometry import bounding_box
 from .images import read_image, to_rgb_uint8
 from .landmarks import Face, FaceLandmarker
-from .model import mirror_average
 from .pose import Camera, camera_for, head_pose
 from .readout import FaceInput, read_faces
 from .results import FaceResult
@@ -95,21 +94,18 @@ class Estimator:
         Returns:
             ``(N, A, H, W)`` float32 maps (the last stack's output); with the codec's
             ``flip_test``, the mean of each crop's maps and its mirror image's, mirrored back
-            (:func:`aumaps.model.mirror_average`: a crop and its mirror go through the engine
+            (:meth:`~aumaps.codec.AUHeatmapCodec.network_maps`: a crop and its mirror go through the engine
             in one batch, so a batch holds half as many faces).
         """
         crops = np.asarray(crops)
         size = self.codec.crop_size
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
             raise ValueError(f"crops must be (N, {size}, {size}, 3), got {crops.shape}")
-        run, step = self.engine, self.batch_size
-        if self.codec.flip_test:
-            step = max(1, step // 2)
-
-            def run(batch: np.ndarray) -> np.ndarray:
-                return mirror_average(self.engine, batch, width_axis=2, stride=int(self.codec.stride))
-
-        out = [run(crops[start : start + step]) for start in range(0, len(crops), step)]
+        step = max(1, self.batch_size // 2) if self.codec.flip_test else self.batch_size
+        out = [
+            self.codec.network_maps(self.engine, crops[start : start + step], width_axis=2)
+            for start in range(0, len(crops), step)
+        ]
         if not out:
             return np.zeros((0, len(self.aus), self.codec.map_size, self.codec.map_size), np.float32)
         return np.concatenate(out)

@@ -42,7 +42,6 @@ from .geometry import interocular_distance
 from .hardware import Precision, resolve_precision
 from .loss import heatmap_loss
 from .metrics import au_metrics, mae_by_intensity
-from .model import mirror_average
 from .visualise import au_colour
 
 __all__ = [
@@ -432,10 +431,7 @@ def predict_loader(
     for batch in loader:
         x = batch["image"].to(device, dtype=next(model.parameters()).dtype, memory_format=layout)
         with precision.autocast():
-            if codec.flip_test:
-                out = mirror_average(lambda t: model(t)[-1].float(), x, width_axis=3, stride=int(codec.stride))
-            else:
-                out = model(x)[-1]
+            out = codec.network_maps(lambda t: model(t)[-1].float(), x, width_axis=3)
         out = out.float().cpu()
         n = len(x)
         total += heatmap_loss(out, batch["heatmaps"], batch["mask"]).item() * n
