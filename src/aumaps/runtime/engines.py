@@ -160,32 +160,33 @@ def _torch_fast(
         DeployableNet(_fast_model(model, bf16), torch.bfloat16 if bf16 else torch.float32).to(device).eval()
     )
     traced = False
-    store = store or EngineStore()
-    key = {
-        "engine": f"trace-check-{'bfloat16' if bf16 else 'float32'}",
-        "weights": digest or weights_digest(model),
-        "crop_size": crop_size,
-        **machine_key(),
-    }
-    verdict = store.get(key) if on_cpu else None
-    if on_cpu and (verdict is None or verdict.facts.get("traced", False)):
-        example = torch.zeros((1, crop_size, crop_size, 3), dtype=torch.uint8)
-        try:
-            with warnings.catch_warnings(), torch.no_grad():
-                warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's notice
-                torch.jit.enable_onednn_fusion(True)
-                graph = torch.jit.freeze(torch.jit.trace(net, example, check_trace=False))
-            if verdict is None:
-                verdict = store.put(key, facts={"traced": _same_maps(graph, net, crop_size, batch)})
-            if verdict.facts["traced"]:
-                net, traced = graph, True
-        except (AttributeError, RuntimeError) as err:  # a torch without TorchScript
-            log.debug("TorchScript tracing unavailable (%s); running the network eagerly", err)
-    if on_cpu and verdict is not None and not verdict.facts["traced"]:
-        log.info(
-            "the fused TorchScript graph does not compute this network's maps (oneDNN Graph "
-            "fusion miscomputes stacked hourglasses in batches); running it eagerly"
-        )
+    if on_cpu:
+        store = store or EngineStore()
+        key = {
+            "engine": f"trace-check-{'bfloat16' if bf16 else 'float32'}",
+            "weights": digest or weights_digest(model),
+            "crop_size": crop_size,
+            **machine_key(),
+        }
+        verdict = store.get(key)
+        if verdict is None or verdict.facts["traced"]:
+            example = torch.zeros((1, crop_size, crop_size, 3), dtype=torch.uint8)
+            try:
+                with warnings.catch_warnings(), torch.no_grad():
+                    warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript's notice
+                    torch.jit.enable_onednn_fusion(True)
+                    graph = torch.jit.freeze(torch.jit.trace(net, example, check_trace=False))
+                if verdict is None:
+                    verdict = store.put(key, facts={"traced": _same_maps(graph, net, crop_size, batch)})
+                if verdict.facts["traced"]:
+                    net, traced = graph, True
+            except (AttributeError, RuntimeError) as err:  # a torch without TorchScript
+                log.debug("TorchScript tracing unavailable (%s); running the network eagerly", err)
+        if verdict is not None and not verdict.facts["traced"]:
+            log.info(
+                "the fused TorchScript graph does not compute this network's maps (oneDNN Graph "
+                "fusion miscomputes stacked hourglasses in batches); running it eagerly"
+            )
 
     def run(crops: np.ndarray) -> np.ndarray:
         batch_in = torch.from_numpy(crops).to(device)
