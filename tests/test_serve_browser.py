@@ -170,9 +170,18 @@ def fresh_browser(tmp_path):
     assert not problems, problems
 
 
+def page_ready(driver) -> bool:
+    """The page has set its ready flag (right after a redirect the body may not exist yet)."""
+    return driver.execute_script("return document.body?.dataset.ready === 'true'")
+
+
+def wait_until_ready(driver) -> None:
+    WebDriverWait(driver, 30).until(page_ready)
+
+
 def open_page(driver, url: str) -> None:
     driver.get(url)
-    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.body?.dataset.ready === 'true'"))
+    wait_until_ready(driver)
 
 
 def drop(driver, zone_id: str, paths: list[Path]) -> None:
@@ -366,16 +375,14 @@ def test_the_token_becomes_a_cookie_through_the_redirect_file(fresh_browser, bas
     assert fresh_browser.find_elements(By.CSS_SELECTOR, "form[action='/login'] input[name=token]")
     opener = write_open_file(f"{base}/?token={TOKEN}", tmp_path)
     fresh_browser.get(opener.as_uri())
-    WebDriverWait(fresh_browser, 30).until(
-        lambda d: d.current_url == f"{base}/" and d.execute_script("return document.body?.dataset.ready === 'true'")
-    )
+    WebDriverWait(fresh_browser, 30).until(lambda d: d.current_url == f"{base}/" and page_ready(d))
     assert fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")  # the API answers the page
     port = base.rsplit(":", 1)[1]
     (cookie,) = [c for c in fresh_browser.get_cookies() if c["name"] == f"aumaps-token-{port}"]
     assert cookie["httpOnly"] and cookie["value"] == cookie_value(TOKEN) and TOKEN not in cookie["value"]
     assert fresh_browser.execute_script("return document.cookie") == ""  # scripts cannot read it
     fresh_browser.refresh()  # later visits: the cookie alone
-    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body?.dataset.ready === 'true'"))
+    wait_until_ready(fresh_browser)
     config = fresh_browser.execute_async_script(
         "const done = arguments[0]; fetch('/api/config').then(r => done(r.status));"
     )
@@ -396,7 +403,7 @@ def test_the_login_form_takes_the_token(fresh_browser, base):
     field = fresh_browser.find_element(By.CSS_SELECTOR, "input[name=token]")
     field.send_keys(TOKEN)
     field.submit()
-    WebDriverWait(fresh_browser, 30).until(lambda d: d.execute_script("return document.body?.dataset.ready === 'true'"))
+    wait_until_ready(fresh_browser)
     assert fresh_browser.current_url == f"{base}/" and fresh_browser.find_elements(By.CSS_SELECTOR, "#model option")
 
 
