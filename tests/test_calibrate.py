@@ -72,6 +72,20 @@ def test_fit_recovers_a_known_shrinkage():
         fit_map_calibration(raw[:, :2], true)
 
 
+def test_fit_never_lifts_an_empty_map_above_the_floor():
+    """Maps that read labels as t / 1.25 with no floor: threshold 0 and gain 1.25 would fit
+    best, but would read every neutral face's AUs as about 0.17; the fit keeps f(0) <= 0.05."""
+    rng = np.random.default_rng(2)
+    true = np.where(rng.random((3000, 3)) < 0.5, 0.0, rng.uniform(0, 5, (3000, 3)))
+    raw = np.clip(true / 1.25 + rng.normal(0, 0.05, true.shape), 0, 5)
+    free, _ = fit_map_calibration(raw, true, max_at_zero=5.0)
+    cal, _ = fit_map_calibration(raw, true)
+    assert free.threshold == 0.0 and free.of_intensity(np.zeros(1))[0] > 0.15
+    assert cal.threshold > 0.0 and cal.of_intensity(np.zeros(1))[0] <= 0.05
+    with pytest.raises(ValueError, match="empty map at most"):
+        fit_map_calibration(raw, true, thresholds=(0.0,), max_at_zero=0.01)
+
+
 def test_codec_carries_it_and_decodes_the_same_peaks():
     cal = MapCalibration(1.5, 0.6)
     plain = AUHeatmapCodec("bp4d", crop_size=128, map_size=32)

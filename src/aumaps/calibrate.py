@@ -47,6 +47,9 @@ GAINS = tuple(np.round(np.arange(1.0, 2.0001, 0.05), 2))
 THRESHOLDS = tuple(np.round(np.arange(0.0, 1.0001, 0.05), 2))
 #: Softness of the threshold (per intensity unit): f(0) = gain · ln(1 + e^(−5·threshold)) / 5.
 SOFTNESS = 5.0
+#: The most an empty map (a face without the AU) may read after calibration: a fit that would lift
+#: every neutral face's AUs above it is not considered (threshold 0 at gain 1.25 reads 0.17).
+MAX_AT_ZERO = 0.05
 
 
 @dataclass(frozen=True)
@@ -112,8 +115,10 @@ def fit_map_calibration(
     thresholds: Sequence[float] = THRESHOLDS,
     softness: float = SOFTNESS,
     fitted_on: str = "",
+    max_at_zero: float = MAX_AT_ZERO,
 ) -> tuple[MapCalibration, dict[str, float]]:
-    """The (gain, threshold) of ``gains`` × ``thresholds`` with the highest mean ICC(3,1).
+    """The (gain, threshold) of ``gains`` × ``thresholds`` with the highest mean ICC(3,1),
+    among those that read an empty map as at most ``max_at_zero``.
 
     Args:
         raw: ``(N, A)`` uncalibrated intensities (each map's maximum, clamped to [0, 5]) of
@@ -123,6 +128,8 @@ def fit_map_calibration(
             ``*_before`` (no point of the grid is exactly the identity).
         softness: the fade's sharpness, fixed.
         fitted_on: recorded in the result.
+        max_at_zero: the most f(0) may be: ICC does not see a constant added to every reading,
+            but a user sees a neutral face read above 0 for every AU.
 
     Returns:
         The calibration and ``{"icc_before", "mae_before", "icc_after", "mae_after", "n"}`` on
@@ -140,10 +147,16 @@ def fit_map_calibration(
     best_key, cal, (icc_after, mae_after) = None, None, (float("nan"), float("nan"))
     for gain, threshold in itertools.product(gains, thresholds):
         candidate = MapCalibration(float(gain), float(threshold), softness, fitted_on)
+        if float(candidate.of_intensity(np.zeros(1))[0]) > max_at_zero:
+            continue
         icc, mae = _scores(candidate.of_intensity(raw), true)
         key = (round(icc, 6), -round(mae, 6))  # higher ICC, then lower MAE
         if best_key is None or key > best_key:
             best_key, cal, icc_after, mae_after = key, candidate, icc, mae
+    if cal is None:
+        raise ValueError(
+            f"fit_map_calibration: no gain and threshold of the grid reads an empty map at most {max_at_zero}"
+        )
     stats = {
         "icc_before": icc_before,
         "mae_before": mae_before,
