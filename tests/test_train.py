@@ -46,6 +46,19 @@ def test_masked_loss_ignores_uncoded_maps():
     assert heatmap_loss(pred, target, mask).item() == pytest.approx(1.0)
 
 
+def test_peak_term_adds_the_squared_difference_of_the_maps_maxima():
+    target = torch.zeros(1, 2, 4, 4)
+    target[0, 0, 1, 2] = 3.0  # one Gaussian's peak of 3; the second map is empty (intensity 0)
+    pred = target.clone()
+    pred[0, 0, 1, 2] = 2.0  # the peak read 1 low: pixel error 1 on 1 of 16 pixels
+    pred[0, 1, 0, 0] = 0.5  # a stray 0.5 where the intensity is 0
+    mask = torch.ones(1, 2, dtype=torch.bool)
+    plain = (1.0 / 16 + 0.25 / 16) / 2
+    assert heatmap_loss(pred, target, mask).item() == pytest.approx(plain)
+    assert heatmap_loss(pred, target, mask, peak_weight=0.1).item() == pytest.approx(plain + 0.1 * (1.0 + 0.25) / 2)
+    assert heatmap_loss(target, target, mask, peak_weight=0.1).item() == 0.0  # still minimal at the target
+
+
 def test_dataset_targets_follow_the_codec(tiny_cache):
     cache = CropCache(tiny_cache)
     codec = AUHeatmapCodec(AUS)

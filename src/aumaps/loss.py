@@ -1,4 +1,5 @@
-"""The training objective: L2 between predicted and target AU maps (the paper's heatmap regression)."""
+"""The training objective: L2 between predicted and target AU maps (the paper's heatmap
+regression), optionally with a term on each map's peak, the value the intensity is read from."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ def heatmap_loss(
     mask: torch.Tensor,
     foreground_weight: float = 1.0,
     count: torch.Tensor | float | None = None,
+    peak_weight: float = 0.0,
 ) -> torch.Tensor:
     """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
 
@@ -26,12 +28,20 @@ def heatmap_loss(
             relative to the background. 1 is the paper's plain L2. Larger values stop a
             network from settling on all-zero maps early, when the Gaussians cover a small
             part of the map; the minimum is still at the target, so the peaks stay calibrated.
+        peak_weight: weight of the squared difference between the predicted and the target
+            map's maximum (the intensity the codec reads from each), added to each map's pixel
+            mean. 0, the paper's loss, leaves it out. Pixel L2 under uncertainty about where a
+            Gaussian lies spreads it and lowers its peak, so the readout reads low; this term
+            asks for the peak's height itself.
     """
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     err = (pred.to(dtype) - target.to(dtype)) ** 2
     if foreground_weight != 1.0:
         err = err * torch.where(target > 0, foreground_weight, 1.0)
     per_map = err.mean(dim=(2, 3))
+    if peak_weight:
+        peak = pred.to(dtype).amax(dim=(2, 3)) - target.to(dtype).amax(dim=(2, 3))
+        per_map = per_map + peak_weight * peak**2
     m = mask.float()
     if count is None:
         count = m.sum()

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "aus": "bp4d",
     "codec": {"crop_size": 256, "map_size": 64, "sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
-    "loss": {"foreground_weight": 1.0},
+    "loss": {"foreground_weight": 1.0, "peak_weight": 0.0},
     "model": {"num_stacks": 1, "depth": 4, "width": 256},
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
     "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup": 0},
@@ -265,7 +265,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
     if tcfg.get("compile"):
         model = torch.compile(model)
     scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
-    fg = float(cfg["loss"]["foreground_weight"])
+    fg, peak = float(cfg["loss"]["foreground_weight"]), float(cfg["loss"]["peak_weight"])
 
     writer = _tensorboard(out_dir) if ctx.main else None
     epochs = int(tcfg["epochs"])
@@ -285,7 +285,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
                 outputs = model(x)
             target, mask = item["heatmaps"].to(device, dtype=dtype), item["mask"].to(device)
             count = _global_count(mask, ctx)
-            loss = sum(heatmap_loss(o, target, mask, fg, count) for o in outputs)  # intermediate supervision
+            loss = sum(heatmap_loss(o, target, mask, fg, count, peak) for o in outputs)  # intermediate supervision
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
