@@ -59,6 +59,19 @@ def test_peak_term_adds_the_squared_difference_of_the_maps_maxima():
     assert heatmap_loss(target, target, mask, peak_weight=0.1).item() == 0.0  # still minimal at the target
 
 
+def test_peak_term_in_halves_asks_for_both_peaks_of_a_bilateral_au():
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 2, 0] = target[0, 0, 2, 3] = 3.0  # the two sides' centres
+    pred = target.clone()
+    pred[0, 0, 2, 3] = 1.0  # the right side's peak reads 2 low; the map's maximum is still 3
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    plain = heatmap_loss(pred, target, mask).item()
+    assert plain == pytest.approx(4.0 / 16)
+    assert heatmap_loss(pred, target, mask, peak_weight=0.1).item() == pytest.approx(plain)
+    halves = heatmap_loss(pred, target, mask, peak_weight=0.1, peak_split=2).item()
+    assert halves == pytest.approx(plain + 0.1 * 4.0 / 2)
+
+
 def test_dataset_targets_follow_the_codec(tiny_cache):
     cache = CropCache(tiny_cache)
     codec = AUHeatmapCodec(AUS)

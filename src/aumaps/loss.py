@@ -15,6 +15,7 @@ def heatmap_loss(
     foreground_weight: float = 1.0,
     count: torch.Tensor | float | None = None,
     peak_weight: float = 0.0,
+    peak_split: int = 1,
 ) -> torch.Tensor:
     """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
 
@@ -33,6 +34,9 @@ def heatmap_loss(
             mean. 0, the paper's loss, leaves it out. Pixel L2 under uncertainty about where a
             Gaussian lies spreads it and lowers its peak, so the readout reads low; this term
             asks for the peak's height itself.
+        peak_split: the peak term's maxima are taken in this many vertical strips of the map
+            (1: the whole map; 2: the face's left and right halves, so that both peaks of a
+            bilateral AU are asked for, not only the taller one), averaged over the strips.
     """
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     err = (pred.to(dtype) - target.to(dtype)) ** 2
@@ -40,8 +44,9 @@ def heatmap_loss(
         err = err * torch.where(target > 0, foreground_weight, 1.0)
     per_map = err.mean(dim=(2, 3))
     if peak_weight:
-        peak = pred.to(dtype).amax(dim=(2, 3)) - target.to(dtype).amax(dim=(2, 3))
-        per_map = per_map + peak_weight * peak**2
+        strips = zip(pred.to(dtype).tensor_split(peak_split, dim=3), target.to(dtype).tensor_split(peak_split, dim=3))
+        peak = torch.stack([(p.amax(dim=(2, 3)) - t.amax(dim=(2, 3))) ** 2 for p, t in strips]).mean(dim=0)
+        per_map = per_map + peak_weight * peak
     m = mask.float()
     if count is None:
         count = m.sum()

@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "aus": "bp4d",
     "codec": {"crop_size": 256, "map_size": 64, "sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
-    "loss": {"foreground_weight": 1.0, "peak_weight": 0.0},
+    "loss": {"foreground_weight": 1.0, "peak_weight": 0.0, "peak_split": 1},
     "model": {"num_stacks": 1, "depth": 4, "width": 256},
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
     "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup": 0},
@@ -266,6 +266,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
         model = torch.compile(model)
     scaler = torch.amp.GradScaler(device.type) if precision.scaler else None
     fg, peak = float(cfg["loss"]["foreground_weight"]), float(cfg["loss"]["peak_weight"])
+    split = int(cfg["loss"]["peak_split"])
 
     writer = _tensorboard(out_dir) if ctx.main else None
     epochs = int(tcfg["epochs"])
@@ -285,7 +286,8 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
                 outputs = model(x)
             target, mask = item["heatmaps"].to(device, dtype=dtype), item["mask"].to(device)
             count = _global_count(mask, ctx)
-            loss = sum(heatmap_loss(o, target, mask, fg, count, peak) for o in outputs)  # intermediate supervision
+            # intermediate supervision: every stack's maps are compared with the targets
+            loss = sum(heatmap_loss(o, target, mask, fg, count, peak, split) for o in outputs)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
