@@ -70,6 +70,8 @@ def test_peak_term_in_halves_asks_for_both_peaks_of_a_bilateral_au():
     assert heatmap_loss(pred, target, mask, peak_weight=0.1).item() == pytest.approx(plain)
     halves = heatmap_loss(pred, target, mask, peak_weight=0.1, peak_split=2).item()
     assert halves == pytest.approx(plain + 0.1 * 4.0 / 2)
+    with pytest.raises(ValueError, match="peak_split must be 1 to the map's width 4, got 0"):
+        heatmap_loss(pred, target, mask, peak_weight=0.1, peak_split=0)
 
 
 def test_dataset_targets_follow_the_codec(tiny_cache):

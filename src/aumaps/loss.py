@@ -44,6 +44,8 @@ def heatmap_loss(
         err = err * torch.where(target > 0, foreground_weight, 1.0)
     per_map = err.mean(dim=(2, 3))
     if peak_weight:
+        if peak_split < 1 or peak_split > pred.shape[3]:
+            raise ValueError(f"loss.peak_split must be 1 to the map's width {pred.shape[3]}, got {peak_split}")
         strips = zip(pred.to(dtype).tensor_split(peak_split, dim=3), target.to(dtype).tensor_split(peak_split, dim=3))
         peak = torch.stack([(p.amax(dim=(2, 3)) - t.amax(dim=(2, 3))) ** 2 for p, t in strips]).mean(dim=0)
         per_map = per_map + peak_weight * peak
