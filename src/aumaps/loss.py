@@ -39,14 +39,15 @@ def heatmap_loss(
             bilateral AU are asked for, not only the taller one), averaged over the strips.
     """
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
-    err = (pred.to(dtype) - target.to(dtype)) ** 2
+    pred, target = pred.to(dtype), target.to(dtype)
+    err = (pred - target) ** 2
     if foreground_weight != 1.0:
         err = err * torch.where(target > 0, foreground_weight, 1.0)
     per_map = err.mean(dim=(2, 3))
     if peak_weight:
         if peak_split < 1 or peak_split > pred.shape[3]:
             raise ValueError(f"loss.peak_split must be 1 to the map's width {pred.shape[3]}, got {peak_split}")
-        strips = zip(pred.to(dtype).tensor_split(peak_split, dim=3), target.to(dtype).tensor_split(peak_split, dim=3))
+        strips = zip(pred.tensor_split(peak_split, dim=3), target.tensor_split(peak_split, dim=3))
         peak = torch.stack([(p.amax(dim=(2, 3)) - t.amax(dim=(2, 3))) ** 2 for p, t in strips]).mean(dim=0)
         per_map = per_map + peak_weight * peak
     m = mask.float()
