@@ -169,15 +169,16 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="0615b051a63febf68f744833c3528455a585efff47640d8f73162e7306e553ac",
+        sha256="54590a49ce215085183a25d286ee36378b74a735612f167879a5abc949c67711",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
         + " Recipe: configs/openface17.yaml, configs/openface17-more.yaml, configs/openface17-stack2.yaml,"
         " configs/openface17-faces.yaml, configs/openface17-rev3.yaml,"
         " configs/openface17-wide.yaml, configs/openface17-wide-more.yaml, configs/openface17-wide-faces.yaml,"
-        " then configs/openface17-wide-longer.yaml; read with the flip test and its maps calibrated on the"
-        " validation faces (aumaps calibrate --flip-test).",
+        " configs/openface17-wide-longer.yaml, configs/openface17-peak-halves.yaml,"
+        " configs/openface17-peak-long.yaml, then configs/openface17-peak-long-polish.yaml;"
+        " read with the flip test and its maps calibrated on the validation faces (aumaps calibrate --flip-test).",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
