@@ -430,3 +430,56 @@ def test_bundled_file_that_does_not_match_its_checksum_is_refused(tmp_path, monk
     monkeypatch.setattr(type(entry), "path", lambda self: fake)
     with pytest.raises(WeightsError, match="SHA-256"):
         load_checkpoint("default")
+
+
+# --- averaging (model soups) ---------------------------------------------------------------
+
+
+def test_average_is_the_mean_of_the_weights_and_drops_the_calibration(tmp_path, capsys) -> None:
+    from aumaps.calibrate import MapCalibration
+    from aumaps.cli import main
+    from aumaps.weights import average_checkpoints
+
+    aus = (6, 10, 12, 14, 17)
+    models = [randomized(AUHourglass(**SMALL), seed=s) for s in (1, 2, 3)]
+    paths = []
+    for i, model in enumerate(models):
+        codec = AUHeatmapCodec(aus, sigma=1.5, calibration=MapCalibration(1.0 + i, 0.1 * i), flip_test=bool(i))
+        card = {"name": f"run {i}", "calibration": "fitted somewhere"}
+        paths.append(save_checkpoint(tmp_path / f"m{i}.pt", model, aus, codec, card))
+
+    out = average_checkpoints(paths, tmp_path / "soup.pt")
+    soup = load_checkpoint(out)
+    states = [m.state_dict() for m in models]
+    for key, value in soup.model.state_dict().items():
+        if value.is_floating_point():
+            expected = (states[0][key].double() + states[1][key].double() + states[2][key].double()) / 3
+            assert torch.allclose(value.double(), expected, atol=1e-6), key
+        else:  # BatchNorm's batch counts: the last file's
+            assert torch.equal(value, states[2][key]), key
+    # the calibration and flip test were fitted on one network's maps: the mean is not calibrated
+    assert soup.codec.calibration is None and soup.codec.flip_test is False and soup.codec.sigma == 1.5
+    assert soup.card == {"name": "run 2", "averaged_from": [str(p) for p in paths]}
+
+    # the CLI is the same function
+    assert main(["average", str(paths[0]), str(paths[1]), "--out", str(tmp_path / "cli.pt")]) == 0
+    assert "not calibrated" in capsys.readouterr().out
+    two = load_checkpoint(tmp_path / "cli.pt").model.state_dict()
+    key = next(k for k, v in two.items() if v.is_floating_point() and v.numel() > 1)
+    assert torch.allclose(two[key].double(), (states[0][key].double() + states[1][key].double()) / 2, atol=1e-6)
+
+
+def test_average_refuses_checkpoints_of_different_networks(tmp_path) -> None:
+    from aumaps.weights import average_checkpoints
+
+    aus = (6, 10, 12, 14, 17)
+    a = save_checkpoint(tmp_path / "a.pt", AUHourglass(**SMALL), aus)
+    wider = save_checkpoint(tmp_path / "wider.pt", AUHourglass(**{**SMALL, "width": 64}), aus)
+    other_aus = save_checkpoint(tmp_path / "aus.pt", AUHourglass(**SMALL), (1, 2, 4, 6, 12))
+    sharper = save_checkpoint(tmp_path / "sigma.pt", AUHourglass(**SMALL), aus, AUHeatmapCodec(aus, sigma=3.0))
+    for other, what in ((wider, "architecture"), (other_aus, "AUs"), (sharper, "codec")):
+        with pytest.raises(WeightsError, match=f"cannot average .*{other.name}.*their {what} differ"):
+            average_checkpoints([a, other], tmp_path / "out.pt")
+    with pytest.raises(WeightsError, match="at least two"):
+        average_checkpoints([a], tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()

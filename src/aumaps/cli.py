@@ -827,6 +827,24 @@ def cmd_calibrate(args) -> int:
     return 0
 
 
+def _add_average(sub) -> None:
+    p = sub.add_parser(
+        "average",
+        help="the mean of several checkpoints of one network (a model soup); calibrate the result again",
+    )
+    p.add_argument("weights", nargs="+", help="two or more checkpoints of one architecture, AU list and codec")
+    p.add_argument("--out", required=True, help="the averaged checkpoint to write")
+    p.set_defaults(func=cmd_average)
+
+
+def cmd_average(args) -> int:
+    from .weights import average_checkpoints
+
+    path = average_checkpoints(args.weights, args.out)
+    print(f"wrote {path}: the mean of {len(args.weights)} checkpoints, not calibrated (run aumaps calibrate on it)")
+    return 0
+
+
 def _add_robustness(sub) -> None:
     p = sub.add_parser("robustness", help="the paper's misalignment study: metrics vs landmark noise")
     _add_model_over_data(p)
@@ -1127,6 +1145,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_robustness(sub)
     _add_calibrate(sub)
+    _add_average(sub)
     _add_aus(sub)
     _add_info(sub)
     _add_export(sub)

@@ -45,6 +45,7 @@ __all__ = [
     "Checkpoint",
     "DEFAULT_WEIGHTS",
     "WeightsError",
+    "average_checkpoints",
     "cache_dir",
     "download_official",
     "load_checkpoint",
@@ -238,6 +239,63 @@ def save_checkpoint(
     with atomic_path(path) as temporary:
         torch.save(payload, temporary)
     return path
+
+
+def average_checkpoints(
+    weights: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...],
+    out: str | os.PathLike[str],
+) -> Path:
+    """Write the element-wise mean of several checkpoints of one network (a "model soup", as
+    timm's ``avg_checkpoints.py``); return the path written.
+
+    Checkpoints along one training run, or fine-tuned from one another, lie in one basin of the
+    loss, and the mean of their weights usually reads held-out faces better than any of them.
+    Floating-point tensors (weights and BatchNorm statistics) are averaged in float64 and
+    stored in their own dtype; integer buffers (BatchNorm's batch counts) are the last file's.
+    The result carries the last file's card, with ``averaged_from`` naming the inputs, and its
+    codec *without* a readout calibration or flip test: those were fitted on one network's
+    maps, so calibrate the mean again (``aumaps calibrate``).
+
+    Args:
+        weights: two or more checkpoints (paths or registered names) of one architecture, AU
+            list and codec (the calibration and flip test aside).
+        out: the checkpoint to write (atomically).
+
+    Raises:
+        WeightsError: fewer than two inputs, or an input that differs from the first in
+            architecture, AUs or codec (the message names it and the difference).
+    """
+    if len(weights) < 2:
+        raise WeightsError(f"averaging needs at least two checkpoints, got {len(weights)}")
+    ckpts = [load_checkpoint(w) for w in weights]
+    first = ckpts[0]
+
+    def bare_codec(ckpt: Checkpoint) -> dict[str, Any]:
+        return {k: v for k, v in ckpt.codec.to_dict().items() if k not in ("calibration", "flip_test")}
+
+    for name, ckpt in zip(weights[1:], ckpts[1:]):
+        for what, mine, theirs in (
+            ("architecture", ckpt.model.config, first.model.config),
+            ("AUs", list(ckpt.aus), list(first.aus)),
+            ("codec", bare_codec(ckpt), bare_codec(first)),
+        ):
+            if mine != theirs:
+                raise WeightsError(
+                    f"cannot average {name} with {weights[0]}: their {what} differ ({mine} against {theirs})"
+                )
+    states = [c.model.state_dict() for c in ckpts]
+    mean = {}
+    for key, value in states[-1].items():
+        if value.is_floating_point():
+            mean[key] = (sum(s[key].double() for s in states) / len(states)).to(value.dtype)
+        else:
+            mean[key] = value
+    model = AUHourglass(**first.model.config)
+    model.load_state_dict(mean)
+    card = {k: v for k, v in ckpts[-1].card.items() if k not in ("calibration", "registry")}
+    card["averaged_from"] = [str(w) for w in weights]
+    codec = AUHeatmapCodec.from_dict({"aus": list(first.aus), **bare_codec(first)})
+    return save_checkpoint(out, model, first.aus, codec, card)
 
 
 def _first_non_plain(value: Any) -> Any | None:
