@@ -74,6 +74,26 @@ def test_peak_term_in_halves_asks_for_both_peaks_of_a_bilateral_au():
         heatmap_loss(pred, target, mask, peak_weight=0.1, peak_split=0)
 
 
+def test_au_weights_scale_each_aus_maps_and_bad_ones_are_named():
+    from aumaps.train import _au_weights
+
+    pred = torch.zeros(1, 3, 4, 4)
+    target = torch.ones(1, 3, 4, 4)
+    target[0, 1] = 2.0  # AU 2's maps are off by 2 everywhere: pixel error 4
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    assert heatmap_loss(pred, target, mask).item() == pytest.approx((1 + 4 + 1) / 3)
+    weight = _au_weights({2: 3.0, 4: 0.0}, (1, 2, 4))
+    assert weight.tolist() == [1.0, 3.0, 0.0]
+    assert heatmap_loss(pred, target, mask, au_weight=weight).item() == pytest.approx((1 + 12 + 0) / 3)
+    assert _au_weights({}, (1, 2, 4)) is None
+    with pytest.raises(ValueError, match=r"loss.au_weights: 5 is not one of the trained AUs \[1, 2, 4\]"):
+        _au_weights({5: 2.0}, (1, 2, 4))
+    with pytest.raises(ValueError, match="the weight of AU 2 must be a number >= 0"):
+        _au_weights({2: -1}, (1, 2, 4))
+    with pytest.raises(ValueError, match="one weight per AU map"):
+        heatmap_loss(pred, target, mask, au_weight=torch.ones(2))
+
+
 def test_dataset_targets_follow_the_codec(tiny_cache):
     cache = CropCache(tiny_cache)
     codec = AUHeatmapCodec(AUS)

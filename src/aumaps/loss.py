@@ -16,6 +16,7 @@ def heatmap_loss(
     count: torch.Tensor | float | None = None,
     peak_weight: float = 0.0,
     peak_split: int = 1,
+    au_weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Masked per-pixel MSE: mean over the coded (sample, AU) maps.
 
@@ -37,6 +38,9 @@ def heatmap_loss(
         peak_split: the peak term's maxima are taken in this many vertical strips of the map
             (1: the whole map; 2: the face's left and right halves, so that both peaks of a
             bilateral AU are asked for, not only the taller one), averaged over the strips.
+        au_weight: ``(A,)`` weight of each AU's maps (``None``: 1 for every AU), e.g. to ask
+            more of the AUs a model reads worst; the count divided by stays the number of
+            coded maps, so weights above 1 add to the loss rather than take from other AUs.
     """
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
     pred, target = pred.to(dtype), target.to(dtype)
@@ -50,6 +54,12 @@ def heatmap_loss(
         strips = zip(pred.tensor_split(peak_split, dim=3), target.tensor_split(peak_split, dim=3))
         peak = torch.stack([(p.amax(dim=(2, 3)) - t.amax(dim=(2, 3))) ** 2 for p, t in strips]).mean(dim=0)
         per_map = per_map + peak_weight * peak
+    if au_weight is not None:
+        if au_weight.shape != (pred.shape[1],):
+            raise ValueError(
+                f"au_weight must hold one weight per AU map ({pred.shape[1]}), got {tuple(au_weight.shape)}"
+            )
+        per_map = per_map * au_weight.to(device=per_map.device, dtype=per_map.dtype)
     m = mask.float()
     if count is None:
         count = m.sum()

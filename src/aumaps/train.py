@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "aus": "bp4d",
     "codec": {"crop_size": 256, "map_size": 64, "sigma": 1.0, "sigma_growth": 0.25, "window": 6.0},
-    "loss": {"foreground_weight": 1.0, "peak_weight": 0.0, "peak_split": 1},
+    "loss": {"foreground_weight": 1.0, "peak_weight": 0.0, "peak_split": 1, "au_weights": {}},
     "model": {"num_stacks": 1, "depth": 4, "width": 256},
     "optim": {"name": "rmsprop", "lr": 2.5e-4, "weight_decay": 0.0, "momentum": 0.0},
     "schedule": {"name": "step", "milestones": [], "gamma": 0.1, "warmup": 0},
@@ -136,6 +136,22 @@ def _summary(val: dict, codec: AUHeatmapCodec):
     )
 
 
+def _au_weights(weights: dict | None, aus: tuple[int, ...]) -> torch.Tensor | None:
+    """``loss.au_weights`` ({AU number: weight}, the rest 1) as one weight per map, or None."""
+    if not weights:
+        return None
+    if not isinstance(weights, dict):
+        raise ValueError(f"loss.au_weights must map AU numbers to weights, e.g. {{20: 2.0}}, got {weights!r}")
+    out = torch.ones(len(aus))
+    for au, weight in weights.items():
+        if not isinstance(au, int) or isinstance(au, bool) or au not in aus:
+            raise ValueError(f"loss.au_weights: {au!r} is not one of the trained AUs {list(aus)}")
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 <= weight < float("inf"):
+            raise ValueError(f"loss.au_weights: the weight of AU {au} must be a number >= 0, got {weight!r}")
+        out[aus.index(au)] = float(weight)
+    return out
+
+
 def _loader(dataset, batch_size: int, workers: int, order: np.ndarray | None) -> DataLoader:
     return DataLoader(
         dataset,
@@ -205,6 +221,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
     if not ctx.main:
         cache = _open_cache(cfg)
     codec = AUHeatmapCodec(cfg["aus"], **cfg["codec"])
+    au_weight = _au_weights(cfg["loss"]["au_weights"], codec.aus)
     if codec.map_size * 4 != codec.crop_size:
         raise ValueError(
             f"codec.map_size must be a quarter of codec.crop_size (the hourglass's output stride): "
@@ -287,7 +304,7 @@ def _train(cfg: dict, resume: bool, progress: bool, ctx, max_epochs: int | None)
             target, mask = item["heatmaps"].to(device, dtype=dtype), item["mask"].to(device)
             count = _global_count(mask, ctx)
             # intermediate supervision: every stack's maps are compared with the targets
-            loss = sum(heatmap_loss(o, target, mask, fg, count, peak, split) for o in outputs)
+            loss = sum(heatmap_loss(o, target, mask, fg, count, peak, split, au_weight) for o in outputs)
             optimizer.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
