@@ -461,6 +461,14 @@ def test_average_is_the_mean_of_the_weights_and_drops_the_calibration(tmp_path, 
     assert soup.codec.calibration is None and soup.codec.flip_test is False and soup.codec.sigma == 1.5
     assert soup.card == {"name": "run 2", "averaged_from": [str(p) for p in paths]}
 
+    # train.init given the list starts from the same mean
+    from aumaps.train import _initialise
+
+    fresh = AUHourglass(**SMALL)
+    _initialise(fresh, [str(p) for p in paths], aus)
+    for key, value in fresh.state_dict().items():
+        assert torch.equal(value, soup.model.state_dict()[key]), key
+
     # the CLI is the same function
     assert main(["average", str(paths[0]), str(paths[1]), "--out", str(tmp_path / "cli.pt")]) == 0
     assert "not calibrated" in capsys.readouterr().out
@@ -480,6 +488,7 @@ def test_average_refuses_checkpoints_of_different_networks(tmp_path) -> None:
     for other, what in ((wider, "architecture"), (other_aus, "AUs"), (sharper, "codec")):
         with pytest.raises(WeightsError, match=f"cannot average .*{other.name}.*their {what} differ"):
             average_checkpoints([a, other], tmp_path / "out.pt")
-    with pytest.raises(WeightsError, match="at least two"):
-        average_checkpoints([a], tmp_path / "out.pt")
+    for alone in ([a], str(a)):
+        with pytest.raises(WeightsError, match="at least two"):
+            average_checkpoints(alone, tmp_path / "out.pt")
     assert not (tmp_path / "out.pt").exists()

@@ -375,8 +375,9 @@ def _global_count(mask: torch.Tensor, ctx) -> torch.Tensor:
     return count.clamp_min(1.0)
 
 
-def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
-    """Start from a checkpoint's weights (``train.init``: fine-tuning, or a run in stages).
+def _initialise(model: AUHourglass, weights: str | list[str], aus: tuple[int, ...]) -> None:
+    """Start from a checkpoint's weights (``train.init``: fine-tuning, or a run in stages), or
+    from the mean of several checkpoints' (a list: :func:`aumaps.weights.average_weights`).
 
     The checkpoint must have this configuration's architecture (``model:``), or the same one
     with fewer stacks. Its AUs may differ: the per-AU channels of the output layers (``l{i}``,
@@ -392,9 +393,9 @@ def _initialise(model: AUHourglass, weights: str, aus: tuple[int, ...]) -> None:
     keep their weights, the new ones start fresh and feed nothing yet, so the wider model also
     first computes what the checkpoint did.
     """
-    from .weights import WeightsError, load_checkpoint
+    from .weights import WeightsError, average_weights, load_checkpoint
 
-    ckpt = load_checkpoint(weights)
+    ckpt = average_weights(weights) if isinstance(weights, list) else load_checkpoint(weights)
     source, target = _grown(ckpt.model, model.num_stacks, model.config["width"]), model.state_dict()
     shared = [(aus.index(a), tuple(ckpt.aus).index(a)) for a in aus if a in ckpt.aus]
     if not shared:

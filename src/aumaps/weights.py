@@ -46,6 +46,7 @@ __all__ = [
     "DEFAULT_WEIGHTS",
     "WeightsError",
     "average_checkpoints",
+    "average_weights",
     "cache_dir",
     "download_official",
     "load_checkpoint",
@@ -241,32 +242,28 @@ def save_checkpoint(
     return path
 
 
-def average_checkpoints(
-    weights: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...],
-    out: str | os.PathLike[str],
-) -> Path:
-    """Write the element-wise mean of several checkpoints of one network (a "model soup", as
-    timm's ``avg_checkpoints.py``); return the path written.
+def average_weights(weights: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...]) -> Checkpoint:
+    """The element-wise mean of several checkpoints of one network (a "model soup", as timm's
+    ``avg_checkpoints.py``), in memory; :func:`average_checkpoints` writes it.
 
     Checkpoints along one training run, or fine-tuned from one another, lie in one basin of the
     loss, and the mean of their weights usually reads held-out faces better than any of them.
-    Floating-point tensors (weights and BatchNorm statistics) are averaged in float64 and
-    stored in their own dtype; integer buffers (BatchNorm's batch counts) are the last file's.
-    The result carries the last file's card, with ``averaged_from`` naming the inputs, and its
-    codec *without* a readout calibration or flip test: those were fitted on one network's
-    maps, so calibrate the mean again (``aumaps calibrate``).
+    Floating-point tensors (weights and BatchNorm statistics) are averaged in float64 and kept
+    in their own dtype; integer buffers (BatchNorm's batch counts) are the last file's. The
+    result carries the last file's card, with ``averaged_from`` naming the inputs, and the codec
+    *without* a readout calibration or flip test: those were fitted on one network's maps, so
+    calibrate the mean again (``aumaps calibrate``).
 
     Args:
         weights: two or more checkpoints (paths or registered names) of one architecture, AU
             list and codec (the calibration and flip test aside).
-        out: the checkpoint to write (atomically).
 
     Raises:
         WeightsError: fewer than two inputs, or an input that differs from the first in
             architecture, AUs or codec (the message names it and the difference).
     """
-    if len(weights) < 2:
-        raise WeightsError(f"averaging needs at least two checkpoints, got {len(weights)}")
+    if isinstance(weights, (str, os.PathLike)) or len(weights) < 2:
+        raise WeightsError(f"averaging needs a list of at least two checkpoints, got {weights!r}")
     ckpts = [load_checkpoint(w) for w in weights]
     first = ckpts[0]
 
@@ -295,7 +292,17 @@ def average_checkpoints(
     card = {k: v for k, v in ckpts[-1].card.items() if k not in ("calibration", "registry")}
     card["averaged_from"] = [str(w) for w in weights]
     codec = AUHeatmapCodec.from_dict({"aus": list(first.aus), **bare_codec(first)})
-    return save_checkpoint(out, model, first.aus, codec, card)
+    return Checkpoint(model.eval(), first.aus, codec, card, Path(str(weights[-1])), "aumaps")
+
+
+def average_checkpoints(
+    weights: list[str | os.PathLike[str]] | tuple[str | os.PathLike[str], ...],
+    out: str | os.PathLike[str],
+) -> Path:
+    """Write :func:`average_weights` of ``weights`` to ``out`` (atomically); return the path.
+    ``train.init`` given a list of checkpoints starts from the same mean."""
+    soup = average_weights(weights)
+    return save_checkpoint(out, soup.model, soup.aus, soup.codec, soup.card)
 
 
 def _first_non_plain(value: Any) -> Any | None:
