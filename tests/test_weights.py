@@ -445,7 +445,7 @@ def test_average_is_the_mean_of_the_weights_and_drops_the_calibration(tmp_path, 
     paths = []
     for i, model in enumerate(models):
         codec = AUHeatmapCodec(aus, sigma=1.5, calibration=MapCalibration(1.0 + i, 0.1 * i), flip_test=bool(i))
-        card = {"name": f"run {i}", "calibration": "fitted somewhere"}
+        card = {"name": f"run {i}", "calibration": "fitted somewhere", "val_icc": 0.5 + i, "epochs_trained": i}
         paths.append(save_checkpoint(tmp_path / f"m{i}.pt", model, aus, codec, card))
 
     out = average_checkpoints(paths, tmp_path / "soup.pt")

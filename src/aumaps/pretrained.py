@@ -169,7 +169,7 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="3ffa64dc2a64a211a88f85387d9d6fcb3072fb00389625b000b595a28496805a",
+        sha256="e9c4af36fe5c7c03a464fc0689cfeaa70fe09ea3cb7c443e7289f36a5e9e4a20",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
@@ -179,7 +179,9 @@ register_pretrained(
         " configs/openface17-wide-longer.yaml, configs/openface17-peak-halves.yaml,"
         " configs/openface17-peak-long.yaml, configs/openface17-peak-faces.yaml,"
         " configs/openface17-peak-faces-polish.yaml, configs/openface17-peak-fresh-faces.yaml,"
-        " then configs/openface17-peak-fresh-faces-polish.yaml;"
+        " configs/openface17-peak-fresh-faces-polish.yaml, configs/openface17-peak-fresher-faces.yaml,"
+        " configs/openface17-peak-fresher-faces-polish.yaml, then the mean of the weights of the"
+        " -peak-fresh-faces-polish and -peak-fresher-faces-polish stages (aumaps average);"
         " read with the flip test and its maps calibrated on the validation faces (aumaps calibrate --flip-test).",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "

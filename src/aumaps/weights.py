@@ -250,7 +250,8 @@ def average_weights(weights: list[str | os.PathLike[str]] | tuple[str | os.PathL
     loss, and the mean of their weights usually reads held-out faces better than any of them.
     Floating-point tensors (weights and BatchNorm statistics) are averaged in float64 and kept
     in their own dtype; integer buffers (BatchNorm's batch counts) are the last file's. The
-    result carries the last file's card, with ``averaged_from`` naming the inputs, and the codec
+    result carries the last file's card, less what describes that one run (its config, epochs,
+    validation ICC and calibration), with ``averaged_from`` naming the inputs, and the codec
     *without* a readout calibration or flip test: those were fitted on one network's maps, so
     calibrate the mean again (``aumaps calibrate``).
 
@@ -289,7 +290,9 @@ def average_weights(weights: list[str | os.PathLike[str]] | tuple[str | os.PathL
             mean[key] = value
     model = AUHourglass(**first.model.config)
     model.load_state_dict(mean)
-    card = {k: v for k, v in ckpts[-1].card.items() if k not in ("calibration", "registry")}
+    # what describes one run (its config, epochs, validation figure, calibration) is not the mean's
+    per_run = ("calibration", "registry", "config", "epochs_trained", "val_icc")
+    card = {k: v for k, v in ckpts[-1].card.items() if k not in per_run}
     card["averaged_from"] = [str(w) for w in weights]
     codec = AUHeatmapCodec.from_dict({"aus": list(first.aus), **bare_codec(first)})
     return Checkpoint(model.eval(), first.aus, codec, card, Path(str(weights[-1])), "aumaps")
