@@ -169,7 +169,7 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="c8084210f0f5565bdd21d7ff7437bad2450e9156a1254dacd732dc2d1c52851b",
+        sha256="d6a5180d8890cc93d3ddb1423aa4e3ad861ab8aa428d859e4e6e9d4869bdf814",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
@@ -182,9 +182,12 @@ register_pretrained(
         " configs/openface17-peak-fresh-faces-polish.yaml, configs/openface17-peak-fresher-faces.yaml,"
         " configs/openface17-peak-fresher-faces-polish.yaml, configs/openface17-mean-peak.yaml,"
         " configs/openface17-mean-peak-polish.yaml, configs/openface17-mean3-peak.yaml,"
-        " configs/openface17-mean3-peak-polish.yaml (the -mean-peak and -mean3-peak stages start from the mean of"
-        " the polish stages before them), then the mean of the weights of the -peak-fresh-faces-polish,"
-        " -peak-fresher-faces-polish, -mean-peak-polish and -mean3-peak-polish stages (aumaps average);"
+        " configs/openface17-mean3-peak-polish.yaml, configs/openface17-mean4-peak.yaml,"
+        " configs/openface17-mean4-peak-polish.yaml, configs/openface17-mean5-peak.yaml,"
+        " configs/openface17-mean5-peak-polish.yaml (the -mean*-peak stages start from the mean of the polish"
+        " stages before them), then the mean of the weights of the -peak-fresh-faces-polish,"
+        " -peak-fresher-faces-polish, -mean-peak-polish, -mean3-peak-polish, -mean4-peak-polish and"
+        " -mean5-peak-polish stages (aumaps average);"
         " read with the flip test and its maps calibrated on the validation faces (aumaps calibrate --flip-test).",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
