@@ -26,11 +26,11 @@ from aumaps.evaluate import predict_cache
 from aumaps.hardware import describe_machine
 from aumaps.metrics import au_metrics
 from aumaps.runtime.probe import probe_crops
-from aumaps.weights import load_checkpoint
+from aumaps.weights import Checkpoint, load_checkpoint
 
 
-def _network_ms(weights: str, flip: bool, faces: int, crop_size: int) -> tuple[float, str]:
-    ckpt = load_checkpoint(weights)
+def _network_ms(weights: str | Checkpoint, flip: bool, faces: int, crop_size: int) -> tuple[float, str]:
+    ckpt = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
     ckpt.codec.flip_test = flip
     est = AUEstimator(weights=ckpt)
     crops = probe_crops(faces, crop_size=crop_size)

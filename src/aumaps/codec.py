@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from . import align
 from .aus import MAX_INTENSITY, centres, get_au, resolve_aus
 from .calibrate import MapCalibration
-from .model import mirror_average
+from .model import SHIFTS, mirror_average, shift_average
 
 __all__ = ["AUHeatmapCodec", "Decoded", "MAX_INTENSITY"]
 
@@ -71,6 +71,10 @@ class AUHeatmapCodec:
             :meth:`aumaps.estimator.Estimator.heatmaps` and
             :func:`aumaps.evaluate.predict_loader`); part of the readout the calibration was
             fitted for, so it travels with it in the checkpoint.
+        shift_test: the network also reads each face moved one map pixel right, left, down
+            and up, and its maps are the mean of the five readings, each moved back
+            (:func:`aumaps.model.shift_average`; with ``flip_test`` too, ten readings). Part of
+            the readout like ``flip_test``.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class AUHeatmapCodec:
         peak_threshold: float = 0.5,
         calibration: MapCalibration | dict | None = None,
         flip_test: bool = False,
+        shift_test: bool = False,
     ) -> None:
         self.aus = resolve_aus(aus)
         self.crop_size = int(crop_size)
@@ -96,13 +101,15 @@ class AUHeatmapCodec:
             raise ValueError("sigma must be > 0, sigma_growth >= 0 and window > 0")
         self.n_centres = np.array([len(get_au(a).centres) for a in self.aus])
         self.calibration = MapCalibration.from_dict(calibration) if isinstance(calibration, dict) else calibration
-        if not isinstance(flip_test, bool):
-            raise ValueError(f"flip_test must be true or false, got {flip_test!r}")
-        if flip_test and self.crop_size % self.map_size:
-            raise ValueError(
-                f"flip_test needs a crop size that is a multiple of the map size, got {crop_size} and {map_size}"
-            )
+        for name, value in (("flip_test", flip_test), ("shift_test", shift_test)):
+            if not isinstance(value, bool):
+                raise ValueError(f"{name} must be true or false, got {value!r}")
+            if value and self.crop_size % self.map_size:
+                raise ValueError(
+                    f"{name} needs a crop size that is a multiple of the map size, got {crop_size} and {map_size}"
+                )
         self.flip_test = flip_test
+        self.shift_test = shift_test
 
     # -- configuration ---------------------------------------------------------------------
     @property
@@ -110,9 +117,15 @@ class AUHeatmapCodec:
         """Crop pixels per heatmap pixel (4 for 256 → 64)."""
         return self.crop_size / self.map_size
 
+    def readings(self, shift_test: bool | None = None) -> int:
+        """How many times the network reads each face (:meth:`network_maps`, with its
+        ``shift_test`` override): 1, 2 with the flip test, 5 with the shift test, 10 with both."""
+        shifted = self.shift_test if shift_test is None else shift_test
+        return (2 if self.flip_test else 1) * (len(SHIFTS) if shifted else 1)
+
     def to_dict(self) -> dict:
         """Plain-type description, stored in checkpoints and configs (``calibration`` only
-        when there is one, ``flip_test`` only when set)."""
+        when there is one, ``flip_test`` and ``shift_test`` only when set)."""
         out = {
             "aus": list(self.aus),
             "crop_size": self.crop_size,
@@ -126,6 +139,8 @@ class AUHeatmapCodec:
             out["calibration"] = self.calibration.to_dict()
         if self.flip_test:
             out["flip_test"] = True
+        if self.shift_test:
+            out["shift_test"] = True
         return out
 
     @classmethod
@@ -193,13 +208,20 @@ class AUHeatmapCodec:
         """
         return maps if self.calibration is None else self.calibration(maps)
 
-    def network_maps(self, run, inputs, width_axis: int):
+    def network_maps(self, run, inputs, width_axis: int, shift_test: bool | None = None):
         """``run``'s ``(N, A, H, W)`` maps of ``inputs`` as this readout reads a network: once,
-        or with ``flip_test`` averaged with the mirror images' (:func:`aumaps.model.mirror_average`,
-        one call of ``run`` on both). ``width_axis`` is the inputs' image-width axis."""
-        if not self.flip_test:
-            return run(inputs)
-        return mirror_average(run, inputs, width_axis, stride=int(self.stride))
+        or with ``flip_test`` averaged with the mirror images' (:func:`aumaps.model.mirror_average`),
+        and with ``shift_test`` over small moves of each crop (:func:`aumaps.model.shift_average`);
+        one call of ``run`` on all :attr:`readings`. ``width_axis`` is the inputs' image-width axis;
+        ``shift_test`` overrides the codec's for this call (``False``: a fifth of the network
+        time, as live cameras read)."""
+        stride = int(self.stride)
+        read = run
+        if self.flip_test:
+            read = lambda x: mirror_average(run, x, width_axis, stride=stride)  # noqa: E731
+        if self.shift_test if shift_test is None else shift_test:
+            return shift_average(read, inputs, width_axis, stride=stride)
+        return read(inputs)
 
     def read(self, maps: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, Decoded]:
         """The network's ``(N, A, H, W)`` output, calibrated (:meth:`calibrate`), and its

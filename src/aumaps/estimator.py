@@ -58,6 +58,10 @@ class Estimator:
         camera: what is known of the camera, for the head pose: a :class:`~aumaps.pose.Camera`
             or a mapping with any of ``fx``, ``fy``, ``cx``, ``cy`` (pixels); the rest is
             OpenFace's default for each image's size (:func:`aumaps.pose.camera_for`).
+        shift_test: read each face over small moves of its crop too (the codec's
+            ``shift_test``, :func:`aumaps.model.shift_average`); ``None`` (the default) does
+            what the checkpoint says; ``False`` takes a fifth of the network time, as live
+            cameras read.
     """
 
     def __init__(
@@ -70,9 +74,11 @@ class Estimator:
         backend: str = "auto",
         max_error: float = DEFAULT_MAX_ERROR,
         camera: Camera | Mapping[str, float | None] | None = None,
+        shift_test: bool | None = None,
     ) -> None:
         self.checkpoint = weights if isinstance(weights, Checkpoint) else load_checkpoint(weights)
         self.codec = self.checkpoint.codec
+        self.shift_test = self.codec.shift_test if shift_test is None else bool(shift_test)
         self.aus = tuple(self.codec.aus)
         self.device = torch.device(device)
         self.model = self.checkpoint.model.to(self.device).eval()
@@ -85,7 +91,7 @@ class Estimator:
         self.confidence = LandmarkConfidence(self.landmarker.predictor)
 
     # -- network ---------------------------------------------------------------------------
-    def heatmaps(self, crops: np.ndarray) -> np.ndarray:
+    def heatmaps(self, crops: np.ndarray, shift_test: bool | None = None) -> np.ndarray:
         """Network maps for registered crops.
 
         Args:
@@ -95,15 +101,18 @@ class Estimator:
             ``(N, A, H, W)`` float32 maps (the last stack's output); with the codec's
             ``flip_test``, the mean of each crop's maps and its mirror image's, mirrored back
             (:meth:`~aumaps.codec.AUHeatmapCodec.network_maps`: a crop and its mirror go through the engine
-            in one batch, so a batch holds half as many faces).
+            in one batch, so a batch holds half as many faces); with its ``shift_test``, the mean
+            over small moves of each crop as well (a fifth as many faces again). ``shift_test``
+            overrides this estimator's for this call.
         """
         crops = np.asarray(crops)
         size = self.codec.crop_size
         if crops.ndim != 4 or crops.shape[1:] != (size, size, 3):
             raise ValueError(f"crops must be (N, {size}, {size}, 3), got {crops.shape}")
-        step = max(1, self.batch_size // 2) if self.codec.flip_test else self.batch_size
+        shifted = self.shift_test if shift_test is None else shift_test
+        step = max(1, self.batch_size // self.codec.readings(shifted))
         out = [
-            self.codec.network_maps(self.engine, crops[start : start + step], width_axis=2)
+            self.codec.network_maps(self.engine, crops[start : start + step], width_axis=2, shift_test=shifted)
             for start in range(0, len(crops), step)
         ]
         if not out:

@@ -557,6 +557,7 @@ def calibrate_checkpoint(
     amp: str = "fp32",
     batch_size: int = 32,
     flip_test: bool | None = None,
+    shift_test: bool | None = None,
 ) -> tuple[Path, MapCalibration, dict[str, float]]:
     """Fit a :class:`MapCalibration` for ``weights`` on ``split`` of a crop cache and write a
     copy of the checkpoint that carries it (``out``; the network's weights are unchanged).
@@ -567,10 +568,12 @@ def calibrate_checkpoint(
     Args:
         flip_test: read each face with its mirror image (the codec's ``flip_test``) in the
             fit and from then on; ``None`` keeps what ``weights`` says.
+        shift_test: read each face over small moves of its crop too (the codec's
+            ``shift_test``), likewise.
 
     Returns:
         The path written, the calibration, and the fit's figures
-        (:func:`~aumaps.calibrate.fit_map_calibration`) with ``flip_test``.
+        (:func:`~aumaps.calibrate.fit_map_calibration`) with ``flip_test`` and ``shift_test``.
 
     Raises:
         ValueError: ``split`` is ``"test"`` (a model is not calibrated on the faces it is
@@ -584,6 +587,8 @@ def calibrate_checkpoint(
     ckpt.codec.calibration = None
     if flip_test is not None:
         ckpt.codec.flip_test = bool(flip_test)
+    if shift_test is not None:
+        ckpt.codec.shift_test = bool(shift_test)
     res = predict_cache(ckpt, cache, split, amp=amp, batch_size=batch_size)
     if len(res["pred"]) == 0:
         raise ValueError(f"calibrate: {cache} has no rows in split {split!r}")
@@ -599,12 +604,16 @@ def calibrate_checkpoint(
         stats["mae_after"],
         where,
     )
-    stats["flip_test"] = ckpt.codec.flip_test
+    stats["flip_test"], stats["shift_test"] = ckpt.codec.flip_test, ckpt.codec.shift_test
     ckpt.codec.calibration = cal
     card = dict(ckpt.card)
-    flipped = "the mean of each face's maps and its mirror image's (flip test), " if ckpt.codec.flip_test else ""
+    readings = [
+        "its mirror image's (flip test)" if ckpt.codec.flip_test else "",
+        "its crop's moved one map pixel right, left, down and up (shift test)" if ckpt.codec.shift_test else "",
+    ]
+    readings = " and ".join(r for r in readings if r)
     card["calibration"] = (
-        f"{flipped}maps calibrated by "
+        (f"the mean of each face's maps and {readings}, " if readings else "") + "maps calibrated by "
         f"f(m) = {cal.gain:g}·softplus({cal.softness:g}·(m − {cal.threshold:g}))/{cal.softness:g}, "
         f"fitted on {where}: ICC {stats['icc_before']:.3f} -> {stats['icc_after']:.3f}, "
         f"MAE {stats['mae_before']:.3f} -> {stats['mae_after']:.3f} there"

@@ -29,7 +29,12 @@ __all__ = [
     "fuse_batchnorm",
     "mirror_average",
     "network_input",
+    "shift_average",
 ]
+
+#: The shift test's readings, ``(dx, dy)`` in map pixels: the face as registered, then moved
+#: one map pixel right, left, down and up.
+SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))
 
 
 def network_input(crops: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -81,6 +86,49 @@ def mirror_average(run, inputs, width_axis: int, stride: int = 1):
     mirrored = np.take(np.flip(inputs, width_axis), columns, axis=width_axis)
     maps = run(np.concatenate([inputs, mirrored]))
     return (maps[:n] + maps[n:, ..., ::-1]) / 2
+
+
+def _moved(x, axis: int, by: int):
+    """``x`` with its content moved ``by`` places along ``axis`` (element i holds element
+    i − by), the edge repeated into the places left empty; NumPy or torch."""
+    size = x.shape[axis]
+    index = np.clip(np.arange(size) - by, 0, size - 1)
+    if isinstance(x, torch.Tensor):
+        return x.index_select(axis, torch.as_tensor(index, device=x.device))
+    return np.take(x, index, axis=axis)
+
+
+def shift_average(run, inputs, width_axis: int, stride: int = 1, shifts=SHIFTS):
+    """The shift test: ``run``'s maps of ``inputs`` moved by whole map pixels, each moved back,
+    averaged (test-time augmentation over the registration, as :func:`mirror_average` is
+    over the mirror).
+
+    A network that reads crops registered from noisy landmarks sees each face a little off
+    where training put it; the mean of its maps over small moves of the crop is less
+    sensitive to that. Each move is ``stride`` crop pixels per map pixel, so the maps move
+    back exactly, pixel for pixel; the rows and columns a move uncovers repeat the edge (of
+    the crop, then of the maps). ``run`` is called once, on all the moved inputs in one batch.
+
+    Args:
+        run: ``inputs -> (N, A, H, W) maps`` (a NumPy or torch callable; with the flip test,
+            :func:`mirror_average` of the network).
+        inputs: ``N`` crops, a NumPy array or a tensor, height on the axis before ``width_axis``.
+        width_axis: the inputs' image-width axis (2 for ``(N, S, S, 3)`` crops, 3 for
+            ``(N, 3, S, S)`` network input).
+        stride: crop pixels per map pixel (the codec's ``stride``), a whole number.
+        shifts: the readings, ``(dx, dy)`` in map pixels (:data:`SHIFTS`).
+
+    Returns:
+        ``(N, A, H, W)`` maps of the type ``run`` returns.
+    """
+    if stride != int(stride) or stride < 1:
+        raise ValueError(f"shift_average needs a whole stride (crop pixels per map pixel), got {stride}")
+    stride, n = int(stride), len(inputs)
+    moved = [_moved(_moved(inputs, width_axis, dx * stride), width_axis - 1, dy * stride) for dx, dy in shifts]
+    tensor = isinstance(inputs, torch.Tensor)
+    maps = run(torch.cat(moved) if tensor else np.concatenate(moved))
+    back = [_moved(_moved(maps[k * n : (k + 1) * n], -1, -dx), -2, -dy) for k, (dx, dy) in enumerate(shifts)]
+    return (torch.stack(back) if tensor else np.stack(back)).mean(0)
 
 
 class Bottleneck(nn.Module):

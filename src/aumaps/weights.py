@@ -252,12 +252,12 @@ def average_weights(weights: list[str | os.PathLike[str]] | tuple[str | os.PathL
     in their own dtype; integer buffers (BatchNorm's batch counts) are the last file's. The
     result carries the last file's card, less what describes that one run (its config, epochs,
     validation ICC and calibration), with ``averaged_from`` naming the inputs, and the codec
-    *without* a readout calibration or flip test: those were fitted on one network's maps, so
+    *without* a readout calibration, flip test or shift test: those were fitted on one network's maps, so
     calibrate the mean again (``aumaps calibrate``).
 
     Args:
         weights: two or more checkpoints (paths or registered names) of one architecture, AU
-            list and codec (the calibration and flip test aside).
+            list and codec (the calibration, flip test and shift test aside).
 
     Raises:
         WeightsError: fewer than two inputs, or an input that differs from the first in
@@ -269,7 +269,7 @@ def average_weights(weights: list[str | os.PathLike[str]] | tuple[str | os.PathL
     first = ckpts[0]
 
     def bare_codec(ckpt: Checkpoint) -> dict[str, Any]:
-        return {k: v for k, v in ckpt.codec.to_dict().items() if k not in ("calibration", "flip_test")}
+        return {k: v for k, v in ckpt.codec.to_dict().items() if k not in ("calibration", "flip_test", "shift_test")}
 
     for name, ckpt in zip(weights[1:], ckpts[1:]):
         for what, mine, theirs in (

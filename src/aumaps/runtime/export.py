@@ -5,7 +5,9 @@ The exported graph is :class:`aumaps.model.DeployableNet` with BatchNorm folded:
 free), output ``maps``, ``(N, A, S/4, S/4)`` float32, the last stack's heatmaps. A consumer
 therefore needs only the registration (:mod:`aumaps.align`) and the readout stated in
 ``aumaps.codec``: with ``flip_test``, the maps of each crop averaged with those of the crop
-mirrored left to right, mirrored back (:func:`aumaps.model.mirror_average`); then the
+mirrored left to right, mirrored back (:func:`aumaps.model.mirror_average`); with
+``shift_test``, the mean of that over the crop moved one map pixel right, left, down and up,
+each reading moved back (:func:`aumaps.model.shift_average`); then the
 calibration (``calibration``: gain, threshold, softness; :mod:`aumaps.calibrate`) applied to
 every map value; then each map's maximum clamped to [0, 5]. The model card travels with it as ONNX metadata:
 ``aumaps.aus`` (comma-separated AU numbers, the channel order), ``aumaps.codec`` and

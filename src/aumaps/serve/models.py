@@ -73,16 +73,17 @@ class SharedEstimator:
     lock: threading.Lock
     chunk: int = 4
 
-    def analyse(self, image: np.ndarray, faces: list[FaceInput]) -> list[FaceResult]:
+    def analyse(self, image: np.ndarray, faces: list[FaceInput], shift_test: bool | None = None) -> list[FaceResult]:
         """Register ``faces`` of an RGB uint8 image, run the network on their crops (the lock
         held for :attr:`chunk` crops at a time, so a group photo lets live frames in between)
-        and read the maps out; as :meth:`aumaps.estimator.Estimator.analyse`."""
+        and read the maps out; as :meth:`aumaps.estimator.Estimator.analyse`. ``shift_test``
+        overrides the model's (live frames: ``False``)."""
         estimator = self.estimator
         kept, matrices, crops = estimator.register(image, faces)
         parts = []
         for start in range(0, max(len(crops), 1), self.chunk):
             with self.lock:
-                parts.append(estimator.heatmaps(crops[start : start + self.chunk]))
+                parts.append(estimator.heatmaps(crops[start : start + self.chunk], shift_test=shift_test))
         return estimator.read(np.concatenate(parts), matrices, crops, kept)
 
 

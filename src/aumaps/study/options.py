@@ -17,7 +17,7 @@ class StudyOptions:
     """How a study is analysed (the ``aumaps predict`` options of the same names).
 
     Attributes:
-        weights, detector, device, batch_size, backend, max_error: the estimator's
+        weights, detector, device, batch_size, backend, max_error, shift_test: the estimator's
             (:class:`aumaps.predict.AUEstimator`); ``device`` None: the CPU, or under
             ``torchrun`` on a machine with GPUs ``cuda:LOCAL_RANK``.
         redetect_every, smooth: video analysis (``smooth``: an
@@ -39,6 +39,7 @@ class StudyOptions:
     batch_size: int | None = None
     backend: str = "auto"
     max_error: float = DEFAULT_MAX_ERROR
+    shift_test: bool | None = None
     redetect_every: int = 30
     smooth: str | None = None
     fps: float = 30.0
@@ -78,6 +79,7 @@ class StudyOptions:
             "detector",
             "backend",
             "max_error",
+            "shift_test",
             "redetect_every",
             "smooth",
             "fps",

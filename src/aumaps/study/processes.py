@@ -100,6 +100,7 @@ def build_estimator(options: StudyOptions, device: str) -> Any:
         batch_size=options.batch_size,
         backend=options.backend,
         max_error=options.max_error,
+        shift_test=options.shift_test,
     )
 
 
