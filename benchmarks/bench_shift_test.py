@@ -84,14 +84,14 @@ def main() -> None:
         ms[label] = _network_ms(ckpt, True, args.faces, ckpt.codec.crop_size)
     base, new = READOUTS
     print(f"\n{args.weights}: calibrations fitted on {n_val} faces of {args.val} (val split), then held out")
-    print(f"{'':>40} {base:>22} {new:>22}")
+    print(f"{'':>40} {base:>28} {new:>28}")
     for name in [*args.test, "pooled"] if len(args.test) > 1 else args.test:
         cells = [f"ICC {figures[r, name][0]:.4f}, loc {figures[r, name][1]:.2f} px" for r in READOUTS]
-        print(f"{name:>40} {cells[0]:>22} {cells[1]:>22}")
+        print(f"{name:>40} {cells[0]:>28} {cells[1]:>28}")
     cal = [f"{fitted[r].gain:g}, {fitted[r].threshold:g}" for r in READOUTS]
-    print(f"{'calibration (gain, threshold)':>40} {cal[0]:>22} {cal[1]:>22}")
+    print(f"{'calibration (gain, threshold)':>40} {cal[0]:>28} {cal[1]:>28}")
     timing = [f"{ms[r][0]:.2f}" for r in READOUTS]
-    print(f"{'network, ms per face':>40} {timing[0]:>22} {timing[1]:>22}   ({ms[base][1]}; {args.faces} crops)")
+    print(f"{'network, ms per face':>40} {timing[0]:>28} {timing[1]:>28}   ({ms[base][1]}; {args.faces} crops)")
     print(
         f"\nper AU, ICC, {base} -> {new}: "
         + " ".join(f"AU{au} {a:.3f}->{b:.3f}" for au, a, b in zip(ckpt.aus, per_au[base], per_au[new]))

@@ -376,6 +376,9 @@ def test_bundled_default_model_states_what_it_is() -> None:
     assert ckpt.path == DEFAULT_WEIGHTS and ckpt.kind == "aumaps"
     assert ckpt.aus == AU_SETS["openface"] and ckpt.model.config["width"] == 96  # OpenFace's 17, its order
     assert (ckpt.codec.crop_size, ckpt.codec.map_size, ckpt.codec.sigma) == (128, 32, 1.0)  # travels with it
+    # its readout: ten readings a face, the calibration fitted for them, and the card says so
+    assert ckpt.codec.flip_test and ckpt.codec.shift_test and ckpt.codec.readings() == 10
+    assert "(flip test)" in ckpt.card["calibration"] and "(shift test)" in ckpt.card["calibration"]
     card = ckpt.card
     assert "synthetic" in card["trained_on"] and "no real AU data" in card["trained_on"]
     assert "astronaut" in card["sources"] and "grace_hopper" in card["sources"] and "public domain" in card["sources"]
@@ -444,7 +447,8 @@ def test_average_is_the_mean_of_the_weights_and_drops_the_calibration(tmp_path, 
     models = [randomized(AUHourglass(**SMALL), seed=s) for s in (1, 2, 3)]
     paths = []
     for i, model in enumerate(models):
-        codec = AUHeatmapCodec(aus, sigma=1.5, calibration=MapCalibration(1.0 + i, 0.1 * i), flip_test=bool(i))
+        calibration = MapCalibration(1.0 + i, 0.1 * i)
+        codec = AUHeatmapCodec(aus, sigma=1.5, calibration=calibration, flip_test=bool(i), shift_test=i == 2)
         card = {"name": f"run {i}", "calibration": "fitted somewhere", "val_icc": 0.5 + i, "epochs_trained": i}
         paths.append(save_checkpoint(tmp_path / f"m{i}.pt", model, aus, codec, card))
 
@@ -457,8 +461,9 @@ def test_average_is_the_mean_of_the_weights_and_drops_the_calibration(tmp_path, 
             assert torch.allclose(value.double(), expected, atol=1e-6), key
         else:  # BatchNorm's batch counts: the last file's
             assert torch.equal(value, states[2][key]), key
-    # the calibration and flip test were fitted on one network's maps: the mean is not calibrated
-    assert soup.codec.calibration is None and soup.codec.flip_test is False and soup.codec.sigma == 1.5
+    # the calibration and the readings were fitted on one network's maps: the mean is not calibrated
+    assert soup.codec.calibration is None and soup.codec.sigma == 1.5
+    assert soup.codec.flip_test is False and soup.codec.shift_test is False
     assert soup.card == {"name": "run 2", "averaged_from": [str(p) for p in paths]}
 
     # train.init given the list starts from the same mean

@@ -169,7 +169,7 @@ register_pretrained(
         "bundled with aumaps, trained on aumaps' synthetic AU faces only",
         filename="aumaps-openface17.pt",
         url=None,
-        sha256="d6a5180d8890cc93d3ddb1423aa4e3ad861ab8aa428d859e4e6e9d4869bdf814",
+        sha256="b18d3066e0a69bbd17c182dc86c12a81234b92236a5c7a7a7f79b18a532bb116",
         licence="MIT (as aumaps); every image it was trained on is public domain or CC0",
         aus=(1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45),
         trained_on=TRAINING_SOURCES
@@ -188,7 +188,9 @@ register_pretrained(
         " stages before them), then the mean of the weights of the -peak-fresh-faces-polish,"
         " -peak-fresher-faces-polish, -mean-peak-polish, -mean3-peak-polish, -mean4-peak-polish and"
         " -mean5-peak-polish stages (aumaps average);"
-        " read with the flip test and its maps calibrated on the validation faces (aumaps calibrate --flip-test).",
+        " read with the flip test and the shift test (each face read as registered and mirrored, each also"
+        " moved one map pixel right, left, down and up: the mean of the ten readings' maps) and its maps"
+        " calibrated on the validation faces (aumaps calibrate --flip-test --shift-test).",
         input=input_description(128),
         notes="trained on synthetic faces only: its intensities on real faces are not validated against human FACS "
         "coding (see its card: what the transfer check shows and cannot); for exploring, teaching and "
