@@ -43,19 +43,24 @@ def _network_ms(weights: str | Checkpoint, flip: bool, faces: int, crop_size: in
     return 1000.0 * best / faces, est.engine.describe()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def readout_arguments(doc: str, val: str, test: list[str], faces: int) -> argparse.Namespace:
+    """The command line of a readout benchmark (this one and ``bench_shift_test.py``)."""
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0])
     ap.add_argument("--weights", default="default")
-    ap.add_argument("--val", default="data/synth17-gn/cache", help="crop cache whose val split fits the calibrations")
+    ap.add_argument("--val", default=val, help="crop cache whose val split fits the calibrations")
     ap.add_argument(
         "--test",
         nargs="+",
-        default=["data/synth17-test3/cache"],
+        default=test,
         help="crop caches whose test splits are held out (several: each, then all pooled)",
     )
     ap.add_argument("--amp", default="fp32", choices=["auto", "bf16", "fp32"])
-    ap.add_argument("--faces", type=int, default=64, help="probe crops for the timing")
-    args = ap.parse_args()
+    ap.add_argument("--faces", type=int, default=faces, help="probe crops for the timing")
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = readout_arguments(__doc__, "data/synth17-gn/cache", ["data/synth17-test3/cache"], 64)
     print(describe_machine(), flush=True)
     mean = {}  # (flip, test set or "pooled", calibrated) -> mean ICC
     per_au, fitted = {}, {}

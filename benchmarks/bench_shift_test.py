@@ -18,8 +18,6 @@ before the shift test and what live cameras still read.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 from aumaps.calibrate import fit_map_calibration
@@ -27,7 +25,7 @@ from aumaps.evaluate import predict_cache
 from aumaps.hardware import describe_machine
 from aumaps.metrics import au_metrics
 from aumaps.weights import Checkpoint, load_checkpoint
-from bench_flip_test import _network_ms
+from bench_flip_test import _network_ms, readout_arguments
 
 READOUTS = {"flip test": False, "flip + shift test": True}
 
@@ -51,18 +49,9 @@ def _metrics(res: dict, cal, aus) -> tuple[float, float, np.ndarray]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--weights", default="default")
-    ap.add_argument("--val", default="data/synth17-gwz/cache", help="crop cache whose val split fits the calibrations")
-    ap.add_argument(
-        "--test",
-        nargs="+",
-        default=["data/synth17-test3/cache", "data/synth17-test4/cache"],
-        help="crop caches whose test splits are held out (several: each, then all pooled)",
+    args = readout_arguments(
+        __doc__, "data/synth17-gwz/cache", ["data/synth17-test3/cache", "data/synth17-test4/cache"], 32
     )
-    ap.add_argument("--amp", default="fp32", choices=["auto", "bf16", "fp32"])
-    ap.add_argument("--faces", type=int, default=32, help="probe crops for the timing")
-    args = ap.parse_args()
     print(describe_machine(), flush=True)
     figures, per_au, fitted = {}, {}, {}
     keys = ("pred", "true", "pred_peaks", "true_centres", "iod")

@@ -810,25 +810,21 @@ def _add_calibrate(sub) -> None:
         choices=["auto", "bf16", "fp16", "fp32"],
         help="network precision (default: %(default)s)",
     )
-    flip = p.add_mutually_exclusive_group()
-    flip.add_argument(
+    p.add_argument(
         "--flip-test",
-        dest="flip_test",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="read each face with its mirror image (mean of the two maps), in the fit and from then on",
+        help="read each face with its mirror image too (the mean of the two maps), in the fit and from then on; "
+        "--no-flip-test: once (default: what the checkpoint says)",
     )
-    flip.add_argument("--no-flip-test", dest="flip_test", action="store_false", help="read each face once")
-    shift = p.add_mutually_exclusive_group()
-    shift.add_argument(
+    p.add_argument(
         "--shift-test",
-        dest="shift_test",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="read each face moved one map pixel each way too (mean of the maps moved back), "
-        "in the fit and from then on: five times the network's time",
+        help="read each face moved one map pixel each way too (the mean of the maps moved back), in the fit and "
+        "from then on, at five times the network's time; --no-shift-test: as registered (default: what the "
+        "checkpoint says)",
     )
-    shift.add_argument("--no-shift-test", dest="shift_test", action="store_false", help="read each face as registered")
     p.set_defaults(func=cmd_calibrate)
 
 
