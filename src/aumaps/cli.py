@@ -328,7 +328,7 @@ def cmd_predict(args) -> int:
             backend=args.backend,
             max_error=args.max_error,
             camera={"fx": args.fx, "fy": args.fy, "cx": args.cx, "cy": args.cy},
-            shift_test=False if live else args.shift_test,  # a camera's frames cannot wait for five readings
+            shift_test=False if live else args.shift_test,  # live frames cannot wait for the shift test
         )
     except EngineUnavailable as err:  # a back-end's optional packages, or no int8 model
         print(f"aumaps predict: error: {err}", file=sys.stderr)
