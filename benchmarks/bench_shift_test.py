@@ -55,8 +55,8 @@ def main() -> None:
     print(describe_machine(), flush=True)
     figures, per_au, fitted = {}, {}, {}
     keys = ("pred", "true", "pred_peaks", "true_centres", "iod")
-    for label, shift in READOUTS.items():
-        ckpt = _readout(args.weights, shift)
+    ckpts = {label: _readout(args.weights, shift) for label, shift in READOUTS.items()}
+    for label, ckpt in ckpts.items():
         val = predict_cache(ckpt, args.val, "val", amp=args.amp)
         fitted[label], _ = fit_map_calibration(val["pred"], val["true"])
         tests = {path: predict_cache(ckpt, path, "test", amp=args.amp) for path in args.test}
@@ -67,10 +67,7 @@ def main() -> None:
             figures[label, name] = (icc, loc)
             per_au[label] = au_icc  # the last: pooled when there are several
         n_val = len(val["pred"])
-    ms = {}
-    for label, shift in READOUTS.items():
-        ckpt = _readout(args.weights, shift)
-        ms[label] = _network_ms(ckpt, True, args.faces, ckpt.codec.crop_size)
+    ms = {label: _network_ms(c, True, args.faces, c.codec.crop_size) for label, c in ckpts.items()}
     base, new = READOUTS
     print(f"\n{args.weights}: calibrations fitted on {n_val} faces of {args.val} (val split), then held out")
     print(f"{'':>40} {base:>28} {new:>28}")

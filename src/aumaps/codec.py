@@ -219,9 +219,8 @@ class AUHeatmapCodec:
         read = run
         if self.flip_test:
             read = lambda x: mirror_average(run, x, width_axis, stride=stride)  # noqa: E731
-        if self.shift_test if shift_test is None else shift_test:
-            return shift_average(read, inputs, width_axis, stride=stride)
-        return read(inputs)
+        shifted = self.shift_test if shift_test is None else shift_test
+        return shift_average(read, inputs, width_axis, stride=stride) if shifted else read(inputs)
 
     def read(self, maps: np.ndarray | torch.Tensor) -> tuple[np.ndarray | torch.Tensor, Decoded]:
         """The network's ``(N, A, H, W)`` output, calibrated (:meth:`calibrate`), and its
